@@ -1,0 +1,91 @@
+"""invkit: invert image classifiers — reconstruct an image from the logits a classifier produced for it.
+
+Library use::
+
+    import invkit
+    clf = invkit.create_classifier("smallcnn.mnist", checkpoint="path/to/ckpt")
+    inv = invkit.load_inverter("path/to/biggan_ckpt")
+    images = inv.invert(clf.logits(x))
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import Any  # noqa: E402
+
+from .classifier import Classifier, ClassifierConfig, load_classifier  # noqa: E402
+from .errors import (  # noqa: E402
+    CheckpointError,
+    DataError,
+    InputError,
+    InvkitError,
+    TrainingError,
+    UnknownNameError,
+    UnsafeCheckpointError,
+    WeightsNotFoundError,
+)
+from .hookspecs import hookimpl  # noqa: E402
+from .inverter import Inverter, InverterTrainer, load_inverter  # noqa: E402
+from .plugins import get_registry, register_plugin  # noqa: E402
+from .probe import Probe, ProbeContext, ProbeResult  # noqa: E402
+
+
+def create_classifier(name: str | None = None, *, checkpoint: str | None = None, **kwargs: Any) -> Classifier:
+    """Build a registered classifier, or load one from an invkit checkpoint folder.
+
+    Args:
+        name: ``name.tag`` or a bare ``name`` (its default tag). May be None when ``checkpoint`` is given.
+        checkpoint: an invkit checkpoint folder (config.json + model.safetensors).
+        **kwargs: passed to the factory (``pretrained``, ``weights`` for a published weights file, ...).
+    """
+    if checkpoint is not None:
+        clf = load_classifier(checkpoint)
+        if name is not None and get_registry("classifier").resolve(name).base != clf.config.name.split(".")[0]:
+            raise CheckpointError(f"checkpoint '{checkpoint}' holds {clf.config.name}, not {name}.")
+        return clf
+    if name is None:
+        raise InvkitError("give a classifier name or a checkpoint folder.")
+    return get_registry("classifier").create(name, **kwargs)
+
+
+def create_inverter(name: str | None = None, *, classifier: Classifier | None = None,
+                    checkpoint: str | None = None, **kwargs: Any) -> Inverter:
+    """Build a registered inverter for a classifier, or load one from a checkpoint folder."""
+    if checkpoint is not None:
+        return load_inverter(checkpoint, classifier=classifier)
+    if name is None:
+        raise InvkitError("give an inverter name or a checkpoint folder.")
+    entry = get_registry("inverter").resolve(name)
+    inv = entry.factory(classifier=classifier, **kwargs)
+    inv.registry_name = inv.registry_name or entry.name
+    return inv
+
+
+def create_probe(name: str, **kwargs: Any) -> Probe:
+    """Build a registered probe."""
+    entry = get_registry("probe").resolve(name)
+    probe = entry.factory(**kwargs)
+    probe.name = probe.name or entry.name
+    return probe
+
+
+def list_classifiers(pattern: str = "*") -> list[str]:
+    return get_registry("classifier").names(pattern)
+
+
+def list_inverters(pattern: str = "*") -> list[str]:
+    return get_registry("inverter").names(pattern)
+
+
+def list_probes(pattern: str = "*") -> list[str]:
+    return get_registry("probe").names(pattern)
+
+
+__all__ = [
+    "__version__", "Classifier", "ClassifierConfig", "Inverter", "InverterTrainer", "Probe", "ProbeContext",
+    "ProbeResult", "InvkitError", "UnknownNameError", "WeightsNotFoundError", "CheckpointError",
+    "UnsafeCheckpointError", "InputError", "DataError", "TrainingError", "hookimpl", "create_classifier",
+    "create_inverter", "create_probe", "list_classifiers", "list_inverters", "list_probes", "load_classifier",
+    "load_inverter", "register_plugin", "get_registry",
+]

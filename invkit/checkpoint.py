@@ -1,0 +1,252 @@
+"""Checkpoint folders and safe weight loading.
+
+A checkpoint is a folder (after diffusers' ``save_pretrained``)::
+
+    config.json              {"invkit_kind": "inverter", "name": "biggan_proj.paper", "config": {...}, ...}
+    model.safetensors        the weights used for inference (for a GAN: the EMA generator)
+    train_state.safetensors  optional: optimizers, EMA, discriminator, step, RNG, for ``--resume``
+
+Nothing is ever pickled. Files are written to a temporary name in the same folder and renamed into place,
+so a process killed mid-write leaves the previous checkpoint intact, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TRAIN_STATE_NAME = "train_state.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                            metadata: Mapping[str, str] | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        # safetensors refuses shared or non-contiguous storage; checkpoints hold plain copies.
+        save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp,
+                  metadata=dict(metadata or {}))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ checkpoint folders
+def save_checkpoint(
+    directory: str | os.PathLike,
+    *,
+    kind: str,
+    name: str,
+    config: Mapping[str, Any],
+    state_dict: Mapping[str, torch.Tensor],
+    train_state: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically, file by file (weights first, config last).
+
+    Args:
+        directory: the folder; created if missing.
+        kind: ``classifier`` or ``inverter``.
+        name: the registry name that rebuilds the object (``biggan_proj.paper``).
+        config: JSON-serialisable constructor arguments.
+        state_dict: the model weights.
+        train_state: optional nested state for resuming (see ``save_train_state``).
+        extra: more JSON fields for ``config.json`` (step, metrics, provenance).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_save_safetensors(directory / WEIGHTS_NAME, state_dict, {"invkit_version": __version__})
+    if train_state is not None:
+        save_train_state(directory / TRAIN_STATE_NAME, train_state)
+    doc = {"invkit_kind": kind, "name": name, "config": dict(config), "invkit_version": __version__}
+    doc.update(extra or {})
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read and check ``config.json`` of a checkpoint folder."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise CheckpointError(f"checkpoint folder '{directory}' does not exist; pass the folder that holds "
+                              f"{CONFIG_NAME} and {WEIGHTS_NAME}.")
+    if directory.is_file():
+        raise CheckpointError(f"'{directory}' is a file; a checkpoint is a folder with {CONFIG_NAME} and "
+                              f"{WEIGHTS_NAME} (see docs/checkpoints.md).")
+    path = directory / CONFIG_NAME
+    if not path.exists():
+        raise CheckpointError(f"'{directory}' has no {CONFIG_NAME}; it is not an invkit checkpoint folder.")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the checkpoint is corrupt.") from None
+    if not isinstance(doc, dict) or "name" not in doc or "invkit_kind" not in doc:
+        raise CheckpointError(f"'{path}' lacks 'name' and 'invkit_kind'; it was not written by invkit.")
+    if kind is not None and doc["invkit_kind"] != kind:
+        raise CheckpointError(f"'{directory}' holds a {doc['invkit_kind']} checkpoint, not a {kind}.")
+    return doc
+
+
+def load_checkpoint_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    return load_safetensors(Path(directory) / WEIGHTS_NAME)
+
+
+# ------------------------------------------------------------------------------------------------ safe loading
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, with one-line errors for a missing, pickled or corrupt file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file '{path}' does not exist.")
+    if _looks_like_pickle(path):
+        raise CheckpointError(f"'{path}' is a pickle (torch.save) file, but a safetensors file is expected; "
+                              "convert it with `invkit convert-weights` or save it with safetensors.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc}); it is corrupt or "
+                              "truncated: re-download or re-create it.") from None
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head == b"PK\x03\x04"
+
+
+def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: str = "--weights") -> dict[str, Any]:
+    """Load published weights from safetensors, a torch state dict (``weights_only=True``) or an ``.npz``.
+
+    A pickle that contains code or arbitrary objects is refused: ``torch.load(weights_only=True)`` only
+    rebuilds tensors and plain containers. Returns whatever mapping the file holds (callers pick the keys).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(f"{what} file '{path}' does not exist; check the path given to {flag}.")
+    if path.is_dir():
+        raise WeightsNotFoundError(f"{what} path '{path}' is a folder; give {flag} the weights file itself.")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return load_safetensors(path)
+    if suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise UnsafeCheckpointError(f"'{path}' holds pickled Python objects; invkit only loads plain "
+                                            "numeric arrays from .npz files.") from None
+            raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}).") from None
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}); it is corrupt or truncated.") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        msg = str(exc)
+        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+            raise UnsafeCheckpointError(
+                f"'{path}' is a pickle that contains code or Python objects, not just tensors; invkit refuses to "
+                "load it. Re-save only the state dict (torch.save(model.state_dict())) or use safetensors."
+            ) from None
+        raise CheckpointError(f"'{path}' is not a readable weights file ({type(exc).__name__}); it is corrupt "
+                              "or not a PyTorch/safetensors/npz file.") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a state dict of tensors.")
+    return dict(obj)
+
+
+# --------------------------------------------------------------------------------------------- training state
+def save_train_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
+    """Save a nested training state (optimizer state dicts, EMA, RNG, step) as one safetensors file.
+
+    Tensors are flattened to dotted keys; everything else (ints, floats, strings, lists, None) goes to JSON
+    in the file's metadata, so ``optimizer.state_dict()`` round-trips with no pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(obj: Any, key: str) -> Any:
+        if isinstance(obj, torch.Tensor):
+            tensors[key] = obj
+            return {"__tensor__": key}
+        if isinstance(obj, Mapping):
+            return {"__dict__": [[encode(k, f"{key}.k{i}"), encode(v, f"{key}.{i}")]
+                                 for i, (k, v) in enumerate(obj.items())]}
+        if isinstance(obj, list | tuple):
+            return {"__list__" if isinstance(obj, list) else "__tuple__":
+                    [encode(v, f"{key}.{i}") for i, v in enumerate(obj)]}
+        if obj is None or isinstance(obj, bool | int | float | str):
+            return obj
+        raise TypeError(f"cannot save {type(obj).__name__} at '{key}' in a training state")
+
+    tree = encode(state, "s")
+    atomic_save_safetensors(path, tensors, {"invkit_tree": json.dumps(tree)})
+
+
+def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Inverse of ``save_train_state``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"'{path}' does not exist; this checkpoint cannot be resumed (it has no training "
+                              "state).")
+    tensors = load_safetensors(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "invkit_tree" not in meta:
+        raise CheckpointError(f"'{path}' is not an invkit training state.")
+
+    def decode(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if "__tensor__" in obj:
+                return tensors[obj["__tensor__"]]
+            if "__dict__" in obj:
+                return {decode(k): decode(v) for k, v in obj["__dict__"]}
+            if "__list__" in obj:
+                return [decode(v) for v in obj["__list__"]]
+            if "__tuple__" in obj:
+                return tuple(decode(v) for v in obj["__tuple__"])
+        return obj
+
+    return decode(json.loads(meta["invkit_tree"]))

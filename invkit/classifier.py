@@ -1,0 +1,171 @@
+"""The ``Classifier`` interface: a frozen network that maps images in [0, 1] to logits.
+
+A classifier carries its own preprocessing config (after timm's ``PretrainedCfg``): the input size the
+network expects, mean/std, interpolation, channel order. ``logits(images)`` takes float images in [0, 1] of
+any size (a 64x64 Tiny ImageNet image, a 28x28 MNIST digit) and resizes and normalises them itself, so call
+sites never hard-code a resolution. Gradients flow to the input (optimisation inversion, PGD and FGSM need
+them); the weights are frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import CheckpointError, InputError
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """How a classifier expects its input, and where it comes from."""
+
+    name: str  # registry name, ``name.tag``
+    num_classes: int  # length of the logit vector
+    input_size: tuple[int, int, int] = (3, 224, 224)  # (channels, height, width) the network takes
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per-channel mean subtracted after scaling to [0, 1]
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)  # per-channel std divided by after the mean
+    interpolation: str = "bilinear"  # resize mode: bilinear, bicubic or nearest
+    channel_order: str = "RGB"  # "BGR" for networks trained on BGR input (tensorpack, caffe)
+    label_names: tuple[str, ...] | None = None  # readable class names, if known
+    source: str = ""  # where the weights come from (URL, hub id, paper)
+    license: str = ""  # licence of the weights
+    robust: bool = False  # adversarially trained
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # anything else
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        d["label_names"] = list(self.label_names) if self.label_names is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
+        d = dict(d)
+        for k in ("input_size", "mean", "std"):
+            d[k] = tuple(d[k])
+        if d.get("label_names") is not None:
+            d["label_names"] = tuple(d["label_names"])
+        return cls(**d)
+
+    def with_(self, **changes: Any) -> ClassifierConfig:
+        return replace(self, **changes)
+
+
+class Classifier(nn.Module):
+    """A network plus its preprocessing. Subclass it, or wrap any ``nn.Module`` that returns logits.
+
+    Args:
+        network: maps a normalised ``(N, C, H, W)`` batch at ``config.input_size`` to ``(N, num_classes)``.
+        config: the preprocessing config.
+        init_kwargs: JSON-serialisable arguments that rebuild the network through the registry factory
+            (stored in a checkpoint's ``config.json``).
+    """
+
+    def __init__(self, network: nn.Module, config: ClassifierConfig, init_kwargs: dict[str, Any] | None = None):
+        super().__init__()
+        self.network = network
+        self.config = config
+        self.init_kwargs = dict(init_kwargs or {})
+        c = config.input_size[0]
+        if len(config.mean) != c or len(config.std) != c:
+            raise ValueError(f"{config.name}: mean/std need {c} values for {c} input channels")
+        self.register_buffer("_mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
+        self.eval()
+        self.requires_grad_(False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def train(self, mode: bool = True) -> Classifier:
+        """In-house training flips the network to train mode explicitly; everything else stays in eval."""
+        return super().train(mode)
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise ``InputError`` unless ``images`` is a float (N, C, H, W) batch in [0, 1] with 1 or 3 channels."""
+        if not isinstance(images, torch.Tensor):
+            raise InputError(f"{self.name}: expected a torch.Tensor of images, got {type(images).__name__}.")
+        if images.dim() == 3:
+            raise InputError(f"{self.name}: expected a batch (N, C, H, W), got one image {tuple(images.shape)}; "
+                             "add a batch dimension with images.unsqueeze(0).")
+        if images.dim() != 4:
+            raise InputError(f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}.")
+        if not images.is_floating_point():
+            raise InputError(f"{self.name}: expected float images in [0, 1], got {images.dtype}; divide uint8 "
+                             "images by 255.")
+        if images.shape[1] not in (1, 3):
+            raise InputError(f"{self.name}: expected 1 or 3 channels, got {images.shape[1]} "
+                             f"(shape {tuple(images.shape)}); is the batch channels-last?")
+        if images.shape[-1] < 8 or images.shape[-2] < 8:
+            raise InputError(f"{self.name}: images of {images.shape[-2]}x{images.shape[-1]} are too small.")
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], any size, 1 or 3 channels -> the normalised batch the network takes."""
+        self.check_images(images)
+        c, h, w = self.config.input_size
+        if images.shape[1] != c:
+            images = images.expand(-1, 3, -1, -1) if c == 3 else images.mean(dim=1, keepdim=True)
+        if tuple(images.shape[-2:]) != (h, w):
+            mode = self.config.interpolation
+            kw = {"align_corners": False, "antialias": True} if mode in ("bilinear", "bicubic") else {}
+            images = F.interpolate(images, size=(h, w), mode=mode, **kw)
+        if self.config.channel_order == "BGR":
+            images = images.flip(1)
+        return (images - self._mean.to(images.dtype)) / self._std.to(images.dtype)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(self.preprocess(images))
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` for float images in [0, 1] of any size."""
+        return self(images)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images).argmax(dim=1)
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Save as an invkit checkpoint folder (config.json + model.safetensors)."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(directory, kind="classifier", name=self.config.name,
+                               config={"init_kwargs": self.init_kwargs, "classifier_config": self.config.to_dict()},
+                               state_dict=self.network.state_dict(), extra=extra)
+
+    def load_network_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Load weights into the network strictly, with a one-line error naming what does not fit."""
+        try:
+            self.network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            raise CheckpointError(f"{source} does not fit {self.name}: {detail[:300]}") from None
+
+
+def load_classifier(directory: str | os.PathLike) -> Classifier:
+    """Rebuild a classifier from an invkit checkpoint folder."""
+    from .checkpoint import load_checkpoint_weights, read_checkpoint_config
+    from .plugins import get_registry
+
+    doc = read_checkpoint_config(directory, kind="classifier")
+    entry = get_registry("classifier").resolve(doc["name"])
+    cfg = doc.get("config", {})
+    clf = entry.factory(pretrained=False, **cfg.get("init_kwargs", {}))
+    if not isinstance(clf, Classifier):
+        raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
+    if "classifier_config" in cfg:  # keep labels, provenance and preprocessing stored with the weights
+        object.__setattr__(clf, "config", ClassifierConfig.from_dict(cfg["classifier_config"]))
+    clf.load_network_state(load_checkpoint_weights(directory), f"weights in '{directory}'")
+    return clf.eval()

@@ -1,0 +1,22 @@
+"""``invkit plugins``: each loaded plugin and where it came from."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from ..plugins import failed_plugins, plugin_infos
+from ._ui import console
+
+
+@click.command("plugins")
+def command() -> None:
+    """Show every loaded plugin, its module, the distribution that installed it and its hooks."""
+    table = Table(show_edge=False)
+    for col in ("plugin", "module", "distribution", "hooks"):
+        table.add_column(col)
+    for info in plugin_infos():
+        table.add_row(info.name, info.module, info.distribution, ", ".join(info.hooks))
+    console.print(table)
+    for name, err in failed_plugins().items():
+        console.print(f"[red]plugin '{name}' failed to load:[/red] {err}")

@@ -1,0 +1,50 @@
+"""Exceptions raised by invkit.
+
+Every message is one line that says what is wrong and what to do about it; the CLI prints it as is
+(``click.ClickException``) and exits non-zero, so no user ever sees a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+
+class InvkitError(Exception):
+    """Base class of every error invkit raises on purpose."""
+
+
+class UnknownNameError(InvkitError, LookupError):
+    """A classifier, inverter or probe name that no loaded plugin registered."""
+
+    def __init__(self, kind: str, name: str, suggestions: list[str] | None = None):
+        self.kind, self.name, self.suggestions = kind, name, list(suggestions or [])
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"unknown {kind} '{name}'.{hint} Run `invkit list {kind}s` to see every registered name.")
+
+    def __str__(self) -> str:  # LookupError would quote the message otherwise
+        return self.args[0]
+
+
+class WeightsNotFoundError(InvkitError, FileNotFoundError):
+    """Pretrained weights are neither in the local caches nor at the path given."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class CheckpointError(InvkitError):
+    """A checkpoint folder or weights file is missing, corrupt, of the wrong format or of the wrong model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A weights file would need to run code (a pickle with objects) to load; invkit refuses it."""
+
+
+class InputError(InvkitError, ValueError):
+    """A tensor of the wrong shape, size, dtype or value range was passed in."""
+
+
+class DataError(InvkitError):
+    """A data set path that is missing, empty, unreadable or contains a corrupt image."""
+
+
+class TrainingError(InvkitError):
+    """Training cannot start or had to stop (NaN losses, collapse, an inverter that cannot be trained)."""

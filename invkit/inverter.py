@@ -1,0 +1,205 @@
+"""The ``Inverter`` interface: logits in, images in [0, 1] out.
+
+An inverter is built for one classifier's logit dimension and one image shape. Learned inverters
+(``biggan_proj``, ``dosovitskiy_brox``) also provide ``make_trainer``, which the core training loop
+(``invkit.train``) drives; optimisation inverters (``optim``) hold the classifier and need no training.
+All of them save and load as checkpoint folders (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, InputError, TrainingError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+"""(images in [0, 1] at the inverter's resolution, logits the frozen classifier gave for them)."""
+
+
+class Inverter(nn.Module, abc.ABC):
+    """Base class of every inverter.
+
+    Subclasses define a dataclass config (one comment per field, defaults = the method's paper) stored as
+    ``self.config``; it must have the fields ``num_classes`` (logit dimension), ``channels`` and
+    ``resolution`` (the output image), and ``noise_dim`` (0 for deterministic inverters).
+
+    Attributes:
+        registry_name: the ``name.tag`` that rebuilds this inverter (set by its factory).
+        trainable: whether ``make_trainer`` is implemented.
+    """
+
+    registry_name: str = ""
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.num_classes)
+
+    @property
+    def noise_dim(self) -> int:
+        return int(getattr(self.config, "noise_dim", 0))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (int(self.config.channels), int(self.config.resolution), int(self.config.resolution))
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------------------------------ inversion
+    @abc.abstractmethod
+    def invert(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reconstruct images from logits.
+
+        Args:
+            logits: ``(N, num_classes)`` logits of the classifier this inverter was built for.
+            noise: ``(N, noise_dim)`` noise for stochastic inverters; drawn from ``generator`` when None.
+            generator: seeds the noise (and any other randomness) for reproducible results.
+
+        Returns:
+            ``(N, channels, resolution, resolution)`` images in [0, 1].
+        """
+
+    def check_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        if not isinstance(logits, torch.Tensor):
+            raise InputError(f"{self.registry_name}: expected a tensor of logits, got {type(logits).__name__}.")
+        if logits.dim() == 1:
+            raise InputError(f"{self.registry_name}: expected a batch of logits (N, {self.num_classes}), got one "
+                             f"vector {tuple(logits.shape)}; use logits.unsqueeze(0).")
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise InputError(
+                f"{self.registry_name}: expected logits of shape (N, {self.num_classes}), got "
+                f"{tuple(logits.shape)}; was this inverter trained for another classifier?")
+        if not logits.is_floating_point():
+            raise InputError(f"{self.registry_name}: logits must be floating point, got {logits.dtype}.")
+        return logits
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Standard normal noise ``(n, noise_dim)``, or None for a deterministic inverter."""
+        if self.noise_dim == 0:
+            return None
+        device = generator.device if generator is not None else self.device
+        return torch.randn(n, self.noise_dim, generator=generator, device=device).to(self.device)
+
+    def check_noise(self, noise: torch.Tensor | None, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        if noise is None:
+            return self.sample_noise(n, generator)
+        if noise.dim() != 2 or noise.shape != (n, self.noise_dim):
+            raise InputError(f"{self.registry_name}: expected noise of shape ({n}, {self.noise_dim}), got "
+                             f"{tuple(noise.shape)}.")
+        return noise
+
+    # ------------------------------------------------------------------------------------------ training
+    def make_trainer(self, classifier: Any, **options: Any) -> InverterTrainer:
+        """Everything needed to train this inverter against a frozen classifier (see ``InverterTrainer``)."""
+        raise TrainingError(f"{self.registry_name or type(self).__name__} has no training step: it inverts "
+                            "directly with `invkit invert`/`invkit bench`, nothing to train.")
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
+
+    def save(self, directory: str | os.PathLike, *, train_state: dict[str, Any] | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Save as an invkit checkpoint folder."""
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(directory, kind="inverter", name=self.registry_name, config=self.config_dict(),
+                               state_dict=self.state_dict(), train_state=train_state, extra=extra)
+
+
+class InverterTrainer(abc.ABC):
+    """Everything an inverter needs to learn: auxiliary networks (a discriminator), optimisers, EMA.
+
+    The core loop (``invkit.train.train_inverter``) owns data order, logits of the frozen classifier, devices,
+    distributed set-up, checkpoints, resume, logging and NaN checks; the trainer owns the maths of one step.
+
+    Contract:
+        * ``train_step(next_batch, step)`` performs one optimiser step of the inverter. ``next_batch()``
+          returns a fresh ``Batch`` each call (a GAN with 2 D steps per G step calls it for each D step and
+          for the G step). It returns the step's scalar losses as floats.
+        * ``state_dict()`` / ``load_state_dict()`` hold everything besides the inverter's own weights that an
+          exact resume needs (other networks, optimiser states, EMA weights). Tensors and plain containers
+          only: it is written with ``invkit.checkpoint.save_train_state``.
+        * ``inference_inverter()`` is what gets saved as ``model.safetensors`` (the EMA copy for a GAN).
+        * Under DDP the loop calls ``distribute(wrap)`` once before training; ``wrap(module)`` returns the
+          module wrapped in ``DistributedDataParallel``. The trainer wraps what it trains and uses the
+          wrapped modules in ``train_step`` so that gradients are averaged across ranks.
+    """
+
+    def __init__(self, inverter: Inverter, classifier: Any):
+        self.inverter = inverter
+        self.classifier = classifier
+
+    @abc.abstractmethod
+    def train_step(self, next_batch: Callable[[], Batch], step: int) -> dict[str, float]:
+        """One optimisation step; returns scalar losses."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Training state besides the inverter's weights."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s output."""
+
+    def inference_inverter(self) -> Inverter:
+        return self.inverter
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:  # noqa: B027 - optional hook
+        """Wrap trained modules for data-parallel training (see the class docstring)."""
+
+    def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Images for the periodic sample grid (the inference inverter in eval mode)."""
+        inv = self.inference_inverter()
+        was_training = inv.training
+        inv.eval()
+        with torch.no_grad():
+            out = inv.invert(logits, noise=noise)
+        inv.train(was_training)
+        return out
+
+
+def load_inverter(directory: str | os.PathLike, classifier: Any = None, map_location: str | torch.device = "cpu"
+                  ) -> Inverter:
+    """Rebuild an inverter from an invkit checkpoint folder.
+
+    Args:
+        directory: the checkpoint folder.
+        classifier: passed to the factory; needed by inverters that run the classifier (``optim``).
+        map_location: device for the weights.
+    """
+    from .checkpoint import load_checkpoint_weights, read_checkpoint_config
+    from .plugins import get_registry
+
+    doc = read_checkpoint_config(directory, kind="inverter")
+    entry = get_registry("inverter").resolve(doc["name"])
+    inv = entry.factory(classifier=classifier, **doc.get("config", {}))
+    state = load_checkpoint_weights(directory)
+    try:
+        inv.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise CheckpointError(f"weights in '{directory}' do not fit {doc['name']}: "
+                              f"{(lines[1] if len(lines) > 1 else lines[0])[:300]}") from None
+    return inv.to(map_location).eval()

@@ -1,0 +1,129 @@
+"""Plugin discovery: one pluggy manager, fed by the ``invkit`` entry-point group.
+
+``get_plugin_manager()`` loads every installed plugin once (built-in ones included, from invkit's own entry
+points) and the three registries are filled lazily from the hooks. A plugin that fails to import is skipped
+with a warning naming it, so one broken third-party package never takes the whole tool down.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import types
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .registry import Registry
+
+ENTRY_POINT_GROUP = "invkit"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a loaded plugin came from, for ``invkit plugins``."""
+
+    name: str
+    module: str
+    distribution: str  # "name version", or "(registered at run time)"
+    hooks: tuple[str, ...]
+
+
+class _State:
+    pm: pluggy.PluginManager | None = None
+    registries: dict[str, Registry] = {}
+    failed: dict[str, str] = {}
+    dists: dict[str, str] = {}
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, with every entry-point plugin loaded."""
+    if _State.pm is None:
+        pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        pm.add_hookspecs(hookspecs)
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break invkit
+                _State.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {exc}",
+                              stacklevel=2)
+                continue
+            pm.register(plugin, name=ep.name)
+            dist = getattr(ep, "dist", None)
+            if dist is not None:
+                _State.dists[ep.name] = f"{dist.metadata['Name']} {dist.version}"
+        _State.pm = pm
+    return _State.pm
+
+
+def register_plugin(plugin: Any, name: str | None = None) -> None:
+    """Register a plugin module or object at run time (for library use and tests).
+
+    Registries already built are rebuilt, so the new names show up at once.
+    """
+    pm = get_plugin_manager()
+    pm.register(plugin, name=name)
+    _State.registries.clear()
+
+
+def unregister_plugin(name: str) -> None:
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _State.registries.clear()
+
+
+def reset() -> None:
+    """Forget every loaded plugin; the next lookup reloads the entry points (tests use this)."""
+    _State.pm = None
+    _State.registries = {}
+    _State.failed = {}
+    _State.dists = {}
+
+
+def _fill(kind: str, hook_name: str) -> Registry:
+    registry = Registry(kind)
+    pm = get_plugin_manager()
+    hook = getattr(pm.hook, hook_name)
+    # Call each implementation on its own so that every name records which plugin registered it.
+    for impl in reversed(hook.get_hookimpls()):
+
+        def register(name: str, factory: Any, description: str = "", _plugin: str = impl.plugin_name) -> None:
+            registry.register(name, factory, plugin=_plugin, description=description)
+
+        impl.function(register=register)
+    return registry
+
+
+def get_registry(kind: str) -> Registry:
+    """The registry of ``classifier``, ``inverter`` or ``probe``, filled from the plugins on first use."""
+    if kind not in _State.registries:
+        hook_name = {"classifier": "register_classifiers", "inverter": "register_inverters",
+                     "probe": "register_probes"}[kind]
+        _State.registries[kind] = _fill(kind, hook_name)
+    return _State.registries[kind]
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every loaded plugin with its module, distribution and the hooks it implements."""
+    pm = get_plugin_manager()
+    infos = []
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+        hooks = tuple(h.name for h in pm.get_hookcallers(plugin) or [])
+        infos.append(PluginInfo(name, module, _State.dists.get(name, "(registered at run time)"), hooks))
+    return sorted(infos, key=lambda i: i.name)
+
+
+def failed_plugins() -> dict[str, str]:
+    """Entry points that failed to import, with the error."""
+    get_plugin_manager()
+    return dict(_State.failed)

@@ -1,0 +1,100 @@
+"""Name registries for classifiers, inverters and probes.
+
+Names are ``name.tag`` (``resnet152.tv_in1k``, ``robust_resnet50.l2_eps3``): the architecture or method, then
+which weights or preset. A bare ``name`` means that name's default tag, the first one registered. Listing
+takes shell wildcards (``resnet*``, ``*.tv_in1k``). Unknown names fail with the closest registered names.
+(Design after timm's ``_registry.py``.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvkitError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered name.
+
+    Attributes:
+        name: the full ``name.tag``.
+        factory: called with keyword arguments to build the object.
+        kind: ``classifier``, ``inverter`` or ``probe``.
+        plugin: name of the plugin that registered it (the entry-point name for installed plugins).
+        description: one line shown by ``invkit list``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    kind: str
+    plugin: str
+    description: str = ""
+
+    @property
+    def base(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1] if "." in self.name else ""
+
+
+class Registry:
+    """Maps ``name.tag`` to factories for one kind of object."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        self._defaults: dict[str, str] = {}
+
+    def register(
+        self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = ""
+    ) -> None:
+        if not name or name != name.strip() or name.count(".") > 1 or any(c in name for c in "*?[] "):
+            raise InvkitError(f"invalid {self.kind} name '{name}': use 'name' or 'name.tag' without wildcards.")
+        if name in self._entries and self._entries[name].plugin != plugin:
+            raise InvkitError(
+                f"{self.kind} '{name}' is registered twice, by plugins '{self._entries[name].plugin}' and "
+                f"'{plugin}'; uninstall one of them."
+            )
+        entry = Entry(name=name, factory=factory, kind=self.kind, plugin=plugin, description=description)
+        self._entries[name] = entry
+        self._defaults.setdefault(entry.base, name)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered full names matching a shell wildcard, sorted."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern) or n.split(".")[0] == pattern)
+
+    def entries(self, pattern: str = "*") -> list[Entry]:
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.resolve(name)
+        except UnknownNameError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def resolve(self, name: str) -> Entry:
+        """The entry for a full name, or for a bare name's default tag."""
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._defaults:
+            return self._entries[self._defaults[name]]
+        candidates = list(self._entries) + list(self._defaults)
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        if not close:  # also match on the part before the tag: 'resnet15.tv_in1k' -> resnet152.*
+            base = name.split(".", 1)[0]
+            close = [self._defaults[b] for b in difflib.get_close_matches(base, list(self._defaults), n=3)]
+        raise UnknownNameError(self.kind, name, close)
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.resolve(name).factory(**kwargs)
