@@ -19,6 +19,7 @@ from ..errors import InvkitError
 COMMAND_MODULES = (
     "invkit.cli.list_cmd",
     "invkit.cli.plugins_cmd",
+    "invkit.cli.convert_weights",
     "invkit.cli.train_classifier",
     "invkit.cli.train",
     "invkit.cli.invert",
