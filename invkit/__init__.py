@@ -49,8 +49,9 @@ def create_classifier(name: str | None = None, *, checkpoint: str | None = None,
     return get_registry("classifier").create(name, **kwargs)
 
 
-def create_inverter(name: str | None = None, *, classifier: Classifier | None = None,
-                    checkpoint: str | None = None, **kwargs: Any) -> Inverter:
+def create_inverter(
+    name: str | None = None, *, classifier: Classifier | None = None, checkpoint: str | None = None, **kwargs: Any
+) -> Inverter:
     """Build a registered inverter for a classifier, or load one from a checkpoint folder."""
     if checkpoint is not None:
         return load_inverter(checkpoint, classifier=classifier)
@@ -83,9 +84,31 @@ def list_probes(pattern: str = "*") -> list[str]:
 
 
 __all__ = [
-    "__version__", "Classifier", "ClassifierConfig", "Inverter", "InverterTrainer", "Probe", "ProbeContext",
-    "ProbeResult", "InvkitError", "UnknownNameError", "WeightsNotFoundError", "CheckpointError",
-    "UnsafeCheckpointError", "InputError", "DataError", "TrainingError", "hookimpl", "create_classifier",
-    "create_inverter", "create_probe", "list_classifiers", "list_inverters", "list_probes", "load_classifier",
-    "load_inverter", "register_plugin", "get_registry",
+    "__version__",
+    "Classifier",
+    "ClassifierConfig",
+    "Inverter",
+    "InverterTrainer",
+    "Probe",
+    "ProbeContext",
+    "ProbeResult",
+    "InvkitError",
+    "UnknownNameError",
+    "WeightsNotFoundError",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "InputError",
+    "DataError",
+    "TrainingError",
+    "hookimpl",
+    "create_classifier",
+    "create_inverter",
+    "create_probe",
+    "list_classifiers",
+    "list_inverters",
+    "list_probes",
+    "load_classifier",
+    "load_inverter",
+    "register_plugin",
+    "get_registry",
 ]

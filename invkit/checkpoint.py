@@ -53,16 +53,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_save_safetensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
-                            metadata: Mapping[str, str] | None = None) -> None:
+def atomic_save_safetensors(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         # safetensors refuses shared or non-contiguous storage; checkpoints hold plain copies.
-        save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp,
-                  metadata=dict(metadata or {}))
+        save_file(
+            {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {})
+        )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -108,11 +110,15 @@ def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None
     """Read and check ``config.json`` of a checkpoint folder."""
     directory = Path(directory)
     if not directory.exists():
-        raise CheckpointError(f"checkpoint folder '{directory}' does not exist; pass the folder that holds "
-                              f"{CONFIG_NAME} and {WEIGHTS_NAME}.")
+        raise CheckpointError(
+            f"checkpoint folder '{directory}' does not exist; pass the folder that holds "
+            f"{CONFIG_NAME} and {WEIGHTS_NAME}."
+        )
     if directory.is_file():
-        raise CheckpointError(f"'{directory}' is a file; a checkpoint is a folder with {CONFIG_NAME} and "
-                              f"{WEIGHTS_NAME} (see docs/checkpoints.md).")
+        raise CheckpointError(
+            f"'{directory}' is a file; a checkpoint is a folder with {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME} (see docs/checkpoints.md)."
+        )
     path = directory / CONFIG_NAME
     if not path.exists():
         raise CheckpointError(f"'{directory}' has no {CONFIG_NAME}; it is not an invkit checkpoint folder.")
@@ -138,13 +144,17 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise CheckpointError(f"weights file '{path}' does not exist.")
     if _looks_like_pickle(path):
-        raise CheckpointError(f"'{path}' is a pickle (torch.save) file, but a safetensors file is expected; "
-                              "convert it with `invkit convert-weights` or save it with safetensors.")
+        raise CheckpointError(
+            f"'{path}' is a pickle (torch.save) file, but a safetensors file is expected; "
+            "convert it with `invkit convert-weights` or save it with safetensors."
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"'{path}' is not a readable safetensors file ({exc}); it is corrupt or "
-                              "truncated: re-download or re-create it.") from None
+        raise CheckpointError(
+            f"'{path}' is not a readable safetensors file ({exc}); it is corrupt or "
+            "truncated: re-download or re-create it."
+        ) from None
 
 
 def _looks_like_pickle(path: Path) -> bool:
@@ -175,11 +185,14 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
                 return {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
         except ValueError as exc:
             if "pickle" in str(exc).lower():
-                raise UnsafeCheckpointError(f"'{path}' holds pickled Python objects; invkit only loads plain "
-                                            "numeric arrays from .npz files.") from None
+                raise UnsafeCheckpointError(
+                    f"'{path}' holds pickled Python objects; invkit only loads plain numeric arrays from .npz files."
+                ) from None
             raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}).") from None
         except (OSError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}); it is corrupt or truncated.") from None
+            raise CheckpointError(
+                f"'{path}' is not a readable .npz file ({exc}); it is corrupt or truncated."
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
@@ -189,8 +202,10 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
                 f"'{path}' is a pickle that contains code or Python objects, not just tensors; invkit refuses to "
                 "load it. Re-save only the state dict (torch.save(model.state_dict())) or use safetensors."
             ) from None
-        raise CheckpointError(f"'{path}' is not a readable weights file ({type(exc).__name__}); it is corrupt "
-                              "or not a PyTorch/safetensors/npz file.") from None
+        raise CheckpointError(
+            f"'{path}' is not a readable weights file ({type(exc).__name__}); it is corrupt "
+            "or not a PyTorch/safetensors/npz file."
+        ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a state dict of tensors.")
     return dict(obj)
@@ -210,11 +225,17 @@ def save_train_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
             tensors[key] = obj
             return {"__tensor__": key}
         if isinstance(obj, Mapping):
-            return {"__dict__": [[encode(k, f"{key}.k{i}"), encode(v, f"{key}.{i}")]
-                                 for i, (k, v) in enumerate(obj.items())]}
+            return {
+                "__dict__": [
+                    [encode(k, f"{key}.k{i}"), encode(v, f"{key}.{i}")] for i, (k, v) in enumerate(obj.items())
+                ]
+            }
         if isinstance(obj, list | tuple):
-            return {"__list__" if isinstance(obj, list) else "__tuple__":
-                    [encode(v, f"{key}.{i}") for i, v in enumerate(obj)]}
+            return {
+                "__list__" if isinstance(obj, list) else "__tuple__": [
+                    encode(v, f"{key}.{i}") for i, v in enumerate(obj)
+                ]
+            }
         if obj is None or isinstance(obj, bool | int | float | str):
             return obj
         raise TypeError(f"cannot save {type(obj).__name__} at '{key}' in a training state")
@@ -229,8 +250,7 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"'{path}' does not exist; this checkpoint cannot be resumed (it has no training "
-                              "state).")
+        raise CheckpointError(f"'{path}' does not exist; this checkpoint cannot be resumed (it has no training state).")
     tensors = load_safetensors(path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}

@@ -98,16 +98,21 @@ class Classifier(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise InputError(f"{self.name}: expected a torch.Tensor of images, got {type(images).__name__}.")
         if images.dim() == 3:
-            raise InputError(f"{self.name}: expected a batch (N, C, H, W), got one image {tuple(images.shape)}; "
-                             "add a batch dimension with images.unsqueeze(0).")
+            raise InputError(
+                f"{self.name}: expected a batch (N, C, H, W), got one image {tuple(images.shape)}; "
+                "add a batch dimension with images.unsqueeze(0)."
+            )
         if images.dim() != 4:
             raise InputError(f"{self.name}: expected images of shape (N, C, H, W), got {tuple(images.shape)}.")
         if not images.is_floating_point():
-            raise InputError(f"{self.name}: expected float images in [0, 1], got {images.dtype}; divide uint8 "
-                             "images by 255.")
+            raise InputError(
+                f"{self.name}: expected float images in [0, 1], got {images.dtype}; divide uint8 images by 255."
+            )
         if images.shape[1] not in (1, 3):
-            raise InputError(f"{self.name}: expected 1 or 3 channels, got {images.shape[1]} "
-                             f"(shape {tuple(images.shape)}); is the batch channels-last?")
+            raise InputError(
+                f"{self.name}: expected 1 or 3 channels, got {images.shape[1]} "
+                f"(shape {tuple(images.shape)}); is the batch channels-last?"
+            )
         if images.shape[-1] < 8 or images.shape[-2] < 8:
             raise InputError(f"{self.name}: images of {images.shape[-2]}x{images.shape[-1]} are too small.")
 
@@ -140,9 +145,14 @@ class Classifier(nn.Module):
         """Save as an invkit checkpoint folder (config.json + model.safetensors)."""
         from .checkpoint import save_checkpoint
 
-        return save_checkpoint(directory, kind="classifier", name=self.config.name,
-                               config={"init_kwargs": self.init_kwargs, "classifier_config": self.config.to_dict()},
-                               state_dict=self.network.state_dict(), extra=extra)
+        return save_checkpoint(
+            directory,
+            kind="classifier",
+            name=self.config.name,
+            config={"init_kwargs": self.init_kwargs, "classifier_config": self.config.to_dict()},
+            state_dict=self.network.state_dict(),
+            extra=extra,
+        )
 
     def load_network_state(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load weights into the network strictly, with a one-line error naming what does not fit."""

@@ -90,8 +90,10 @@ class FolderImageDataset(ImageDataset):
             raise DataError(f"data folder '{root}' does not exist.")
         class_dirs = sorted(d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
         if not class_dirs:
-            raise DataError(f"data folder '{root}' has no class sub-folders; expected <root>/<class>/<image> "
-                            "(torchvision ImageFolder layout).")
+            raise DataError(
+                f"data folder '{root}' has no class sub-folders; expected <root>/<class>/<image> "
+                "(torchvision ImageFolder layout)."
+            )
         self.classes = [d.name for d in class_dirs]
         self.samples: list[tuple[Path, int]] = []
         for label, d in enumerate(class_dirs):
@@ -151,8 +153,9 @@ def load_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:
         with Image.open(path) as im:
             arr = np.asarray(im.convert(mode), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image '{path}' ({type(exc).__name__}: {exc}); delete or replace the "
-                        "corrupt file.") from None
+        raise DataError(
+            f"cannot read image '{path}' ({type(exc).__name__}: {exc}); delete or replace the corrupt file."
+        ) from None
     t = torch.from_numpy(arr.copy())
     t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
     return t.float() / 255.0
@@ -184,16 +187,17 @@ def unpack_archive(path: Path) -> Path:
 def _find_split(root: Path, split: str) -> Path:
     """``root/split`` if it exists; a lone top folder is descended into (``x.tar.gz`` -> ``x/``)."""
     entries = [d for d in root.iterdir() if not d.name.startswith(".")]
-    if len(entries) == 1 and entries[0].is_dir() and not (root / split).exists():
+    splits = ("train", "val", "valid", "test")
+    if len(entries) == 1 and entries[0].is_dir() and entries[0].name not in splits:
         inner = entries[0]
-        if (inner / split).is_dir() or any(d.is_dir() for d in inner.iterdir()):
+        if any(d.is_dir() for d in inner.iterdir()):
             root = inner
     aliases = {"test": ("test", "val", "valid"), "val": ("val", "test", "valid"), "train": ("train",)}
     for s in aliases.get(split, (split,)):
         if (root / s).is_dir():
             return root / s
     subdirs = [d.name for d in root.iterdir() if d.is_dir()]
-    if any(s in subdirs for s in ("train", "val", "test")):
+    if any(s in subdirs for s in splits):
         raise DataError(f"'{root}' has no '{split}' split (found: {', '.join(sorted(subdirs))}).")
     return root
 
@@ -205,8 +209,9 @@ def load_embedded(split: str = "test") -> TensorImageDataset:
     path = Path(__file__).parent / "assets" / "mnist_subset.safetensors"
     t = load_file(str(path))
     split = "test" if split in ("val", "test") else "train"
-    return TensorImageDataset(t[f"{split}_images"], t[f"{split}_labels"], [str(i) for i in range(10)],
-                              name=f"default:{split}")
+    return TensorImageDataset(
+        t[f"{split}_images"], t[f"{split}_labels"], [str(i) for i in range(10)], name=f"default:{split}"
+    )
 
 
 def load_dataset(
@@ -231,8 +236,10 @@ def load_dataset(
         return _torchvision_dataset(name, split, Path(root) if root else cache_dir() / "datasets", download)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"data path '{spec}' does not exist; give a folder, a .tar.gz, 'default' or one of "
-                        f"{', '.join(TORCHVISION_SETS)}.")
+        raise DataError(
+            f"data path '{spec}' does not exist; give a folder, a .tar.gz, 'default' or one of "
+            f"{', '.join(TORCHVISION_SETS)}."
+        )
     if path.is_file():
         if not any(path.name.endswith(s) for s in (".tar.gz", ".tgz", ".tar")):
             raise DataError(f"data path '{spec}' is a file but not a .tar.gz/.tgz/.tar archive of an image folder.")
@@ -246,20 +253,26 @@ def load_dataset(
 def _torchvision_dataset(name: str, split: str, root: Path, download: bool) -> TensorImageDataset:
     from torchvision import datasets
 
-    cls = {"mnist": datasets.MNIST, "fashionmnist": datasets.FashionMNIST, "cifar10": datasets.CIFAR10,
-           "cifar100": datasets.CIFAR100}[name]
+    cls = {
+        "mnist": datasets.MNIST,
+        "fashionmnist": datasets.FashionMNIST,
+        "cifar10": datasets.CIFAR10,
+        "cifar100": datasets.CIFAR100,
+    }[name]
     try:
         ds = cls(str(root), train=(split == "train"), download=download)
     except RuntimeError as exc:
-        raise DataError(f"{name} not found under '{root}' ({exc}); pass --data-root to where it is, or "
-                        "--download when online.") from None
+        raise DataError(
+            f"{name} not found under '{root}' ({exc}); pass --data-root to where it is, or --download when online."
+        ) from None
     data = torch.as_tensor(np.asarray(ds.data))
     images = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)
     return TensorImageDataset(images.contiguous(), torch.as_tensor(ds.targets), list(ds.classes), f"{name}:{split}")
 
 
-def take(dataset: Dataset, n: int | None = None, seed: int = 0, per_class: bool = False
-         ) -> tuple[torch.Tensor, torch.Tensor]:
+def take(
+    dataset: Dataset, n: int | None = None, seed: int = 0, per_class: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``n`` images of a data set into ``(images (n, C, H, W), labels (n,))``, picked by a seeded draw.
 
     Args:

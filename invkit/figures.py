@@ -20,8 +20,9 @@ from PIL import Image
 from .checkpoint import atomic_write_bytes, atomic_write_text
 
 
-def to_pil_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0,
-                scale: int = 1) -> Image.Image:
+def to_pil_grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0, scale: int = 1
+) -> Image.Image:
     """Tile a ``(N, C, H, W)`` batch in [0, 1] into one PIL image, ``nrow`` images per row."""
     from torchvision.utils import make_grid
 
@@ -65,8 +66,16 @@ def save_rows(rows: Sequence[torch.Tensor], path: str | os.PathLike, scale: int 
     return save_grid(torch.cat(fixed), path, nrow=n, scale=scale)
 
 
-def save_curves(path: str | os.PathLike, x: Sequence[float], ys: Mapping[str, Sequence[float]], *,
-                xlabel: str = "", ylabel: str = "", title: str = "", logx: bool = False) -> Path:
+def save_curves(
+    path: str | os.PathLike,
+    x: Sequence[float],
+    ys: Mapping[str, Sequence[float]],
+    *,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str = "",
+    logx: bool = False,
+) -> Path:
     """Line plot of one or more named curves over the same x, written as PNG."""
     import matplotlib
 
@@ -128,8 +137,10 @@ def write_html_page(path: str | os.PathLike, title: str, sections: Sequence[tupl
 
     Use ``img_tag(png_path)`` in a body to embed a figure.
     """
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{PAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{PAGE_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
     for heading, body in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>{body}" if heading else body)
     parts.append("</body></html>")

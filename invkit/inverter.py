@@ -84,12 +84,15 @@ class Inverter(nn.Module, abc.ABC):
         if not isinstance(logits, torch.Tensor):
             raise InputError(f"{self.registry_name}: expected a tensor of logits, got {type(logits).__name__}.")
         if logits.dim() == 1:
-            raise InputError(f"{self.registry_name}: expected a batch of logits (N, {self.num_classes}), got one "
-                             f"vector {tuple(logits.shape)}; use logits.unsqueeze(0).")
+            raise InputError(
+                f"{self.registry_name}: expected a batch of logits (N, {self.num_classes}), got one "
+                f"vector {tuple(logits.shape)}; use logits.unsqueeze(0)."
+            )
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
             raise InputError(
                 f"{self.registry_name}: expected logits of shape (N, {self.num_classes}), got "
-                f"{tuple(logits.shape)}; was this inverter trained for another classifier?")
+                f"{tuple(logits.shape)}; was this inverter trained for another classifier?"
+            )
         if not logits.is_floating_point():
             raise InputError(f"{self.registry_name}: logits must be floating point, got {logits.dtype}.")
         return logits
@@ -105,27 +108,42 @@ class Inverter(nn.Module, abc.ABC):
         if noise is None:
             return self.sample_noise(n, generator)
         if noise.dim() != 2 or noise.shape != (n, self.noise_dim):
-            raise InputError(f"{self.registry_name}: expected noise of shape ({n}, {self.noise_dim}), got "
-                             f"{tuple(noise.shape)}.")
+            raise InputError(
+                f"{self.registry_name}: expected noise of shape ({n}, {self.noise_dim}), got {tuple(noise.shape)}."
+            )
         return noise
 
     # ------------------------------------------------------------------------------------------ training
     def make_trainer(self, classifier: Any, **options: Any) -> InverterTrainer:
         """Everything needed to train this inverter against a frozen classifier (see ``InverterTrainer``)."""
-        raise TrainingError(f"{self.registry_name or type(self).__name__} has no training step: it inverts "
-                            "directly with `invkit invert`/`invkit bench`, nothing to train.")
+        raise TrainingError(
+            f"{self.registry_name or type(self).__name__} has no training step: it inverts "
+            "directly with `invkit invert`/`invkit bench`, nothing to train."
+        )
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
 
-    def save(self, directory: str | os.PathLike, *, train_state: dict[str, Any] | None = None,
-             extra: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        directory: str | os.PathLike,
+        *,
+        train_state: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
         """Save as an invkit checkpoint folder."""
         from .checkpoint import save_checkpoint
 
-        return save_checkpoint(directory, kind="inverter", name=self.registry_name, config=self.config_dict(),
-                               state_dict=self.state_dict(), train_state=train_state, extra=extra)
+        return save_checkpoint(
+            directory,
+            kind="inverter",
+            name=self.registry_name,
+            config=self.config_dict(),
+            state_dict=self.state_dict(),
+            train_state=train_state,
+            extra=extra,
+        )
 
 
 class InverterTrainer(abc.ABC):
@@ -180,8 +198,9 @@ class InverterTrainer(abc.ABC):
         return out
 
 
-def load_inverter(directory: str | os.PathLike, classifier: Any = None, map_location: str | torch.device = "cpu"
-                  ) -> Inverter:
+def load_inverter(
+    directory: str | os.PathLike, classifier: Any = None, map_location: str | torch.device = "cpu"
+) -> Inverter:
     """Rebuild an inverter from an invkit checkpoint folder.
 
     Args:
@@ -200,6 +219,7 @@ def load_inverter(directory: str | os.PathLike, classifier: Any = None, map_loca
         inv.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise CheckpointError(f"weights in '{directory}' do not fit {doc['name']}: "
-                              f"{(lines[1] if len(lines) > 1 else lines[0])[:300]}") from None
+        raise CheckpointError(
+            f"weights in '{directory}' do not fit {doc['name']}: {(lines[1] if len(lines) > 1 else lines[0])[:300]}"
+        ) from None
     return inv.to(map_location).eval()

@@ -50,8 +50,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break invkit
                 _State.failed[ep.name] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {exc}",
-                              stacklevel=2)
+                warnings.warn(
+                    f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {exc}", stacklevel=2
+                )
                 continue
             pm.register(plugin, name=ep.name)
             dist = getattr(ep, "dist", None)
@@ -104,8 +105,11 @@ def _fill(kind: str, hook_name: str) -> Registry:
 def get_registry(kind: str) -> Registry:
     """The registry of ``classifier``, ``inverter`` or ``probe``, filled from the plugins on first use."""
     if kind not in _State.registries:
-        hook_name = {"classifier": "register_classifiers", "inverter": "register_inverters",
-                     "probe": "register_probes"}[kind]
+        hook_name = {
+            "classifier": "register_classifiers",
+            "inverter": "register_inverters",
+            "probe": "register_probes",
+        }[kind]
         _State.registries[kind] = _fill(kind, hook_name)
     return _State.registries[kind]
 

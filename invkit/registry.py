@@ -52,9 +52,7 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._defaults: dict[str, str] = {}
 
-    def register(
-        self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = ""
-    ) -> None:
+    def register(self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = "") -> None:
         if not name or name != name.strip() or name.count(".") > 1 or any(c in name for c in "*?[] "):
             raise InvkitError(f"invalid {self.kind} name '{name}': use 'name' or 'name.tag' without wildcards.")
         if name in self._entries and self._entries[name].plugin != plugin:

@@ -1,7 +1,7 @@
 """Regenerate invkit/assets/mnist_subset.safetensors from the MNIST folder in ../shared/data.
 
-    tar -xzf ../shared/data/mnist.tar.gz -C ~/.cache/invkit-data
-    python benchmarks/demo/make_mnist_subset.py ~/.cache/invkit-data/mnist
+tar -xzf ../shared/data/mnist.tar.gz -C ~/.cache/invkit-data
+python benchmarks/demo/make_mnist_subset.py ~/.cache/invkit-data/mnist
 """
 
 import sys
@@ -25,6 +25,12 @@ for split, per_class in (("test", 100), ("train", 200)):
     out[f"{split}_images"] = torch.from_numpy(np.stack(images))[:, None].contiguous()
     out[f"{split}_labels"] = torch.tensor(labels, dtype=torch.int64)
 dest = Path(__file__).resolve().parents[2] / "invkit" / "assets" / "mnist_subset.safetensors"
-save_file(out, str(dest), metadata={"source": "MNIST (LeCun, Cortes), CC BY-SA 3.0",
-                                    "selection": "numpy default_rng(0), 100/class test, 200/class train, files sorted by name"})
+save_file(
+    out,
+    str(dest),
+    metadata={
+        "source": "MNIST (LeCun, Cortes), CC BY-SA 3.0",
+        "selection": "numpy default_rng(0), 100/class test, 200/class train, files sorted by name",
+    },
+)
 print(f"wrote {dest}")

@@ -27,16 +27,19 @@ def classifier_from_spec(spec: str, weights: str | None = None, **kwargs: Any) -
     return create_classifier(spec, **kwargs)
 
 
-def inverter_from_spec(spec: str | None, classifier: Classifier, checkpoint: str | None = None, **kwargs: Any
-                       ) -> Inverter:
+def inverter_from_spec(
+    spec: str | None, classifier: Classifier, checkpoint: str | None = None, **kwargs: Any
+) -> Inverter:
     """An inverter from a checkpoint folder, or a registry name built fresh for ``classifier``."""
     if checkpoint is not None:
         inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
         if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
             raise InvkitError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
         if inv.num_classes != classifier.num_classes:
-            raise InvkitError(f"checkpoint '{checkpoint}' inverts {inv.num_classes} logits but {classifier.name} "
-                              f"gives {classifier.num_classes}; use the checkpoint trained for this classifier.")
+            raise InvkitError(
+                f"checkpoint '{checkpoint}' inverts {inv.num_classes} logits but {classifier.name} "
+                f"gives {classifier.num_classes}; use the checkpoint trained for this classifier."
+            )
         return inv
     if spec is None:
         raise InvkitError("give --inverter NAME or --checkpoint DIR.")
@@ -46,8 +49,9 @@ def inverter_from_spec(spec: str | None, classifier: Classifier, checkpoint: str
     return create_inverter(spec, classifier=classifier, **kwargs)
 
 
-def dataset_from_spec(spec: str | None, split: str = "test", root: str | None = None, download: bool = False
-                      ) -> ImageDataset:
+def dataset_from_spec(
+    spec: str | None, split: str = "test", root: str | None = None, download: bool = False
+) -> ImageDataset:
     return load_dataset(spec or "default", split, root=root, download=download)
 
 
@@ -76,9 +80,13 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 data_options = [
-    click.option("--data", default="default", show_default=True,
-                 help="'default' (MNIST subset shipped with invkit), an ImageFolder folder, a .tar.gz of one, "
-                      "or mnist/fashionmnist/cifar10/cifar100 under --data-root."),
+    click.option(
+        "--data",
+        default="default",
+        show_default=True,
+        help="'default' (MNIST subset shipped with invkit), an ImageFolder folder, a .tar.gz of one, "
+        "or mnist/fashionmnist/cifar10/cifar100 under --data-root.",
+    ),
     click.option("--data-root", default=None, help="Where torchvision-format data sets live."),
 ]
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")

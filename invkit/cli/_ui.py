@@ -18,8 +18,14 @@ err_console = Console(stderr=True, highlight=False)
 @contextlib.contextmanager
 def progress_bars(transient: bool = False) -> Iterator[ProgressCallback]:
     """A rich progress display; yields the callback that core functions report to (one bar per task)."""
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, console=err_console, transient=transient) as bars:
         tasks: dict[str, int] = {}
 
