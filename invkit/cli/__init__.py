@@ -50,16 +50,20 @@ def cli() -> None:
     """invkit: invert image classifiers and study what their logits keep."""
 
 
-def _add_commands() -> None:
+def _add_builtin_commands() -> None:
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        cli.add_command(importlib.import_module(name).command)
+        if importlib.util.find_spec(name) is not None:
+            cli.add_command(importlib.import_module(name).command)
+
+
+def build_cli() -> click.Group:
+    """The ``invkit`` group with the built-in commands and those of every loaded plugin."""
     from ..plugins import get_plugin_manager
 
+    _add_builtin_commands()
     get_plugin_manager().hook.register_commands(cli=cli)
+    return cli
 
 
 def main(argv: list[str] | None = None) -> Any:
-    _add_commands()
-    return cli.main(args=argv, prog_name="invkit")
+    return build_cli().main(args=argv, prog_name="invkit")

@@ -17,10 +17,12 @@ KINDS = {"classifiers": "classifier", "inverters": "inverter", "probes": "probe"
 def command(kind: str, pattern: str) -> None:
     """List registered names, optionally of one KIND and matching a wildcard PATTERN (e.g. 'resnet*')."""
     kinds = list(KINDS) if kind == "all" else [kind]
-    found = 0
-    for k in kinds:
-        entries = get_registry(KINDS[k]).entries(pattern)
-        found += len(entries)
+    found = {k: get_registry(KINDS[k]).entries(pattern) for k in kinds}
+    if pattern != "*" and not any(found.values()):
+        raise click.ClickException(f"no {' or '.join(kinds)} match '{pattern}'; run `invkit list` to see every name.")
+    for k, entries in found.items():
+        if not entries and pattern != "*":
+            continue
         table = Table(title=k, title_justify="left", show_edge=False)
         table.add_column("name", style="bold")
         table.add_column("plugin")
@@ -28,5 +30,3 @@ def command(kind: str, pattern: str) -> None:
         for e in entries:
             table.add_row(e.name, e.plugin, e.description)
         console.print(table)
-    if not found and pattern != "*":
-        raise click.ClickException(f"no {' or '.join(kinds)} match '{pattern}'; run `invkit list` to see every name.")
