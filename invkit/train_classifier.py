@@ -1,0 +1,433 @@
+"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or PGD-adversarial, and evaluate it.
+
+Adversarial training follows Madry et al. 2018 ("Towards deep learning models resistant to adversarial
+attacks"): every training batch is replaced by PGD adversarial examples of the current network (the inner
+maximisation, ``invkit.adversarial.pgd``) and the network takes an optimiser step on their cross-entropy
+(the outer minimisation). Attacks are made with the network in eval mode (batch-norm statistics frozen),
+the update in train mode.
+
+The run writes an invkit checkpoint folder (``config.json`` + ``model.safetensors`` via
+``Classifier.save``), a ``train_state.safetensors`` for ``resume=True`` (optimiser, step), a ``report.json``
+with clean accuracy and PGD accuracy on the test split, and ``train_config.json`` (the resolved config).
+Data order and attack random starts are derived from ``seed`` and the step, so a resumed run sees the
+batches it would have seen without the interruption. Progress goes to a ``ProgressCallback``; nothing
+here prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .adversarial import NORMS, AttackConfig
+from .checkpoint import (
+    TRAIN_STATE_NAME,
+    WEIGHTS_NAME,
+    atomic_write_text,
+    load_checkpoint_weights,
+    load_train_state,
+    read_checkpoint_config,
+    save_train_state,
+)
+from .classifier import Classifier
+from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset
+from .errors import DataError, InvkitError, TrainingError
+from .progress import Progress, ProgressCallback, no_progress
+
+TRAINABLE = ("smallcnn", "resnet18s")
+REPORT_NAME = "report.json"
+TRAIN_CONFIG_NAME = "train_config.json"
+
+
+@dataclass
+class TrainClassifierConfig:
+    """Everything a ``train-classifier`` run depends on (written to ``train_config.json``)."""
+
+    arch: str = "smallcnn"  # in-house registry name: smallcnn or resnet18s (``.base`` tag optional)
+    width: int | None = None  # network width (first layer's channels); None: the architecture's default
+    data: str = "default"  # 'default', an ImageFolder folder / .tar.gz, or a torchvision set name
+    data_root: str | None = None  # where torchvision-format data sets live
+    input_size: int | None = None  # resize the data to this side first; None: the data's own size
+    epochs: float = 5.0  # passes over the training split (ignored when ``steps`` is set)
+    steps: int | None = None  # optimiser steps; overrides ``epochs``
+    batch_size: int = 128  # images per step
+    lr: float = 1e-3  # peak learning rate (cosine decay to 0 over the run)
+    optimizer: str = "adam"  # "adam" (Madry et al.'s MNIST choice) or "sgd" (momentum 0.9, for resnet18s)
+    weight_decay: float = 0.0  # L2 weight decay
+    augment: bool = False  # random 4 px shifts (+ horizontal flips for RGB data); off for digits
+    seed: int = 0  # seeds initialisation, data order and attack random starts
+    adv: str = "none"  # "none": standard training; "pgd": PGD adversarial training (Madry et al. 2018)
+    norm: str = "linf"  # attack norm for training and the default evaluation: "linf" or "l2"
+    eps: float = 0.3  # attack radius in [0, 1] pixel units (Madry et al.'s MNIST Linf setting)
+    adv_steps: int = 10  # PGD steps per training batch
+    step_size: float | None = None  # PGD step size; None: 2.5 * eps / adv_steps
+    eps_warmup: float = 0.0  # fraction of the run over which the training eps ramps linearly from 0
+    eval_eps: tuple[float, ...] | None = None  # eps values of the PGD evaluation; None: (eps,)
+    eval_steps: int | None = None  # PGD steps of the evaluation; None: max(20, 2 * adv_steps)
+    eval_samples: int | None = 1000  # test images attacked in the PGD evaluation (None: all); clean acc uses all
+    checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+
+    def __post_init__(self) -> None:
+        if self.eval_eps is not None:
+            self.eval_eps = tuple(float(e) for e in self.eval_eps)
+
+    def eval_attacks(self) -> list[AttackConfig]:
+        steps = self.eval_steps if self.eval_steps is not None else max(20, 2 * self.adv_steps)
+        return [
+            AttackConfig(norm=self.norm, eps=e, steps=steps, random_start=True)
+            for e in (self.eval_eps if self.eval_eps is not None else (self.eps,))
+        ]
+
+    def train_attack(self, eps: float | None = None) -> AttackConfig:
+        return AttackConfig(
+            norm=self.norm,
+            eps=self.eps if eps is None else eps,
+            steps=self.adv_steps,
+            step_size=self.step_size,
+            random_start=True,
+        )
+
+
+@dataclass
+class TrainClassifierReport:
+    """What a run measured. ``pgd`` holds one ``{"attack": ..., "accuracy": ...}`` per evaluation eps."""
+
+    classifier: str
+    checkpoint: str
+    robust: bool
+    steps: int
+    epochs: float
+    seconds: float
+    train_images: int
+    test_images: int
+    clean_accuracy: float
+    eval_samples: int
+    pgd: list[dict[str, Any]] = field(default_factory=list)
+    train_attack: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -------------------------------------------------------------------------------------------------------- data
+def _in_memory(ds: ImageDataset, size: int | None) -> TensorImageDataset:
+    """The data set as uint8 tensors (folders are decoded once and cached by ``materialize``)."""
+    if isinstance(ds, FolderImageDataset):
+        return ds.materialize(size)
+    if isinstance(ds, TensorImageDataset) and (size is None or ds.images.shape[-1] == size):
+        return ds
+    imgs = torch.stack([ds[i][0] for i in range(len(ds))])
+    if size is not None and imgs.shape[-1] != size:
+        imgs = F.interpolate(imgs, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    u8 = (imgs * 255).round().clamp(0, 255).to(torch.uint8)
+    return TensorImageDataset(u8, torch.tensor(ds.labels()), ds.classes, ds.name)
+
+
+def load_split(spec: str, split: str, root: str | None = None, size: int | None = None) -> TensorImageDataset:
+    ds = _in_memory(load_dataset(spec, split, root=root), size)
+    if ds.images.shape[-1] != ds.images.shape[-2]:
+        side = max(ds.images.shape[-2:])
+        ds = _in_memory(TensorImageDataset(ds.images, ds.targets, ds.classes, ds.name), side)
+    return ds
+
+
+def _batch(ds: TensorImageDataset, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return ds.images[idx].float() / 255.0, ds.targets[idx]
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 4 px (zero padding), and horizontal flips for RGB."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dy, dx = torch.randint(0, 9, (n,), generator=g), torch.randint(0, 9, (n,), generator=g)
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    if x.shape[1] == 3:
+        flip = torch.rand(n, generator=g) < 0.5
+        out[flip] = out[flip].flip(-1)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------- model
+def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> Classifier:
+    """A fresh in-house classifier sized for the training data, with the data's mean/std and class names."""
+    from .plugins import get_registry
+
+    entry = get_registry("classifier").resolve(cfg.arch)
+    if entry.base not in TRAINABLE:
+        raise InvkitError(
+            f"train-classifier trains the in-house nets ({', '.join(TRAINABLE)}), not '{cfg.arch}'; "
+            "use a pretrained classifier as it is."
+        )
+    c = train.images.shape[1]
+    x = train.images.float() / 255.0
+    mean = tuple(round(v, 4) for v in x.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(round(max(v, 1e-3), 4) for v in x.std(dim=(0, 2, 3)).tolist())
+    kwargs: dict[str, Any] = {
+        "channels": c,
+        "num_classes": len(train.classes),
+        "input_size": train.images.shape[-1],
+        "mean": mean,
+        "std": std,
+        "label_names": list(train.classes),
+        "robust": cfg.adv == "pgd",
+    }
+    if cfg.width is not None:
+        kwargs["width"] = cfg.width
+    if cfg.adv == "pgd":
+        kwargs["extra"] = {
+            "adversarial_training": {"method": "PGD (Madry et al. 2018)", **cfg.train_attack().to_dict()}
+        }
+    return entry.factory(pretrained=False, **kwargs)
+
+
+def _check_config(cfg: TrainClassifierConfig) -> None:
+    if cfg.adv not in ("none", "pgd"):
+        raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none' or 'pgd'.")
+    if cfg.norm not in NORMS:
+        raise InvkitError(f"unknown attack norm '{cfg.norm}'; use one of {', '.join(NORMS)}.")
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise InvkitError(f"unknown optimizer '{cfg.optimizer}'; use 'adam' or 'sgd'.")
+    for name in ("batch_size", "adv_steps", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            raise InvkitError(f"{name} must be at least 1, got {getattr(cfg, name)}.")
+    if cfg.steps is not None and cfg.steps < 1:
+        raise InvkitError(f"steps must be at least 1, got {cfg.steps}.")
+    if cfg.steps is None and cfg.epochs <= 0:
+        raise InvkitError(f"epochs must be positive, got {cfg.epochs}.")
+    if cfg.lr <= 0:
+        raise InvkitError(f"learning rate must be positive, got {cfg.lr}.")
+    if cfg.eps < 0 or any(e < 0 for e in cfg.eval_eps or ()):
+        raise InvkitError("eps values must be >= 0.")
+    if not 0 <= cfg.eps_warmup < 1:
+        raise InvkitError(f"eps_warmup is a fraction of the run in [0, 1), got {cfg.eps_warmup}.")
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def train_classifier(
+    cfg: TrainClassifierConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback = no_progress,
+    device: str | torch.device = "cpu",
+    train_data: TensorImageDataset | None = None,
+    test_data: TensorImageDataset | None = None,
+) -> TrainClassifierReport:
+    """Train, checkpoint and evaluate one classifier.
+
+    Args:
+        cfg: the run's configuration.
+        out_dir: the checkpoint folder to write (created; with ``resume`` it must hold a previous run's state).
+        resume: continue from ``out_dir``'s ``train_state.safetensors``.
+        progress: receives ``train``, ``eval clean`` and ``eval PGD ...`` events.
+        device: where to train.
+        train_data, test_data: in-memory data sets to use instead of loading ``cfg.data``.
+
+    Returns:
+        The report (also written to ``out_dir/report.json``).
+    """
+    _check_config(cfg)
+    out = Path(out_dir)
+    device = torch.device(device)
+    train = train_data if train_data is not None else load_split(cfg.data, "train", cfg.data_root, cfg.input_size)
+    test = test_data if test_data is not None else load_split(cfg.data, "test", cfg.data_root, cfg.input_size)
+    if len(train.classes) < 2:
+        raise DataError(f"training data '{cfg.data}' has {len(train.classes)} class; a classifier needs at least 2.")
+    if list(test.classes) != list(train.classes) or test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(f"the test split of '{cfg.data}' has other classes or image shape than its train split.")
+
+    torch.manual_seed(cfg.seed)
+    clf = build_classifier(cfg, train)
+    net = clf.network.to(device)
+    clf.to(device)
+    params = list(net.parameters())
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    n = len(train)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+    start, seconds = 0, 0.0
+    if resume:
+        start, seconds = _resume(out, clf, opt, cfg)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / TRAIN_CONFIG_NAME, json.dumps(asdict(cfg), indent=2) + "\n")
+
+    def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
+
+    perm = torch.empty(0, dtype=torch.long)
+    perm_epoch = -1
+    t0 = time.time() - seconds
+    loss_avg = acc_avg = None
+    step = start
+    for step in range(start, total):
+        epoch, k = divmod(step, per_epoch)
+        if epoch != perm_epoch:  # the epoch's order depends only on (seed, epoch): resumable
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+            perm_epoch = epoch
+        g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+        x, y = _batch(train, perm[k * cfg.batch_size : (k + 1) * cfg.batch_size])
+        if cfg.augment:
+            x = _augment(x, g)
+        x, y = x.to(device), y.to(device)
+        eps_now = cfg.eps
+        if cfg.adv == "pgd":
+            warm = cfg.eps_warmup * total
+            eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
+            net.eval()
+            x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
+        net.train()
+        net.requires_grad_(True)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        logits = clf(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower --lr.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        net.eval()
+        net.requires_grad_(False)
+        acc = (logits.argmax(1) == y).float().mean().item()
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc
+        done = step + 1
+        fields = {
+            "epoch": f"{done / per_epoch:.2f}",
+            "loss": loss_avg,
+            "adv acc" if cfg.adv == "pgd" else "acc": acc_avg,
+            "img/s": round((done - start) * cfg.batch_size / max(time.time() - t0 - seconds, 1e-9)),
+        }
+        if cfg.adv == "pgd" and cfg.eps_warmup > 0:
+            fields["eps"] = round(eps_now, 4)
+        progress(Progress("train", done, total, fields))
+        if done % cfg.checkpoint_every == 0 and done < total:
+            _save(out, clf, opt, cfg, done, time.time() - t0, extra={})
+    elapsed = time.time() - t0
+    if start >= total:
+        elapsed = seconds
+
+    report = evaluate(clf, test, cfg, progress=progress, device=device)
+    report.checkpoint = str(out)
+    report.steps, report.epochs, report.seconds = total, round(total / per_epoch, 3), round(elapsed, 1)
+    report.train_images = n
+    _save(out, clf, opt, cfg, total, elapsed, extra={"metrics": _metrics(report)})
+    atomic_write_text(out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def _metrics(report: TrainClassifierReport) -> dict[str, Any]:
+    return {
+        "clean_accuracy": report.clean_accuracy,
+        "pgd": report.pgd,
+        "eval_samples": report.eval_samples,
+        "test_images": report.test_images,
+    }
+
+
+def _save(
+    out: Path,
+    clf: Classifier,
+    opt: torch.optim.Optimizer,
+    cfg: TrainClassifierConfig,
+    step: int,
+    seconds: float,
+    extra: dict[str, Any],
+) -> None:
+    """Weights + config (Classifier.save), then the training state for ``--resume``."""
+    clf.save(out, extra={"train": {"config": asdict(cfg), "step": step, "seconds": round(seconds, 1)}, **extra})
+    save_train_state(
+        out / TRAIN_STATE_NAME,
+        {
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "seconds": seconds,
+            "train_config": json.dumps(asdict(cfg), sort_keys=True),
+        },
+    )
+
+
+def _resume(out: Path, clf: Classifier, opt: torch.optim.Optimizer, cfg: TrainClassifierConfig) -> tuple[int, float]:
+    if not (out / WEIGHTS_NAME).exists() or not (out / TRAIN_STATE_NAME).exists():
+        raise InvkitError(
+            f"cannot resume: '{out}' has no {WEIGHTS_NAME} and {TRAIN_STATE_NAME} of an earlier run; "
+            "drop --resume to start a new one."
+        )
+    doc = read_checkpoint_config(out, kind="classifier")
+    if doc["name"] != clf.config.name:
+        raise InvkitError(f"cannot resume: '{out}' holds a {doc['name']}, not a {clf.config.name}.")
+    state = load_train_state(out / TRAIN_STATE_NAME)
+    saved = json.loads(state["train_config"])
+    keep = ("arch", "width", "data", "input_size", "adv", "norm", "seed")
+    changed = [k for k in keep if saved.get(k) != asdict(cfg).get(k)]
+    if changed:
+        raise InvkitError(
+            f"cannot resume: {', '.join(changed)} differ from the run in '{out}'; use the same options or a new --out."
+        )
+    clf.load_network_state(load_checkpoint_weights(out), f"weights in '{out}'")
+    opt.load_state_dict(state["optimizer"])
+    return int(state["step"]), float(state["seconds"])
+
+
+# -------------------------------------------------------------------------------------------------- evaluation
+def evaluate(
+    clf: Classifier,
+    test: TensorImageDataset,
+    cfg: TrainClassifierConfig,
+    *,
+    progress: ProgressCallback = no_progress,
+    device: str | torch.device = "cpu",
+    batch_size: int = 500,
+) -> TrainClassifierReport:
+    """Clean accuracy on the whole test split and PGD accuracy on ``cfg.eval_samples`` of it (a fixed draw,
+    seed 0, so that two classifiers evaluated with the same options see the same images and random starts)."""
+    clf.eval()
+    n = len(test)
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            x, y = _batch(test, torch.arange(i, min(n, i + batch_size)))
+            correct += (clf(x.to(device)).argmax(1).cpu() == y).sum().item()
+            progress(Progress("eval clean", min(n, i + batch_size), n))
+    m = n if cfg.eval_samples is None else min(n, cfg.eval_samples)
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:m]
+    pgd_results = []
+    for attack in cfg.eval_attacks():
+        task = f"eval {attack.norm} eps {attack.eps:g}"
+        robust_correct = 0
+        for i in range(0, m, batch_size):
+            x, y = _batch(test, idx[i : i + batch_size])
+            x, y = x.to(device), y.to(device)
+            x_adv = attack.run(clf, x, y, generator=torch.Generator().manual_seed(i))
+            with torch.no_grad():
+                robust_correct += (clf(x_adv).argmax(1) == y).sum().item()
+            progress(Progress(task, min(m, i + batch_size), m))
+        pgd_results.append({"attack": attack.to_dict(), "accuracy": robust_correct / m})
+    return TrainClassifierReport(
+        classifier=clf.config.name,
+        checkpoint="",
+        robust=clf.config.robust,
+        steps=0,
+        epochs=0.0,
+        seconds=0.0,
+        train_images=0,
+        test_images=n,
+        clean_accuracy=correct / n,
+        eval_samples=m,
+        pgd=pgd_results,
+        train_attack=cfg.train_attack().to_dict() if cfg.adv == "pgd" else None,
+        config=asdict(cfg),
+    )

@@ -1,0 +1,152 @@
+"""In-house trainable classifiers for small images: ``smallcnn.base`` (28-32 px) and ``resnet18s.base`` (32-64 px).
+
+They start from random weights (``base`` = the architecture, no published weights); train them with
+``invkit train-classifier`` and load the result with ``invkit.load_classifier(folder)``. ``weights=PATH``
+loads a state dict (safetensors, or a torch file read with ``weights_only=True``) into the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+import invkit
+from invkit.checkpoint import load_weights_file
+from invkit.classifier import Classifier, ClassifierConfig
+from invkit.errors import InvkitError
+
+from .models import ResNet18S, SmallCNN
+
+SOURCE = "trained with invkit train-classifier"
+
+
+def _build(
+    name: str,
+    network_cls: Callable[..., nn.Module],
+    *,
+    pretrained: bool,
+    weights: str | None,
+    channels: int,
+    num_classes: int,
+    input_size: int,
+    width: int,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    label_names: Sequence[str] | None,
+    robust: bool,
+    extra: dict[str, Any] | None,
+) -> Classifier:
+    for key, value in (
+        ("channels", channels),
+        ("num_classes", num_classes),
+        ("input_size", input_size),
+        ("width", width),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise InvkitError(f"{name}: {key} must be a positive integer, got {value!r}.")
+    if channels not in (1, 3):
+        raise InvkitError(f"{name}: channels must be 1 or 3, got {channels}.")
+    if input_size < 8:
+        raise InvkitError(f"{name}: input_size {input_size} is too small; use 8 px or more.")
+    init_kwargs = {"channels": channels, "num_classes": num_classes, "input_size": input_size, "width": width}
+    network = network_cls(**init_kwargs)
+    config = ClassifierConfig(
+        name=name,
+        num_classes=num_classes,
+        input_size=(channels, input_size, input_size),
+        mean=tuple(mean) if mean is not None else (0.5,) * channels,
+        std=tuple(std) if std is not None else (0.5,) * channels,
+        interpolation="bilinear",
+        label_names=tuple(label_names) if label_names is not None else None,
+        source=SOURCE,
+        license="same as the training data",
+        robust=robust,
+        extra=dict(extra or {}),
+    )
+    clf = Classifier(network, config, init_kwargs=init_kwargs)
+    if weights is not None:
+        if Path(weights).expanduser().is_dir():
+            raise InvkitError(
+                f"'{weights}' is a checkpoint folder; load it with invkit.load_classifier(folder) or "
+                "pass the folder as the classifier instead of --weights."
+            )
+        clf.load_network_state(load_weights_file(weights), f"weights file '{weights}'")
+    return clf
+
+
+def smallcnn(
+    pretrained: bool = True,
+    weights: str | None = None,
+    *,
+    channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 28,
+    width: int = 16,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    label_names: Sequence[str] | None = None,
+    robust: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Classifier:
+    """A small CNN for 28-32 px images (random weights unless ``weights`` is given; ``pretrained`` is unused:
+    there are no published weights for an in-house net)."""
+    return _build(
+        "smallcnn.base",
+        SmallCNN,
+        pretrained=pretrained,
+        weights=weights,
+        channels=channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        width=width,
+        mean=mean,
+        std=std,
+        label_names=label_names,
+        robust=robust,
+        extra=extra,
+    )
+
+
+def resnet18s(
+    pretrained: bool = True,
+    weights: str | None = None,
+    *,
+    channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    width: int = 64,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    label_names: Sequence[str] | None = None,
+    robust: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Classifier:
+    """A ResNet-18 for 32-64 px images (3x3 stem, no max-pool; random weights unless ``weights`` is given)."""
+    return _build(
+        "resnet18s.base",
+        ResNet18S,
+        pretrained=pretrained,
+        weights=weights,
+        channels=channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        width=width,
+        mean=mean,
+        std=std,
+        label_names=label_names,
+        robust=robust,
+        extra=extra,
+    )
+
+
+@invkit.hookimpl
+def register_classifiers(register: Callable[..., None]) -> None:
+    register("smallcnn.base", smallcnn, description="small CNN for 28-32 px images (train: invkit train-classifier)")
+    register(
+        "resnet18s.base",
+        resnet18s,
+        description="ResNet-18, 3x3 stem, no max-pool, for 32-64 px (train: invkit train-classifier)",
+    )
