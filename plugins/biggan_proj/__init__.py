@@ -1,0 +1,61 @@
+"""The ``biggan_proj`` inverter plugin: BigGAN with a projection discriminator, conditioned on logits.
+
+The method lives in ``model.py`` (Teterwak et al., ICML 2021); this module registers its presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+import invkit
+from invkit.errors import InputError
+
+from .model import BigGANConfig, BigGANInverter, BigGANTrainer, Discriminator, Generator
+
+__all__ = ["BigGANConfig", "BigGANInverter", "BigGANTrainer", "Discriminator", "Generator", "PRESETS"]
+
+PRESETS: dict[str, tuple[dict[str, Any], str]] = {
+    "paper": ({}, "BigGAN-projection inverter of Teterwak et al. 2021, 64x64, ch=96 (the paper's setting)"),
+    "res128": ({"resolution": 128}, "the paper's inverter at 128x128 (BigGAN 128 layout, ch=96)"),
+    "mnist32": (
+        {
+            "resolution": 32,
+            "ch": 8,
+            "cbn_hidden": 64,
+            "g_attention": 16,
+            "d_attention": 16,
+            "ema_decay": 0.995,
+            "ema_start": 250,
+        },
+        "small 32x32 variant (ch=8, attention at 16) for MNIST on a CPU; same method, shorter EMA",
+    ),
+}
+
+
+def _factory(tag: str):
+    preset, _ = PRESETS[tag]
+
+    def factory(classifier: Any = None, **config: Any) -> BigGANInverter:
+        names = {f.name for f in fields(BigGANConfig)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise InputError(
+                f"biggan_proj.{tag}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}."
+            )
+        merged = dict(preset)
+        if classifier is not None:
+            merged["num_classes"] = classifier.config.num_classes
+            merged["channels"] = classifier.config.input_size[0]
+        merged.update(config)
+        inv = BigGANInverter(replace(BigGANConfig(), **merged))
+        inv.registry_name = f"biggan_proj.{tag}"
+        return inv
+
+    return factory
+
+
+@invkit.hookimpl
+def register_inverters(register) -> None:
+    for tag, (_, description) in PRESETS.items():
+        register(f"biggan_proj.{tag}", _factory(tag), description=description)

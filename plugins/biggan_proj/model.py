@@ -1,0 +1,512 @@
+"""BigGAN with a projection discriminator, conditioned on a classifier's logits: the feedforward inverter of
+
+    P. Teterwak, C. Zhang, D. Krishnan, M. C. Mozer. "Understanding invariance via feedforward inversion of
+    discriminatively trained classifiers." ICML 2021 (arXiv:2103.07470).
+
+The inverter is BigGAN (Brock, Donahue & Simonyan, ICLR 2019) with the one-hot class label replaced by the
+frozen classifier's logit vector ``z``:
+
+* Eq. 3, conditional batch-norm: every batch-norm in the generator's residual blocks normalises without
+  affine parameters and then applies a per-channel gain and bias that are two-layer MLPs of the logits
+  concatenated with the block's chunk of the hierarchical noise: ``BN(h) * (1 + gamma(z, e_i)) + beta(z, e_i)``
+  (the ``1 +`` convention is BigGAN's).
+* Eq. 2, projection discriminator (Miyato & Koyama 2018) with logits as the condition:
+  ``D(x, z) = w1 . Psi(x) + b + (W2 z) . Psi(x)`` where ``Psi`` is the sum-pooled output of D's residual trunk.
+* Hinge losses, spectral norm on every convolution and linear layer of G and D, orthogonal initialisation,
+  Adam(beta1=0, beta2=0.999) with lr 1e-4 (G) and 5e-4 (D), two D steps per G step, and an exponential moving
+  average of G's weights that is the network used for inversion.
+
+Widths follow the paper's supplementary tables (64x64: G 16/16/8/4/2 x ch, D 2/4/8/16/16 x ch, ch=96);
+the 32x32 and 128x128 layouts are the analogues from BigGAN-PyTorch's ``G_arch``/``D_arch`` tables.
+Architecture facts were read from github.com/ajbrock/BigGAN-PyTorch (BigGAN.py, layers.py); the code is
+written from scratch.
+
+Module layout, top to bottom: config -> building blocks -> Generator -> Discriminator -> losses ->
+the Inverter -> the trainer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+from invkit.errors import InputError, TrainingError
+from invkit.inverter import Batch, Inverter, InverterTrainer
+
+
+# ------------------------------------------------------------------------------------------------------ config
+@dataclass
+class BigGANConfig:
+    """Constructor arguments of ``BigGANInverter`` and the training hyper-parameters of its trainer.
+
+    Defaults are the paper's 64x64 setting (Teterwak et al. 2021 and its supplement, which take BigGAN's
+    ImageNet recipe). The paper trains with batch size 2048 for 250k G steps (``paper_batch_size``,
+    ``paper_steps``); ``invkit train`` uses its own, smaller defaults for both and records what it used.
+    """
+
+    num_classes: int = 1000  # logit dimension = the conditioning vector (taken from the classifier)
+    channels: int = 3  # image channels: 3 for RGB, 1 for MNIST (taken from the classifier)
+    resolution: int = 64  # output size: 32, 64 (paper) or 128
+    ch: int = 96  # width multiplier; 96 gives the supplement's 1536/1536/768/384/192 G widths at 64x64
+    noise_dim: int = 120  # hierarchical noise, split evenly over the initial linear and each G block (BigGAN)
+    cbn_hidden: int = 128  # hidden width of the Eq. 3 CBN MLPs (not stated in the paper; BigGAN's shared_dim)
+    g_attention: int = 64  # resolution of G's non-local self-attention block (0 = none)
+    d_attention: int = 32  # resolution of D's non-local self-attention block (0 = none)
+    bn_eps: float = 1e-5  # batch-norm epsilon (BigGAN BN_eps)
+    sn_eps: float = 1e-6  # spectral-norm epsilon (BigGAN launch scripts' SN_eps)
+    g_lr: float = 1e-4  # generator Adam learning rate (paper)
+    d_lr: float = 5e-4  # discriminator Adam learning rate (paper)
+    beta1: float = 0.0  # Adam beta1 for G and D (paper)
+    beta2: float = 0.999  # Adam beta2 for G and D (paper)
+    adam_eps: float = 1e-6  # Adam epsilon: BigGAN's ImageNet launch scripts use 1e-6 (its code default is 1e-8)
+    num_d_steps: int = 2  # discriminator steps per generator step (paper)
+    ema_decay: float = 0.9999  # decay of the exponential moving average of G used for inversion (BigGAN)
+    ema_start: int = 20000  # G steps before which the EMA copy just tracks G (BigGAN's ImageNet ema_start)
+    paper_batch_size: int = 2048  # batch size of the paper's runs (documentation; the loop picks its own)
+    paper_steps: int = 250000  # G steps of the paper's runs (documentation; the loop picks its own)
+
+
+# Channel multipliers per resolution. G: width of the initial 4x4 map, then the output width of each
+# up-block (each doubles the size). D: output width of each block and whether it halves the size.
+G_WIDTHS = {32: (4, 4, 4, 4), 64: (16, 16, 8, 4, 2), 128: (16, 16, 8, 4, 2, 1)}
+D_LAYOUT = {
+    32: ((4, True), (4, True), (4, False), (4, False)),
+    64: ((2, True), (4, True), (8, True), (16, True), (16, False)),
+    128: ((1, True), (2, True), (4, True), (8, True), (16, True), (16, False)),
+}
+
+
+def generator_widths(config: BigGANConfig) -> list[int]:
+    """Channels of G's initial 4x4 map followed by the output channels of each up-block."""
+    _check_resolution(config.resolution)
+    return [m * config.ch for m in G_WIDTHS[config.resolution]]
+
+
+def discriminator_widths(config: BigGANConfig) -> list[int]:
+    """Output channels of each D block (the last one is the width of Psi(x))."""
+    _check_resolution(config.resolution)
+    return [m * config.ch for m, _ in D_LAYOUT[config.resolution]]
+
+
+def _check_resolution(resolution: int) -> None:
+    if resolution not in G_WIDTHS:
+        raise InputError(f"biggan_proj: resolution {resolution} is not supported; use 32, 64 or 128.")
+
+
+# ------------------------------------------------------------------------------------------ building blocks
+def sn_conv(cin: int, cout: int, kernel: int = 3, bias: bool = True, eps: float = 1e-6) -> nn.Module:
+    """Conv with orthogonal init and spectral norm (one power iteration per training forward)."""
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=bias)
+    nn.init.orthogonal_(conv.weight)
+    return spectral_norm(conv, eps=eps)
+
+
+def sn_linear(cin: int, cout: int, bias: bool = True, eps: float = 1e-6) -> nn.Module:
+    """Linear layer with orthogonal init and spectral norm."""
+    lin = nn.Linear(cin, cout, bias=bias)
+    nn.init.orthogonal_(lin.weight)
+    return spectral_norm(lin, eps=eps)
+
+
+class CondBatchNorm(nn.Module):
+    """Eq. 3: batch-norm whose per-channel gain and bias are two-layer MLPs of [logits, noise chunk]."""
+
+    def __init__(self, num_features: int, cond_dim: int, hidden: int, bn_eps: float, sn_eps: float):
+        super().__init__()
+        self.gain = nn.Sequential(
+            sn_linear(cond_dim, hidden, eps=sn_eps), nn.ReLU(), sn_linear(hidden, num_features, bias=False, eps=sn_eps)
+        )
+        self.bias = nn.Sequential(
+            sn_linear(cond_dim, hidden, eps=sn_eps), nn.ReLU(), sn_linear(hidden, num_features, bias=False, eps=sn_eps)
+        )
+        self.bn = nn.BatchNorm2d(num_features, eps=bn_eps, affine=False)  # statistics only
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        gamma = self.gain(cond)[:, :, None, None]
+        beta = self.bias(cond)[:, :, None, None]
+        return self.bn(h) * (1 + gamma) + beta
+
+
+class SelfAttention(nn.Module):
+    """Non-local block of SAGAN/BigGAN: 1x1 theta/phi (C/8) and g (C/2), 2x2 max-pooled keys, gain init 0."""
+
+    def __init__(self, c: int, sn_eps: float):
+        super().__init__()
+        self.ck, self.cv = max(1, c // 8), max(1, c // 2)
+        self.theta = sn_conv(c, self.ck, 1, bias=False, eps=sn_eps)
+        self.phi = sn_conv(c, self.ck, 1, bias=False, eps=sn_eps)
+        self.g = sn_conv(c, self.cv, 1, bias=False, eps=sn_eps)
+        self.o = sn_conv(self.cv, c, 1, bias=False, eps=sn_eps)
+        self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        theta = self.theta(x).flatten(2)  # (N, C/8, HW)
+        phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # (N, C/8, HW/4)
+        g = F.max_pool2d(self.g(x), 2).flatten(2)  # (N, C/2, HW/4)
+        beta = torch.softmax(theta.transpose(1, 2) @ phi, dim=-1)  # (N, HW, HW/4)
+        o = self.o((g @ beta.transpose(1, 2)).view(n, self.cv, h, w))
+        return x + self.gamma * o
+
+
+class GBlock(nn.Module):
+    """Residual up-block: CBN-ReLU-up-conv3x3-CBN-ReLU-conv3x3, plus an upsampled 1x1 shortcut."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int, cfg: BigGANConfig):
+        super().__init__()
+        self.bn1 = CondBatchNorm(cin, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps)
+        self.conv1 = sn_conv(cin, cout, eps=cfg.sn_eps)
+        self.bn2 = CondBatchNorm(cout, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps)
+        self.conv2 = sn_conv(cout, cout, eps=cfg.sn_eps)
+        self.conv_sc = sn_conv(cin, cout, 1, eps=cfg.sn_eps)  # always learnable: every block upsamples
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, cond)), scale_factor=2.0, mode="nearest")
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), cond)))
+        return h + self.conv_sc(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class DBlock(nn.Module):
+    """Residual down-block ("wide" D of BigGAN): [ReLU]-conv3x3-ReLU-conv3x3-[avgpool], 1x1 shortcut."""
+
+    def __init__(self, cin: int, cout: int, downsample: bool, preactivation: bool, sn_eps: float):
+        super().__init__()
+        self.downsample, self.preactivation = downsample, preactivation
+        self.conv1 = sn_conv(cin, cout, eps=sn_eps)
+        self.conv2 = sn_conv(cout, cout, eps=sn_eps)
+        self.conv_sc = sn_conv(cin, cout, 1, eps=sn_eps) if (cin != cout or downsample) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(x) if self.preactivation else x
+        h = self.conv2(F.relu(self.conv1(h)))
+        if self.downsample:
+            h = F.avg_pool2d(h, 2)
+        sc = x
+        if self.preactivation:  # BigGAN: conv then pool after the first block, pool then conv in it
+            sc = self.conv_sc(sc) if self.conv_sc is not None else sc
+            sc = F.avg_pool2d(sc, 2) if self.downsample else sc
+        else:
+            sc = F.avg_pool2d(sc, 2) if self.downsample else sc
+            sc = self.conv_sc(sc) if self.conv_sc is not None else sc
+        return h + sc
+
+
+# ---------------------------------------------------------------------------------------------------- networks
+class Generator(nn.Module):
+    """G(e, z): hierarchical noise ``e`` and logits ``z`` to an image in [-1, 1] (tanh)."""
+
+    def __init__(self, cfg: BigGANConfig):
+        super().__init__()
+        widths = generator_widths(cfg)
+        num_blocks = len(widths) - 1
+        self.num_chunks = num_blocks + 1  # one noise chunk for the initial linear, one per block
+        if cfg.noise_dim <= 0 or cfg.noise_dim % self.num_chunks:
+            raise InputError(
+                f"biggan_proj: noise_dim {cfg.noise_dim} must be a positive multiple of "
+                f"{self.num_chunks} (one chunk per G block plus the initial linear) at "
+                f"resolution {cfg.resolution}."
+            )
+        self.chunk = cfg.noise_dim // self.num_chunks
+        cond_dim = cfg.num_classes + self.chunk  # [logits, block noise chunk] feeds every CBN MLP (Eq. 3)
+        self.bottom = 4
+        self.linear = sn_linear(self.chunk, widths[0] * self.bottom**2, eps=cfg.sn_eps)
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        size = self.bottom
+        for i in range(num_blocks):
+            size *= 2
+            self.blocks.append(GBlock(widths[i], widths[i + 1], cond_dim, cfg))
+            if size == cfg.g_attention:
+                self.attention[str(i)] = SelfAttention(widths[i + 1], cfg.sn_eps)
+        self.out_bn = nn.BatchNorm2d(widths[-1], eps=cfg.bn_eps)  # final, unconditional BN
+        self.out_conv = sn_conv(widths[-1], cfg.channels, eps=cfg.sn_eps)
+
+    def forward(self, noise: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(noise, self.chunk, dim=1)
+        h = self.linear(chunks[0]).view(noise.shape[0], -1, self.bottom, self.bottom)
+        for i, block in enumerate(self.blocks):
+            h = block(h, torch.cat([logits, chunks[i + 1]], dim=1))
+            if str(i) in self.attention:
+                h = self.attention[str(i)](h)
+        return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
+
+
+class Discriminator(nn.Module):
+    """D(x, z) with the projection head of Eq. 2; ``terms`` returns its two summands separately."""
+
+    def __init__(self, cfg: BigGANConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        self.attention = nn.ModuleDict()
+        cin, size = cfg.channels, cfg.resolution
+        for i, (mult, down) in enumerate(D_LAYOUT[cfg.resolution]):
+            cout = mult * cfg.ch
+            self.blocks.append(DBlock(cin, cout, down, preactivation=i > 0, sn_eps=cfg.sn_eps))
+            size = size // 2 if down else size
+            if size == cfg.d_attention and down:
+                self.attention[str(i)] = SelfAttention(cout, cfg.sn_eps)
+            cin = cout
+        self.linear = sn_linear(cin, 1, bias=True, eps=cfg.sn_eps)  # w1 and b of Eq. 2
+        self.embed = sn_linear(cfg.num_classes, cin, bias=False, eps=cfg.sn_eps)  # W2 of Eq. 2
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Psi(x): the residual trunk, ReLU and global sum pooling."""
+        h = x
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if str(i) in self.attention:
+                h = self.attention[str(i)](h)
+        return F.relu(h).sum(dim=(2, 3))
+
+    def terms(self, x: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unconditional term ``w1.Psi(x) + b``, projection term ``(W2 z).Psi(x)``), each ``(N,)``."""
+        psi = self.features(x)
+        return self.linear(psi).squeeze(1), (self.embed(logits) * psi).sum(dim=1)
+
+    def forward(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        uncond, proj = self.terms(x, logits)
+        return uncond + proj  # Eq. 2
+
+
+# ------------------------------------------------------------------------------------------------------ losses
+def d_hinge_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Discriminator hinge loss: (mean(relu(1 - D(real))), mean(relu(1 + D(fake))))."""
+    return F.relu(1.0 - d_real).mean(), F.relu(1.0 + d_fake).mean()
+
+
+def g_hinge_loss(d_fake: torch.Tensor) -> torch.Tensor:
+    """Generator hinge loss: -mean(D(G(e, z), z))."""
+    return -d_fake.mean()
+
+
+# ---------------------------------------------------------------------------------------------------- inverter
+class BigGANInverter(Inverter):
+    """Logits -> image with the (EMA) BigGAN generator; its state dict holds G's weights only."""
+
+    trainable = True
+
+    def __init__(self, config: BigGANConfig):
+        super().__init__(config)
+        self.generator = Generator(config)
+
+    def invert(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        logits = self.check_logits(logits)
+        noise = self.check_noise(noise, logits.shape[0], generator)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                out = self.generator(noise.to(self.device, torch.float32), logits.to(self.device, torch.float32))
+        finally:
+            self.train(was_training)
+        return (out.float() + 1) / 2  # tanh output in [-1, 1] -> images in [0, 1]
+
+    def make_trainer(self, classifier: Any, **options: Any) -> BigGANTrainer:
+        return BigGANTrainer(self, classifier, **options)
+
+
+def spectral_norm_modules(module: nn.Module) -> list[tuple[str, nn.Module, bool]]:
+    """Every Conv2d/Linear inside ``module`` with whether its weight is spectrally normalised."""
+    out = []
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            has_sn = parametrize.is_parametrized(m, "weight") and any(
+                type(p).__name__ == "_SpectralNorm" for p in m.parametrizations["weight"]
+            )
+            out.append((name, m, has_sn))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- trainer
+TRAINER_OPTIONS = (
+    "g_lr",
+    "d_lr",
+    "beta1",
+    "beta2",
+    "adam_eps",
+    "num_d_steps",
+    "ema_decay",
+    "ema_start",
+    "bf16",
+    "channels_last",
+    "seed",
+)
+
+
+class BigGANTrainer(InverterTrainer):
+    """Hinge-loss GAN training of the inverter against real images and their logits.
+
+    Holds the discriminator, both Adam optimisers, the EMA copy of G and a noise generator. Every step:
+    ``num_d_steps`` D updates, each on a fresh batch (real images and their logits against G's images for the
+    same logits), then one G update on a fresh batch, then the EMA update.
+
+    Options (all optional; defaults from the inverter's config): ``g_lr``, ``d_lr``, ``beta1``, ``beta2``,
+    ``adam_eps``, ``num_d_steps``, ``ema_decay``, ``ema_start``; ``bf16`` (autocast to bfloat16; default on
+    for CUDA, off on CPU), ``channels_last`` (default on for CUDA, off on CPU); ``seed`` for the noise
+    generator (default: drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
+    """
+
+    def __init__(self, inverter: BigGANInverter, classifier: Any, **options: Any):
+        super().__init__(inverter, classifier)
+        unknown = sorted(set(options) - set(TRAINER_OPTIONS))
+        if unknown:
+            raise TrainingError(
+                f"biggan_proj trainer: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(TRAINER_OPTIONS)}."
+            )
+        cfg = inverter.config
+        opt = {k: options.get(k, getattr(cfg, k, None)) for k in TRAINER_OPTIONS}
+        self.num_d_steps, self.ema_decay, self.ema_start = int(opt["num_d_steps"]), opt["ema_decay"], opt["ema_start"]
+        device = inverter.device
+        cuda = device.type == "cuda"
+        self.bf16 = cuda if options.get("bf16") is None else bool(options["bf16"])
+        self.channels_last = cuda if options.get("channels_last") is None else bool(options["channels_last"])
+        self.G = inverter.generator
+        self.D = Discriminator(cfg).to(device)
+        self.ema = copy.deepcopy(inverter).eval()
+        self.ema.requires_grad_(False)
+        if self.channels_last:
+            for m in (self.G, self.D, self.ema):
+                m.to(memory_format=torch.channels_last)
+        self.G_train: nn.Module = self.G  # the modules used for gradient steps (DDP-wrapped by distribute)
+        self.D_train: nn.Module = self.D
+        betas = (float(opt["beta1"]), float(opt["beta2"]))
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=opt["g_lr"], betas=betas, eps=opt["adam_eps"])
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=opt["d_lr"], betas=betas, eps=opt["adam_eps"])
+        seed = options.get("seed")
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())
+        self.noise_gen = torch.Generator().manual_seed(int(seed))
+        self.g_steps = 0
+        self.distributed = False
+
+    # ------------------------------------------------------------------------------------------------- steps
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.inverter.noise_dim, generator=self.noise_gen).to(self.inverter.device)
+
+    def _batch(self, next_batch: Callable[[], Batch]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, logits = next_batch()
+        device = self.inverter.device
+        images = images.to(device, torch.float32) * 2 - 1  # D sees images in [-1, 1], like G's tanh output
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, logits.to(device, torch.float32)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.inverter.device.type, dtype=torch.bfloat16)
+
+    def train_step(self, next_batch: Callable[[], Batch], step: int) -> dict[str, float]:
+        self.G.train()
+        self.D.train()
+        self.D.requires_grad_(True)
+        loss_real = loss_fake = torch.zeros(())
+        for _ in range(self.num_d_steps):
+            real, logits = self._batch(next_batch)
+            noise = self._noise(real.shape[0])
+            with torch.no_grad(), self._autocast():
+                fake = self.G(noise, logits)  # plain module: no gradient, nothing for DDP to reduce
+            with self._autocast():
+                # One D call on [real; fake] so each D step runs a single (DDP-friendly) forward.
+                out = self.D_train(torch.cat([real, fake.to(real.dtype)]), torch.cat([logits, logits])).float()
+            loss_real, loss_fake = d_hinge_loss(out[: real.shape[0]], out[real.shape[0] :])
+            self.opt_D.zero_grad(set_to_none=True)
+            (loss_real + loss_fake).backward()
+            loss_real, loss_fake = loss_real.detach(), loss_fake.detach()
+            self.opt_D.step()
+
+        self.D.requires_grad_(False)  # G step: gradients flow through D to G, none accumulate in D
+        _, logits = self._batch(next_batch)
+        noise = self._noise(logits.shape[0])
+        with self._autocast():
+            d_fake = self.D(self.G_train(noise, logits), logits).float()  # plain D: it is not updated here
+        g_loss = g_hinge_loss(d_fake)
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        if self.distributed:
+            self._average_bn_stats()
+        self.g_steps += 1
+        self._update_ema()
+        return {
+            "d_loss_real": loss_real.item(),
+            "d_loss_fake": loss_fake.item(),
+            "g_loss": g_loss.item(),
+            "d_fake_mean": d_fake.detach().mean().item(),
+        }
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """EMA of G's parameters and BN statistics; before ``ema_start`` the copy just tracks G (BigGAN)."""
+        decay = self.ema_decay if self.g_steps >= self.ema_start else 0.0
+        src = dict(self.inverter.named_parameters()) | {
+            k: v for k, v in self.inverter.named_buffers() if k.endswith(("running_mean", "running_var"))
+        }
+        dst = dict(self.ema.named_parameters()) | dict(self.ema.named_buffers())
+        for name, s in src.items():
+            dst[name].lerp_(s, 1.0 - decay)
+        for name, buf in self.inverter.named_buffers():
+            if name.endswith("num_batches_tracked"):
+                dst[name].copy_(buf)
+        # Spectral norm's u/v of the EMA copy follow the EMA weights: one power iteration on them.
+        self.ema.train()
+        for _, m, has_sn in spectral_norm_modules(self.ema):
+            if has_sn:
+                _ = m.weight
+        self.ema.eval()
+
+    def _average_bn_stats(self) -> None:
+        import torch.distributed as dist
+
+        world = dist.get_world_size()
+        for name, buf in self.G.named_buffers():
+            if name.endswith(("running_mean", "running_var")):
+                dist.all_reduce(buf)
+                buf.div_(world)
+
+    # ----------------------------------------------------------------------------------------------- contract
+    def inference_inverter(self) -> BigGANInverter:
+        return self.ema
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self.G_train, self.D_train = wrap(self.G), wrap(self.D)
+        self.distributed = True
+
+    def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return self.ema.invert(logits.to(self.inverter.device), noise=noise)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "G": dict(self.G.state_dict()),  # raw G too, so a resume never depends on how the loop saves it
+            "D": dict(self.D.state_dict()),
+            "G_ema": dict(self.ema.state_dict()),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "noise_gen": self.noise_gen.get_state(),
+            "g_steps": self.g_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.noise_gen.set_state(state["noise_gen"])
+        self.g_steps = int(state["g_steps"])
+
+
+def config_field_names() -> list[str]:
+    return [f.name for f in fields(BigGANConfig)]
