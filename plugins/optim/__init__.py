@@ -1,0 +1,30 @@
+"""The optimisation-based inversion baseline, registered as ``optim.mv15`` and ``optim.robust``.
+
+The method lives in ``optimization.py`` (one module, read top to bottom); this file only registers its presets.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import invkit
+
+from .optimization import (
+    OptimConfig,
+    OptimInverter,
+    alpha_norm,
+    build,
+    logit_cosine,
+    logit_loss,
+    total_variation,
+)
+
+__all__ = ["OptimConfig", "OptimInverter", "alpha_norm", "build", "logit_cosine", "logit_loss", "total_variation"]
+
+
+@invkit.hookimpl
+def register_inverters(register):
+    register("optim.mv15", partial(build, "mv15"),
+             description="Mahendran & Vedaldi 2015 image optimisation: logit match + TV + alpha-norm, jitter")
+    register("optim.robust", partial(build, "robust"),
+             description="Engstrom et al. 2019 setting: plain logit matching, no image prior (robust classifiers)")

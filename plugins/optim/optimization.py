@@ -1,0 +1,278 @@
+"""Optimisation-based inversion: find an image whose logits match the target, by gradient descent on the image.
+
+Papers:
+  * A. Mahendran and A. Vedaldi, "Understanding Deep Image Representations by Inverting Them", CVPR 2015
+    (arXiv:1412.0035); jitter as in their extended version, "Visualizing Deep Convolutional Neural Networks
+    Using Natural Pre-images", IJCV 2016.
+  * L. Engstrom, A. Ilyas, S. Santurkar, D. Tsipras, B. Tran and A. Madry, "Adversarial Robustness as a Prior
+    for Learned Representations", arXiv:1906.00945, 2019: with an adversarially robust classifier, plain
+    representation matching from noise, with no image prior, already gives recognisable images.
+
+Objective (M&V Eq. 1-3, per image, mean-reduced so that weights do not depend on the resolution)::
+
+    x* = argmin_x  ||Phi(x) - z||^2 / ||z||^2  +  lambda_tv * TV^beta(x)  +  lambda_alpha * N_alpha(x)
+
+    TV^beta(x) = mean_ij ( (x[i,j+1] - x[i,j])^2 + (x[i+1,j] - x[i,j])^2 )^(beta/2)      total variation
+    N_alpha(x) = mean_ij | (x[i,j] - center) / (1 - center) |^alpha                       alpha-norm bound
+
+``Phi`` is the classifier's logit function and ``z`` the target logits. The division by ||z||^2 is M&V's
+normalisation (``normalize=False`` gives the plain squared error Engstrom et al. minimise). The image is
+kept in [0, 1] by a sigmoid parametrisation ``x = sigmoid(u)`` (default) or by clamping ``x`` after every step
+(``param="clamp"``, a projected gradient method like Engstrom et al.'s PGD). Each step may shift the image by
+a random translation of up to ``jitter`` pixels (``torch.roll``) before it enters the classifier, which
+discourages high-frequency solutions (M&V 2016). The optimiser is Adam.
+
+The inverter holds the classifier (it needs no training, so ``make_trainer`` raises ``TrainingError``); its
+checkpoint is a config.json with an empty model.safetensors, loaded with
+``invkit.load_inverter(dir, classifier=clf)``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from invkit.classifier import Classifier
+from invkit.errors import InputError, InvkitError
+from invkit.inverter import Inverter
+from invkit.progress import Progress, ProgressCallback, no_progress
+
+
+@dataclass
+class OptimConfig:
+    """Constructor arguments of ``OptimInverter``; defaults are the ``mv15`` preset for MNIST-sized inputs."""
+
+    num_classes: int = 1000  # logit dimension of the classifier
+    channels: int = 3  # image channels
+    resolution: int = 224  # image side (defaults to the classifier's input size)
+    noise_dim: int = 0  # no noise input: randomness is the start image, drawn from `generator`
+    classifier_name: str = ""  # name of the classifier this was set up for (information only)
+    steps: int = 300  # Adam steps
+    lr: float = 0.1  # Adam learning rate (on u for param="sigmoid", on x for param="clamp")
+    lr_decay: float = 0.1  # the learning rate decays by cosine to lr * lr_decay at the last step
+    normalize: bool = True  # divide the logit error by ||z||^2 (Mahendran & Vedaldi)
+    lambda_tv: float = 0.05  # weight of TV^beta
+    tv_beta: float = 2.0  # exponent beta of the total variation (M&V use 1 or 2)
+    lambda_alpha: float = 0.01  # weight of the alpha-norm
+    alpha: float = 6.0  # exponent alpha of the alpha-norm (M&V: 6)
+    alpha_center: float = 0.0  # the alpha-norm pulls pixels towards this value (MNIST background: 0)
+    jitter: int = 1  # random translation of up to this many pixels per step (0: none)
+    param: str = "sigmoid"  # "sigmoid": x = sigmoid(u); "clamp": optimise x and clamp it to [0, 1]
+    init_std: float = 0.1  # start image x0 = clamp(0.5 + init_std * N(0, 1)) unless `start` is given
+    batch_size: int = 256  # images optimised at once (larger batches are done in chunks)
+
+
+# --------------------------------------------------------------------------------------------- loss terms
+def logit_loss(logits: torch.Tensor, target: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Per-image ||Phi(x) - z||^2, divided by ||z||^2 when ``normalize``: shape ``(N,)``."""
+    err = (logits - target).pow(2).sum(dim=1)
+    return err / target.pow(2).sum(dim=1).clamp_min(1e-12) if normalize else err
+
+
+def total_variation(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
+    """Per-image TV^beta (mean over pixels and channels of the beta/2 power of the squared gradient): ``(N,)``.
+
+    The last row and column, which have no right/lower neighbour, use a zero difference there.
+    """
+    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
+    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    sq = dx.pow(2) + dy.pow(2)
+    tv = sq if beta == 2.0 else (sq + 1e-8).pow(beta / 2)  # eps keeps beta < 2 differentiable at 0
+    return tv.flatten(1).mean(dim=1)
+
+
+def alpha_norm(x: torch.Tensor, alpha: float = 6.0, center: float = 0.0) -> torch.Tensor:
+    """Per-image mean of |(x - center) / scale|^alpha with scale = max(center, 1 - center): ``(N,)``, <= 1 on [0, 1]."""
+    scale = max(center, 1.0 - center)
+    return ((x - center) / scale).abs().pow(alpha).flatten(1).mean(dim=1)
+
+
+def logit_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return F.cosine_similarity(a, b, dim=1)
+
+
+# ----------------------------------------------------------------------------------------------- inverter
+class OptimInverter(Inverter):
+    """Inverts logits by optimising the image (see the module docstring). Holds, but does not own, the classifier.
+
+    Attributes:
+        progress: a ``ProgressCallback`` that receives one ``Progress`` every few steps (the CLI draws it).
+    """
+
+    trainable = False
+
+    def __init__(self, config: OptimConfig, classifier: Classifier | None = None):
+        super().__init__(config)
+        if config.param not in ("sigmoid", "clamp"):
+            raise InputError(f"optim: param must be 'sigmoid' or 'clamp', got '{config.param}'.")
+        if config.steps < 0 or config.batch_size < 1:
+            raise InputError("optim: steps must be >= 0 and batch_size >= 1.")
+        self.progress: ProgressCallback = no_progress
+        # Not registered as a submodule: the classifier's weights are not part of this inverter's checkpoint.
+        object.__setattr__(self, "_classifier", None)
+        if classifier is not None:
+            self.set_classifier(classifier)
+
+    @property
+    def classifier(self) -> Classifier | None:
+        return self._classifier
+
+    def set_classifier(self, classifier: Classifier) -> None:
+        if classifier.num_classes != self.num_classes:
+            raise InputError(f"optim: set up for {self.num_classes} logits but {classifier.name} gives "
+                             f"{classifier.num_classes}.")
+        object.__setattr__(self, "_classifier", classifier)
+        self.config.classifier_name = classifier.name
+
+    @property
+    def device(self) -> torch.device:
+        """The classifier's device (this inverter has no weights of its own)."""
+        if self._classifier is not None:
+            for t in (*self._classifier.parameters(), *self._classifier.buffers()):
+                return t.device
+        return torch.device("cpu")
+
+    def invert(self, logits: torch.Tensor, noise: torch.Tensor | None = None,
+               generator: torch.Generator | None = None, *, start: torch.Tensor | None = None,
+               progress: ProgressCallback | None = None) -> torch.Tensor:
+        """Images whose logits match ``logits``; see ``invert_with_info`` for the arguments."""
+        return self.invert_with_info(logits, noise, generator, start=start, progress=progress)[0]
+
+    def invert_with_info(self, logits: torch.Tensor, noise: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None, *, start: torch.Tensor | None = None,
+                         progress: ProgressCallback | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Optimise one image per logit vector.
+
+        Args:
+            logits: ``(N, num_classes)`` target logits ``z``.
+            noise: unused (``noise_dim`` is 0); must be None.
+            generator: seeds the start images and the jitter; the same seed gives the same images.
+            start: ``(N, channels, resolution, resolution)`` start images in [0, 1] instead of noise.
+            progress: receives progress every few steps (default: ``self.progress``).
+
+        Returns:
+            ``(images, info)``: images ``(N, C, R, R)`` in [0, 1] and ``info`` with per-image tensors
+            ``logit_mse`` (mean squared logit error), ``logit_cosine`` (cosine to the target) and ``loss``
+            (the final objective), plus ``steps`` and ``seconds``.
+        """
+        clf = self._classifier
+        if clf is None:
+            raise InvkitError("optim needs the classifier it inverts: create it with classifier=... or load it "
+                              "with invkit.load_inverter(dir, classifier=clf).")
+        self.check_logits(logits)
+        self.check_noise(noise, logits.shape[0], generator)
+        n = logits.shape[0]
+        if start is not None:
+            if not isinstance(start, torch.Tensor) or start.dim() != 4 or start.shape[0] != n or \
+                    tuple(start.shape[1:]) != self.image_shape:
+                shape = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
+                raise InputError(f"optim: start must be ({n}, {', '.join(map(str, self.image_shape))}) images, "
+                                 f"got {shape}.")
+            if start.min() < 0 or start.max() > 1:
+                raise InputError("optim: start images must lie in [0, 1].")
+        report = progress or self.progress
+        bs = self.config.batch_size
+        chunks = list(range(0, n, bs))
+        t0 = time.perf_counter()
+        images, mses, coss, losses = [], [], [], []
+        for k, i in enumerate(chunks):
+            x, info = self._optimise(logits[i:i + bs], None if start is None else start[i:i + bs], generator,
+                                     report, k, len(chunks))
+            images.append(x)
+            mses.append(info["logit_mse"])
+            coss.append(info["logit_cosine"])
+            losses.append(info["loss"])
+        info = {"logit_mse": torch.cat(mses), "logit_cosine": torch.cat(coss), "loss": torch.cat(losses),
+                "steps": self.config.steps, "seconds": time.perf_counter() - t0}
+        return torch.cat(images), info
+
+    def _objective(self, x: torch.Tensor, target: torch.Tensor, shift: tuple[int, int] | None) -> torch.Tensor:
+        """Per-image objective ``(N,)``; ``shift`` jitters the image seen by the classifier."""
+        c = self.config
+        seen = torch.roll(x, shifts=shift, dims=(2, 3)) if shift is not None and shift != (0, 0) else x
+        loss = logit_loss(self._classifier.logits(seen), target, c.normalize)
+        if c.lambda_tv:
+            loss = loss + c.lambda_tv * total_variation(x, c.tv_beta)
+        if c.lambda_alpha:
+            loss = loss + c.lambda_alpha * alpha_norm(x, c.alpha, c.alpha_center)
+        return loss
+
+    def _optimise(self, target: torch.Tensor, start: torch.Tensor | None, generator: torch.Generator | None,
+                  report: ProgressCallback, chunk: int, n_chunks: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        c = self.config
+        device = self.device
+        target = target.detach().to(device).float()
+        n = target.shape[0]
+        if start is None:
+            gdev = generator.device if generator is not None else torch.device("cpu")
+            x0 = (0.5 + c.init_std * torch.randn(n, *self.image_shape, generator=generator, device=gdev)).clamp(0, 1)
+        else:
+            x0 = start.detach().float()
+        x0 = x0.to(device)
+        if c.param == "sigmoid":
+            p = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
+        else:
+            p = x0.clone().requires_grad_(True)
+
+        def image() -> torch.Tensor:
+            return torch.sigmoid(p) if c.param == "sigmoid" else p
+
+        opt = torch.optim.Adam([p], lr=c.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, c.steps), eta_min=c.lr * c.lr_decay)
+        every = max(1, c.steps // 50)
+        with torch.enable_grad():
+            for step in range(c.steps):
+                shift = None
+                if c.jitter > 0:
+                    gdev = generator.device if generator is not None else torch.device("cpu")
+                    s = torch.randint(-c.jitter, c.jitter + 1, (2,), generator=generator, device=gdev)
+                    shift = (int(s[0]), int(s[1]))
+                loss = self._objective(image(), target, shift).sum()  # sum: each image's gradient is its own
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if c.param == "clamp":
+                    with torch.no_grad():
+                        p.clamp_(0, 1)
+                if (step + 1) % every == 0 or step + 1 == c.steps:
+                    report(Progress("optim", chunk * c.steps + step + 1, n_chunks * c.steps,
+                                    {"loss": loss.item() / n}))
+        with torch.no_grad():
+            x = image().detach()
+            logits = self._classifier.logits(x)
+            info = {"logit_mse": (logits - target).pow(2).mean(dim=1).cpu(),
+                    "logit_cosine": logit_cosine(logits, target).cpu(),
+                    "loss": self._objective(x, target, None).cpu()}
+        return x, info
+
+
+# ----------------------------------------------------------------------------------------------- factory
+PRESETS: dict[str, dict[str, Any]] = {
+    # Mahendran & Vedaldi 2015: normalised logit error + TV^2 + alpha^6 norm, with jitter, sigmoid images.
+    "mv15": {},
+    # Engstrom et al. 2019: no image prior, plain squared logit error, projected (clamped) image, no jitter.
+    "robust": {"normalize": False, "lambda_tv": 0.0, "lambda_alpha": 0.0, "jitter": 0, "param": "clamp",
+               "lr": 0.01},
+}
+
+
+def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> OptimInverter:
+    """Factory for ``optim.<preset>``: preset values, then the classifier's shape, then ``fields``."""
+    values: dict[str, Any] = dict(PRESETS[preset])
+    if classifier is not None:
+        c, h, _ = classifier.config.input_size
+        values.update(num_classes=classifier.num_classes, channels=c, resolution=h,
+                      classifier_name=classifier.name)
+    known = set(OptimConfig.__dataclass_fields__)
+    unknown = set(fields) - known
+    if unknown:
+        raise InputError(f"optim: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}.")
+    values.update(fields)
+    inv = OptimInverter(OptimConfig(**values), classifier)
+    inv.registry_name = f"optim.{preset}"
+    return inv
