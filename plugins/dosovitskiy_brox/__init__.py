@@ -22,13 +22,29 @@ from .deepsim import (
     pixel_loss,
 )
 
-__all__ = ["Comparator", "Discriminator", "DosovitskiyBroxConfig", "DosovitskiyBroxInverter",
-           "DosovitskiyBroxTrainer", "adversarial_loss", "build", "discriminator_loss", "feature_loss", "pixel_loss"]
+__all__ = [
+    "Comparator",
+    "Discriminator",
+    "DosovitskiyBroxConfig",
+    "DosovitskiyBroxInverter",
+    "DosovitskiyBroxTrainer",
+    "adversarial_loss",
+    "build",
+    "discriminator_loss",
+    "feature_loss",
+    "pixel_loss",
+]
 
 
 @invkit.hookimpl
 def register_inverters(register):
-    register("dosovitskiy_brox.paper", partial(build, "paper"),
-             description="Dosovitskiy & Brox 2016 up-conv decoder + DeePSiM losses, paper widths (fc 4096x3)")
-    register("dosovitskiy_brox.mnist", partial(build, "mnist"),
-             description="Dosovitskiy & Brox 2016 decoder, small widths for 32x32 MNIST (~1 MB)")
+    register(
+        "dosovitskiy_brox.paper",
+        partial(build, "paper"),
+        description="Dosovitskiy & Brox 2016 up-conv decoder + DeePSiM losses, paper widths (fc 4096x3)",
+    )
+    register(
+        "dosovitskiy_brox.mnist",
+        partial(build, "mnist"),
+        description="Dosovitskiy & Brox 2016 decoder, small widths for 32x32 MNIST (~1 MB)",
+    )

@@ -123,8 +123,12 @@ class DosovitskiyBroxInverter(Inverter):
         up: list[nn.Module] = []
         for i in range(self.n_stages):
             out = max(c.min_channels, ch // 2) if i > 0 else ch
-            up += [nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1), nn.LeakyReLU(c.leak),
-                   nn.Conv2d(out, out, 3, padding=1), nn.LeakyReLU(c.leak)]
+            up += [
+                nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1),
+                nn.LeakyReLU(c.leak),
+                nn.Conv2d(out, out, 3, padding=1),
+                nn.LeakyReLU(c.leak),
+            ]
             ch = out
         self.up = nn.Sequential(*up)
         self.to_image = nn.Conv2d(ch, c.channels, 3, padding=1)
@@ -133,8 +137,9 @@ class DosovitskiyBroxInverter(Inverter):
         h = self.fc(logits).view(-1, self.map_channels, self.start_side, self.start_side)
         return torch.sigmoid(self.to_image(self.up(h)))
 
-    def invert(self, logits: torch.Tensor, noise: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+    def invert(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         self.check_logits(logits)
         self.check_noise(noise, logits.shape[0], generator)
         return self(logits.to(self.device))
@@ -156,8 +161,9 @@ class Discriminator(nn.Module):
             c_in, c_out, side = c_out, min(c_out * 2, 8 * width), math.ceil(side / 2)
         convs += [nn.Conv2d(c_in, c_in, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.image_branch = nn.Sequential(*convs)
-        self.feature_branch = nn.Sequential(nn.Linear(num_classes, fc_dim), nn.ReLU(),
-                                            nn.Linear(fc_dim, fc_dim // 2), nn.ReLU())
+        self.feature_branch = nn.Sequential(
+            nn.Linear(num_classes, fc_dim), nn.ReLU(), nn.Linear(fc_dim, fc_dim // 2), nn.ReLU()
+        )
         self.head = nn.Sequential(nn.Linear(c_in + fc_dim // 2, fc_dim // 2), nn.ReLU(), nn.Linear(fc_dim // 2, 2))
 
     def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
@@ -212,15 +218,19 @@ class Comparator:
         if layer == "penultimate":
             linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
             if not linears:
-                raise InvkitError(f"comparator: {classifier.name} has no nn.Linear layer; give comparator_layer "
-                                  "as a module name of classifier.network or 'logits'.")
+                raise InvkitError(
+                    f"comparator: {classifier.name} has no nn.Linear layer; give comparator_layer "
+                    "as a module name of classifier.network or 'logits'."
+                )
             self._handle = linears[-1].register_forward_pre_hook(self._capture_input)
         elif layer in modules:
             self._handle = modules[layer].register_forward_hook(self._capture_output)
         else:
             close = ", ".join(n for n in modules if n)[:300]
-            raise InvkitError(f"comparator: {classifier.name} has no module '{layer}'; choose one of: {close}, "
-                              "'penultimate' or 'logits'.")
+            raise InvkitError(
+                f"comparator: {classifier.name} has no module '{layer}'; choose one of: {close}, "
+                "'penultimate' or 'logits'."
+            )
 
     def _capture_input(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self._captured = args[0]
@@ -251,20 +261,23 @@ class DosovitskiyBroxTrainer(InverterTrainer):
     inverted classifier), another ``invkit.Classifier``, or a registered classifier name.
     """
 
-    OPTIONS = ("lambda_pix", "lambda_feat", "lambda_adv", "comparator_layer", "lr", "beta1", "beta2",
-               "d_pause_ratio")
+    OPTIONS = ("lambda_pix", "lambda_feat", "lambda_adv", "comparator_layer", "lr", "beta1", "beta2", "d_pause_ratio")
 
     def __init__(self, inverter: DosovitskiyBroxInverter, classifier: Any, comparator: Any = None, **options: Any):
         super().__init__(inverter, classifier)
         unknown = set(options) - set(self.OPTIONS)
         if unknown:
-            raise TrainingError(f"dosovitskiy_brox: unknown trainer option(s) {', '.join(sorted(unknown))}; "
-                                f"known: comparator, {', '.join(self.OPTIONS)}.")
+            raise TrainingError(
+                f"dosovitskiy_brox: unknown trainer option(s) {', '.join(sorted(unknown))}; "
+                f"known: comparator, {', '.join(self.OPTIONS)}."
+            )
         cfg = inverter.config
         self.opts = {k: options.get(k, getattr(cfg, k)) for k in self.OPTIONS}
         if classifier is not None and classifier.num_classes != inverter.num_classes:
-            raise TrainingError(f"dosovitskiy_brox: inverter takes {inverter.num_classes} logits but "
-                                f"{classifier.name} gives {classifier.num_classes}.")
+            raise TrainingError(
+                f"dosovitskiy_brox: inverter takes {inverter.num_classes} logits but "
+                f"{classifier.name} gives {classifier.num_classes}."
+            )
         if isinstance(comparator, str):
             import invkit
 
@@ -273,9 +286,13 @@ class DosovitskiyBroxTrainer(InverterTrainer):
         if comparator is None:
             raise TrainingError("dosovitskiy_brox: training needs a classifier (or a comparator) for L_feat.")
         self.comparator = Comparator(comparator, self.opts["comparator_layer"])
-        self.discriminator = Discriminator(cfg.channels, cfg.resolution, cfg.num_classes,
-                                           width=_scaled(cfg.d_channels, cfg.width_mult),
-                                           fc_dim=_scaled(cfg.d_fc_dim, cfg.width_mult)).to(inverter.device)
+        self.discriminator = Discriminator(
+            cfg.channels,
+            cfg.resolution,
+            cfg.num_classes,
+            width=_scaled(cfg.d_channels, cfg.width_mult),
+            fc_dim=_scaled(cfg.d_fc_dim, cfg.width_mult),
+        ).to(inverter.device)
         betas = (self.opts["beta1"], self.opts["beta2"])
         self.opt_g = torch.optim.Adam(inverter.parameters(), lr=self.opts["lr"], betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.opts["lr"], betas=betas)
@@ -319,12 +336,23 @@ class DosovitskiyBroxTrainer(InverterTrainer):
         else:
             self.d_skips += 1
         self.opt_g.zero_grad(set_to_none=True)  # D's backward leaves nothing on G, but keep the state clean
-        return {"loss_g": loss_g.item(), "img": l_img.item(), "feat": l_feat.item(), "adv": l_adv.item(),
-                "discr": l_discr.item(), "d_updated": float(ratio >= o["d_pause_ratio"])}
+        return {
+            "loss_g": loss_g.item(),
+            "img": l_img.item(),
+            "feat": l_feat.item(),
+            "adv": l_adv.item(),
+            "discr": l_discr.item(),
+            "d_updated": float(ratio >= o["d_pause_ratio"]),
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"discriminator": self.discriminator.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "d_updates": self.d_updates, "d_skips": self.d_skips}
+        return {
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "d_updates": self.d_updates,
+            "d_skips": self.d_skips,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.discriminator.load_state_dict(state["discriminator"])
@@ -338,8 +366,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},  # the paper's widths (fc 4096 x3, 4x4x256), scaled in depth to the resolution
     # A small decoder for 32x32 MNIST (about 1 MB of weights, fast on a CPU): fc 256 x2, a 4x4x32 map,
     # 3 up-conv stages with 32, 16 and 8 channels.
-    "mnist": {"resolution": 32, "fc_dim": 256, "fc_layers": 3, "start_channels": 32, "min_channels": 8,
-              "d_channels": 16, "d_fc_dim": 256},
+    "mnist": {
+        "resolution": 32,
+        "fc_dim": 256,
+        "fc_layers": 3,
+        "start_channels": 32,
+        "min_channels": 8,
+        "d_channels": 16,
+        "d_fc_dim": 256,
+    },
 }
 
 
@@ -354,8 +389,9 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> D
     known = set(DosovitskiyBroxConfig.__dataclass_fields__)
     unknown = set(fields) - known
     if unknown:
-        raise InputError(f"dosovitskiy_brox: unknown option(s) {', '.join(sorted(unknown))}; known: "
-                         f"{', '.join(sorted(known))}.")
+        raise InputError(
+            f"dosovitskiy_brox: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}."
+        )
     values.update(fields)
     inv = DosovitskiyBroxInverter(DosovitskiyBroxConfig(**values))
     inv.registry_name = f"dosovitskiy_brox.{preset}"

@@ -24,7 +24,13 @@ __all__ = ["OptimConfig", "OptimInverter", "alpha_norm", "build", "logit_cosine"
 
 @invkit.hookimpl
 def register_inverters(register):
-    register("optim.mv15", partial(build, "mv15"),
-             description="Mahendran & Vedaldi 2015 image optimisation: logit match + TV + alpha-norm, jitter")
-    register("optim.robust", partial(build, "robust"),
-             description="Engstrom et al. 2019 setting: plain logit matching, no image prior (robust classifiers)")
+    register(
+        "optim.mv15",
+        partial(build, "mv15"),
+        description="Mahendran & Vedaldi 2015 image optimisation: logit match + TV + alpha-norm, jitter",
+    )
+    register(
+        "optim.robust",
+        partial(build, "robust"),
+        description="Engstrom et al. 2019 setting: plain logit matching, no image prior (robust classifiers)",
+    )

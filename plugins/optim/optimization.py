@@ -123,8 +123,9 @@ class OptimInverter(Inverter):
 
     def set_classifier(self, classifier: Classifier) -> None:
         if classifier.num_classes != self.num_classes:
-            raise InputError(f"optim: set up for {self.num_classes} logits but {classifier.name} gives "
-                             f"{classifier.num_classes}.")
+            raise InputError(
+                f"optim: set up for {self.num_classes} logits but {classifier.name} gives {classifier.num_classes}."
+            )
         object.__setattr__(self, "_classifier", classifier)
         self.config.classifier_name = classifier.name
 
@@ -136,15 +137,27 @@ class OptimInverter(Inverter):
                 return t.device
         return torch.device("cpu")
 
-    def invert(self, logits: torch.Tensor, noise: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, *, start: torch.Tensor | None = None,
-               progress: ProgressCallback | None = None) -> torch.Tensor:
+    def invert(
+        self,
+        logits: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        start: torch.Tensor | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> torch.Tensor:
         """Images whose logits match ``logits``; see ``invert_with_info`` for the arguments."""
         return self.invert_with_info(logits, noise, generator, start=start, progress=progress)[0]
 
-    def invert_with_info(self, logits: torch.Tensor, noise: torch.Tensor | None = None,
-                         generator: torch.Generator | None = None, *, start: torch.Tensor | None = None,
-                         progress: ProgressCallback | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    def invert_with_info(
+        self,
+        logits: torch.Tensor,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        start: torch.Tensor | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Optimise one image per logit vector.
 
         Args:
@@ -161,17 +174,24 @@ class OptimInverter(Inverter):
         """
         clf = self._classifier
         if clf is None:
-            raise InvkitError("optim needs the classifier it inverts: create it with classifier=... or load it "
-                              "with invkit.load_inverter(dir, classifier=clf).")
+            raise InvkitError(
+                "optim needs the classifier it inverts: create it with classifier=... or load it "
+                "with invkit.load_inverter(dir, classifier=clf)."
+            )
         self.check_logits(logits)
         self.check_noise(noise, logits.shape[0], generator)
         n = logits.shape[0]
         if start is not None:
-            if not isinstance(start, torch.Tensor) or start.dim() != 4 or start.shape[0] != n or \
-                    tuple(start.shape[1:]) != self.image_shape:
+            if (
+                not isinstance(start, torch.Tensor)
+                or start.dim() != 4
+                or start.shape[0] != n
+                or tuple(start.shape[1:]) != self.image_shape
+            ):
                 shape = tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__
-                raise InputError(f"optim: start must be ({n}, {', '.join(map(str, self.image_shape))}) images, "
-                                 f"got {shape}.")
+                raise InputError(
+                    f"optim: start must be ({n}, {', '.join(map(str, self.image_shape))}) images, got {shape}."
+                )
             if start.min() < 0 or start.max() > 1:
                 raise InputError("optim: start images must lie in [0, 1].")
         report = progress or self.progress
@@ -180,14 +200,20 @@ class OptimInverter(Inverter):
         t0 = time.perf_counter()
         images, mses, coss, losses = [], [], [], []
         for k, i in enumerate(chunks):
-            x, info = self._optimise(logits[i:i + bs], None if start is None else start[i:i + bs], generator,
-                                     report, k, len(chunks))
+            x, info = self._optimise(
+                logits[i : i + bs], None if start is None else start[i : i + bs], generator, report, k, len(chunks)
+            )
             images.append(x)
             mses.append(info["logit_mse"])
             coss.append(info["logit_cosine"])
             losses.append(info["loss"])
-        info = {"logit_mse": torch.cat(mses), "logit_cosine": torch.cat(coss), "loss": torch.cat(losses),
-                "steps": self.config.steps, "seconds": time.perf_counter() - t0}
+        info = {
+            "logit_mse": torch.cat(mses),
+            "logit_cosine": torch.cat(coss),
+            "loss": torch.cat(losses),
+            "steps": self.config.steps,
+            "seconds": time.perf_counter() - t0,
+        }
         return torch.cat(images), info
 
     def _objective(self, x: torch.Tensor, target: torch.Tensor, shift: tuple[int, int] | None) -> torch.Tensor:
@@ -201,8 +227,15 @@ class OptimInverter(Inverter):
             loss = loss + c.lambda_alpha * alpha_norm(x, c.alpha, c.alpha_center)
         return loss
 
-    def _optimise(self, target: torch.Tensor, start: torch.Tensor | None, generator: torch.Generator | None,
-                  report: ProgressCallback, chunk: int, n_chunks: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _optimise(
+        self,
+        target: torch.Tensor,
+        start: torch.Tensor | None,
+        generator: torch.Generator | None,
+        report: ProgressCallback,
+        chunk: int,
+        n_chunks: int,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         c = self.config
         device = self.device
         target = target.detach().to(device).float()
@@ -240,14 +273,15 @@ class OptimInverter(Inverter):
                     with torch.no_grad():
                         p.clamp_(0, 1)
                 if (step + 1) % every == 0 or step + 1 == c.steps:
-                    report(Progress("optim", chunk * c.steps + step + 1, n_chunks * c.steps,
-                                    {"loss": loss.item() / n}))
+                    report(Progress("optim", chunk * c.steps + step + 1, n_chunks * c.steps, {"loss": loss.item() / n}))
         with torch.no_grad():
             x = image().detach()
             logits = self._classifier.logits(x)
-            info = {"logit_mse": (logits - target).pow(2).mean(dim=1).cpu(),
-                    "logit_cosine": logit_cosine(logits, target).cpu(),
-                    "loss": self._objective(x, target, None).cpu()}
+            info = {
+                "logit_mse": (logits - target).pow(2).mean(dim=1).cpu(),
+                "logit_cosine": logit_cosine(logits, target).cpu(),
+                "loss": self._objective(x, target, None).cpu(),
+            }
         return x, info
 
 
@@ -256,8 +290,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Mahendran & Vedaldi 2015: normalised logit error + TV^2 + alpha^6 norm, with jitter, sigmoid images.
     "mv15": {},
     # Engstrom et al. 2019: no image prior, plain squared logit error, projected (clamped) image, no jitter.
-    "robust": {"normalize": False, "lambda_tv": 0.0, "lambda_alpha": 0.0, "jitter": 0, "param": "clamp",
-               "lr": 0.01},
+    "robust": {"normalize": False, "lambda_tv": 0.0, "lambda_alpha": 0.0, "jitter": 0, "param": "clamp", "lr": 0.01},
 }
 
 
@@ -266,8 +299,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> O
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:
         c, h, _ = classifier.config.input_size
-        values.update(num_classes=classifier.num_classes, channels=c, resolution=h,
-                      classifier_name=classifier.name)
+        values.update(num_classes=classifier.num_classes, channels=c, resolution=h, classifier_name=classifier.name)
     known = set(OptimConfig.__dataclass_fields__)
     unknown = set(fields) - known
     if unknown:
