@@ -1,0 +1,209 @@
+"""``invkit probe``: run one probe, several (a wildcard) or ``all`` on a classifier and its inverter.
+
+Each probe writes into ``OUT/<probe>/``: PNG figures, ``index.html`` and ``results.json`` (written last, so a
+folder with ``results.json`` holds a finished run). A probe whose ``results.json`` exists is skipped unless
+``--force``, so an interrupted ``invkit probe all`` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from rich.table import Table
+
+from .. import create_probe, list_probes
+from ..checkpoint import atomic_write_text
+from ..data import load_dataset
+from ..errors import InvkitError
+from ..plugins import get_registry
+from ..probe import ProbeContext, ProbeResult
+from ..progress import Progress
+from ._common import (
+    apply,
+    classifier_from_spec,
+    data_options,
+    dataset_from_spec,
+    device_option,
+    inverter_from_spec,
+    parse_options,
+    pick_device,
+)
+from ._ui import console, err_console, progress_bars
+
+
+def resolve_names(name: str) -> list[str]:
+    """``all``, a wildcard (``logit-*``) or one registered probe name -> the probe names to run."""
+    if name == "all":
+        return list_probes()
+    if any(c in name for c in "*?["):
+        names = list_probes(name)
+        if not names:
+            raise InvkitError(f"no probe matches '{name}'; run `invkit list probes` to see every name.")
+        return names
+    return [get_registry("probe").resolve(name).name]
+
+
+def split_options(options: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``key=value`` goes to every probe; ``probe-name.key=value`` only to that probe."""
+    per: dict[str, dict[str, Any]] = {n: {} for n in names}
+    by_key = {n.replace("-", "_"): n for n in names}
+    known = {n.replace("-", "_") for n in list_probes()}
+    for key, value in options.items():
+        prefix, dot, rest = key.partition(".")
+        if dot and prefix in known:
+            if prefix in by_key:
+                per[by_key[prefix]][rest] = value
+            continue
+        for n in names:
+            per[n][key] = value
+    return per
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            rows += _flatten(v, f"{prefix}{k}.")
+        else:
+            rows.append((f"{prefix}{k}", v))
+    return rows
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        text = "[" + ", ".join(_show(x) if not isinstance(x, dict) else "{…}" for x in v[:8])
+        return text + (", …]" if len(v) > 8 else "]")
+    return str(v)
+
+
+def print_result(result: ProbeResult, folder: Path) -> None:
+    table = Table(title=f"{result.probe}", title_justify="left", show_edge=False)
+    table.add_column("number", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for k, v in _flatten(result.numbers):
+        table.add_row(k, _show(v))
+    console.print(table)
+    if result.summary:
+        console.print(result.summary, soft_wrap=True)
+    console.print(f"page: {folder / 'index.html'}   numbers: {folder / 'results.json'}", soft_wrap=True)
+    figures = [str(folder / p) for k, p in result.figures.items() if k != "page"]
+    if figures:
+        console.print("figures: " + "  ".join(figures), soft_wrap=True)
+
+
+@click.command("probe")
+@click.argument("name")
+@click.option(
+    "--classifier",
+    "classifier_spec",
+    required=True,
+    help="Registry name (smallcnn.base) or an invkit classifier checkpoint folder.",
+)
+@click.option("--weights", default=None, help="Weights file for a registry-name classifier.")
+@click.option("--inverter", "inverter_spec", default=None, help="Inverter registry name (or checkpoint folder).")
+@click.option("--checkpoint", default=None, help="Inverter checkpoint folder (trained for this classifier).")
+@apply(data_options)
+@click.option(
+    "--ood-data",
+    default=None,
+    help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default: FashionMNIST "
+    "if present, else Tiny ImageNet from ~/.cache/invkit-data, for grey data; MNIST for RGB.",
+)
+@click.option("-n", "--num-images", default=64, show_default=True, help="Held-out images per probe.")
+@click.option("--seed", default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Probe option (repeatable); 'probe-name.key=value' for one probe only when running several.",
+)
+@device_option
+@click.option("--force", is_flag=True, help="Run probes whose results.json already exists again.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Output folder (one sub-folder per probe)."
+)
+def command(
+    name: str,
+    classifier_spec: str,
+    weights: str | None,
+    inverter_spec: str | None,
+    checkpoint: str | None,
+    data: str,
+    data_root: str | None,
+    ood_data: str | None,
+    num_images: int,
+    seed: int,
+    options: tuple[str, ...],
+    device: str,
+    force: bool,
+    out: str,
+) -> None:
+    """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`)."""
+    names = resolve_names(name)
+    per_probe = split_options(parse_options(options), names)
+    out_dir = Path(out).expanduser()
+    todo = [n for n in names if force or not (out_dir / n / "results.json").exists()]
+    for n in names:
+        if n not in todo:
+            err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
+    if not todo:
+        return
+    dev = pick_device(device)
+    classifier = classifier_from_spec(classifier_spec, weights).to(dev)
+    inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint).to(dev).eval()
+    dataset = dataset_from_spec(data, "test", root=data_root)
+    extra = {"ood": load_dataset(ood_data, "test", root=data_root)} if ood_data else {}
+    failed: list[tuple[str, str]] = []
+    results: list[tuple[ProbeResult, Path]] = []
+    with progress_bars(transient=True) as progress:
+        for i, n in enumerate(todo):
+            if len(todo) > 1:
+                progress(Progress(task="probes", completed=i, total=len(todo), fields={"now": n}))
+            folder = out_dir / n
+            folder.mkdir(parents=True, exist_ok=True)
+            ctx = ProbeContext(
+                classifier=classifier,
+                inverter=inverter,
+                data=dataset,
+                out=folder,
+                generator=torch.Generator().manual_seed(seed),
+                num_images=num_images,
+                device=dev,
+                extra_data=extra,
+                options=per_probe[n],
+                progress=progress,
+            )
+            started = time.perf_counter()
+            try:
+                probe = create_probe(n)
+                result = probe.run(ctx)
+            except InvkitError as exc:
+                if len(todo) == 1:
+                    raise
+                failed.append((n, str(exc)))
+                continue
+            doc = json.loads(result.to_json())
+            doc["run"] = {
+                "classifier": classifier.name,
+                "inverter": inverter.registry_name,
+                "data": getattr(dataset, "name", data),
+                "num_images": num_images,
+                "seed": seed,
+                "options": per_probe[n],
+                "device": str(dev),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            atomic_write_text(folder / "results.json", json.dumps(doc, indent=2, sort_keys=True, default=float))
+            results.append((result, folder))
+    for result, folder in results:
+        print_result(result, folder)
+    for n, message in failed:
+        err_console.print(f"[yellow]{n}: not run: {message}[/yellow]")
