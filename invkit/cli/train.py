@@ -1,0 +1,181 @@
+"""``invkit train``: train a learned inverter (``biggan_proj``, ``dosovitskiy_brox``, ...) against a frozen classifier.
+
+The loop itself is ``invkit.train``; this module turns options into a ``TrainConfig``, builds the classifier,
+the inverter and the data sets, draws the progress bar and prints where everything went.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from ..errors import InvkitError
+from ..inverter import Inverter
+from ..train import (
+    CONFIG_FILE,
+    LOG_FILE,
+    RUN_DEFINING,
+    SAMPLES,
+    TrainConfig,
+    build_inverter,
+    read_run_config,
+    train_inverter,
+)
+from ._common import classifier_from_spec, dataset_from_spec, inverter_from_spec, parse_options, pick_device
+from ._ui import console, progress_bars
+
+_D = TrainConfig()
+
+
+@click.command("train")
+@click.option(
+    "--classifier",
+    default=None,
+    help="Frozen classifier to invert: a registry name (smallcnn.base) or an invkit checkpoint folder.",
+)
+@click.option("--weights", default=None, help="Published weights file for a registry-name classifier.")
+@click.option("--inverter", default=None, help="Learned inverter to train: a registry name (biggan_proj.paper).")
+@click.option(
+    "--data",
+    default=None,
+    help="Training images: 'default' (MNIST subset shipped with invkit), an ImageFolder folder with "
+    "train/ and test/ (or val/), a .tar.gz of one, or mnist/fashionmnist/cifar10/cifar100 under "
+    "--data-root. Sample grids use the test split. [default]",
+)
+@click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run folder: train_config.json, log.jsonl, samples/, checkpoints/.",
+)
+@click.option("--steps", type=int, default=None, help=f"Inverter optimisation steps (GAN: G steps). [{_D.steps}]")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help=f"Global batch per data draw, split over torchrun processes. [{_D.batch_size}]",
+)
+@click.option("--resolution", type=int, default=None, help="Inverter output side. [the inverter's default]")
+@click.option("--ch", type=int, default=None, help="Inverter width (BigGAN ch). [the inverter's default]")
+@click.option("--seed", type=int, default=None, help=f"Seeds weights, data order, noise, samples. [{_D.seed}]")
+@click.option("--lr-g", type=float, default=None, help="Inverter (generator) learning rate. [the inverter's]")
+@click.option("--lr-d", type=float, default=None, help="Discriminator learning rate. [the inverter's]")
+@click.option(
+    "--option",
+    "-o",
+    "option",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An inverter config field (e.g. cbn_hidden=64) or trainer option (e.g. num_d_steps=1); repeatable.",
+)
+@click.option("--save-every", type=int, default=None, help=f"Steps between checkpoints. [{_D.save_every}]")
+@click.option(
+    "--sample-every",
+    type=int,
+    default=None,
+    help=f"Steps between sample grids (0: only at the end). [{_D.sample_every}]",
+)
+@click.option("--log-every", type=int, default=None, help=f"Steps between log.jsonl lines. [{_D.log_every}]")
+@click.option(
+    "--keep-checkpoints", type=int, default=None, help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]"
+)
+@click.option(
+    "--augment", type=click.Choice(["none", "hflip"]), default=None, help="Training-image augmentation. [none]"
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="cpu, cuda or auto (under torchrun, cuda means cuda:LOCAL_RANK).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default=None,
+    help="bf16: bfloat16 autocast in the trainer and for the classifier's logits. [the trainer's "
+    "default: biggan_proj uses bf16 on CUDA, fp32 on CPU]",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="channels_last memory format for images and convolutions. [the trainer's default]",
+)
+@click.option(
+    "--cache-logits/--no-cache-logits",
+    default=None,
+    help="Compute the classifier's logits once for the whole data set. [on unless --augment]",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its newest checkpoint, exactly; options not given are taken "
+    "from its train_config.json.",
+)
+def command(out: str, resume: bool, device: str, data_root: str | None, option: tuple[str, ...], **given: Any) -> None:
+    """Train a learned inverter against a frozen classifier.
+
+    The classifier's logits of the training images are the inverter's input; checkpoints are written
+    atomically to OUT/checkpoints/step_NNNNNN (load one with invkit.load_inverter or pass it to `invkit bench`).
+    Under `torchrun --nproc_per_node=N` the run is data-parallel (see docs/training.md).
+    """
+    given = {k: v for k, v in given.items() if v is not None}
+    if option:
+        given["options"] = parse_options(option)
+    stored = read_run_config(out) if resume else None
+    values = TrainConfig().to_dict()
+    if stored is not None:
+        changed = [
+            f"--{k.replace('_', '-')} {stored.get(k)!r} (now {given[k]!r})"
+            for k in RUN_DEFINING
+            if k in given and k in stored and given[k] != stored[k]
+        ]
+        if changed:
+            raise InvkitError(
+                f"--resume: the run in '{out}' was started with {changed[0]}; resume with the same "
+                "options, or train into another --out."
+            )
+        values.update({k: v for k, v in stored.items() if k in values and k != "device"})
+    values.update(given)
+    values["out"] = out
+    values["device"] = str(pick_device(device))
+    config = TrainConfig(**values)
+    if not config.classifier or not config.inverter:
+        raise click.UsageError(
+            f"--classifier and --inverter are required (with --resume they are read from {out}/{CONFIG_FILE})."
+        )
+
+    classifier = classifier_from_spec(config.classifier, config.weights)
+
+    def create(name: str, clf: Any, **kw: Any) -> Inverter:
+        return inverter_from_spec(name, clf, **kw)
+
+    inverter, trainer_options = build_inverter(config, classifier, create=create)
+    if type(inverter).make_trainer is Inverter.make_trainer:
+        inverter.make_trainer(classifier)  # raises its one-line "has no training step" before data is loaded
+    train_set = dataset_from_spec(config.data, "train", root=data_root)
+    heldout = dataset_from_spec(config.data, "test", root=data_root)
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        with progress_bars() as progress:
+            result = train_inverter(
+                config,
+                classifier,
+                inverter,
+                train_set,
+                heldout,
+                trainer_options=trainer_options,
+                resume=resume,
+                progress=progress,
+            )
+        console.print(
+            f"trained {inverter.registry_name} for {classifier.name}: step {result.step}/{config.steps}, "
+            f"{result.images_per_s:.1f} img/s"
+        )
+        console.print(f"checkpoint: {result.checkpoint}   samples: {out}/{SAMPLES}/   log: {out}/{LOG_FILE}")
+    else:
+        train_inverter(config, classifier, inverter, train_set, heldout, trainer_options=trainer_options, resume=resume)
