@@ -60,8 +60,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def register(register: Any) -> None:
     for tag, (_, norm, eps) in TAGS.items():
         kind = "standard training, eps 0" if eps == "0" else f"PGD-trained, {norm} eps {eps}"
-        register(f"robust_resnet50.{tag}", functools.partial(create, tag),
-                 description=f"ResNet-50, {kind} (Salman et al. 2020, robustness .ckpt)")
+        register(
+            f"robust_resnet50.{tag}",
+            functools.partial(create, tag),
+            description=f"ResNet-50, {kind} (Salman et al. 2020, robustness .ckpt)",
+        )
 
 
 def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
@@ -70,11 +73,23 @@ def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
     filename, norm, eps = TAGS[tag]
     size = input_size or 224
     return ClassifierConfig(
-        name=f"robust_resnet50.{tag}", num_classes=1000, input_size=(3, size, size), mean=IMAGENET_MEAN,
-        std=IMAGENET_STD, interpolation="bilinear", label_names=_imagenet_label_names(1000),
-        source=BASE_URL + filename, license=LICENSE, robust=eps != "0",
-        extra={"threat_model": norm, "eps": eps, "paper": PAPER, "download_page": PAGE,
-               "eval_transform": "Resize(256) + CenterCrop(224)"},
+        name=f"robust_resnet50.{tag}",
+        num_classes=1000,
+        input_size=(3, size, size),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="bilinear",
+        label_names=_imagenet_label_names(1000),
+        source=BASE_URL + filename,
+        license=LICENSE,
+        robust=eps != "0",
+        extra={
+            "threat_model": norm,
+            "eps": eps,
+            "paper": PAPER,
+            "download_page": PAGE,
+            "eval_transform": "Resize(256) + CenterCrop(224)",
+        },
     )
 
 
@@ -98,15 +113,16 @@ def unwrap(raw: dict[str, Any], source: str) -> tuple[dict[str, torch.Tensor], t
     for prefix in ("module.model.", "model."):
         if any(k.startswith(prefix) for k in sd):
             # module.attacker.model.* is the same network again (the attacker shares it); it is not needed
-            return tensors_only({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}, source), mean, std
+            return tensors_only({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}, source), mean, std
     if "fc.weight" in sd and "conv1.weight" in sd:
         return tensors_only(sd, source), mean, std
     sample = ", ".join(list(sd)[:3]) or "no tensors"
     raise CheckpointError(f"{source} is not a robustness checkpoint (no 'module.model.' keys; found {sample}).")
 
 
-def create(tag: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None,
-           **unknown: Any) -> Classifier:
+def create(
+    tag: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
+) -> Classifier:
     """``robust_resnet50.<tag>``: torchvision resnet50 with the weights of a robustness checkpoint.
 
     Args:
@@ -118,8 +134,9 @@ def create(tag: str, pretrained: bool = True, weights: str | None = None, input_
     import torchvision
 
     if unknown:
-        raise InvkitError(f"robust_resnet50.{tag} takes pretrained, weights and input_size, not "
-                          f"{', '.join(sorted(unknown))}.")
+        raise InvkitError(
+            f"robust_resnet50.{tag} takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}."
+        )
     if input_size is not None and int(input_size) < 32:
         raise InputError(f"robust_resnet50.{tag}: input_size={input_size} is below 32.")
     input_size = int(input_size) if input_size is not None else None

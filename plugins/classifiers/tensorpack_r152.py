@@ -28,7 +28,6 @@ training, Linf eps 16/255. What the conversion relies on, from their ``resnet_mo
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from typing import Any
@@ -53,9 +52,12 @@ TRAINING_ONLY = re.compile(r"^(global_step|learning_rate|EMA/.*|.*/(Momentum|Ada
 
 
 def register(register: Any) -> None:
-    register("robust_resnet152.linf_eps16", create,
-             description="ResNet-152, targeted PGD adversarial training Linf eps 16/255 (Xie et al. 2019 R152.npz, "
-                         "tensorpack, CC-BY-NC)")
+    register(
+        "robust_resnet152.linf_eps16",
+        create,
+        description="ResNet-152, targeted PGD adversarial training Linf eps 16/255 (Xie et al. 2019 R152.npz, "
+        "tensorpack, CC-BY-NC)",
+    )
 
 
 def config(input_size: int | None = None) -> ClassifierConfig:
@@ -63,11 +65,25 @@ def config(input_size: int | None = None) -> ClassifierConfig:
 
     size = input_size or 224
     return ClassifierConfig(
-        name="robust_resnet152.linf_eps16", num_classes=1000, input_size=(3, size, size), mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5), interpolation="bicubic", channel_order="BGR", label_names=_imagenet_label_names(1000),
-        source=URL, license=LICENSE, robust=True,
-        extra={"threat_model": "Linf, targeted PGD", "eps": "16/255", "paper": PAPER, "download_page": PAGE,
-               "eval_transform": "ResizeShortestEdge(256, bicubic) + CenterCrop(224)", "padding": "TF SAME"},
+        name="robust_resnet152.linf_eps16",
+        num_classes=1000,
+        input_size=(3, size, size),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        interpolation="bicubic",
+        channel_order="BGR",
+        label_names=_imagenet_label_names(1000),
+        source=URL,
+        license=LICENSE,
+        robust=True,
+        extra={
+            "threat_model": "Linf, targeted PGD",
+            "eps": "16/255",
+            "paper": PAPER,
+            "download_page": PAGE,
+            "eval_transform": "ResizeShortestEdge(256, bicubic) + CenterCrop(224)",
+            "padding": "TF SAME",
+        },
     )
 
 
@@ -97,8 +113,15 @@ class SameMaxPool2d(nn.MaxPool2d):
 
 
 def _same(conv: nn.Conv2d) -> SameConv2d:
-    return SameConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, padding=0,
-                      bias=conv.bias is not None, device=conv.weight.device)
+    return SameConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        padding=0,
+        bias=conv.bias is not None,
+        device=conv.weight.device,
+    )
 
 
 def build_network() -> nn.Module:
@@ -149,12 +172,16 @@ def tensorpack_to_torchvision(raw: dict[str, Any], source: str) -> dict[str, tor
         if TRAINING_ONLY.match(name):
             continue
         if "_denoise/" in name or "non_local" in name:
-            raise CheckpointError(f"{source} holds feature-denoising blocks ('{name}'): it is R152-Denoise or "
-                                  "X101-DenoiseAll, which invkit does not implement; use the baseline R152.npz.")
+            raise CheckpointError(
+                f"{source} holds feature-denoising blocks ('{name}'): it is R152-Denoise or "
+                "X101-DenoiseAll, which invkit does not implement; use the baseline R152.npz."
+            )
         mapped = _torch_key(name)
         if mapped is None:
-            raise CheckpointError(f"{source}: unexpected parameter '{name}'; this is not the tensorpack ResNet-152 "
-                                  "of ImageNet-Adversarial-Training (R152.npz).")
+            raise CheckpointError(
+                f"{source}: unexpected parameter '{name}'; this is not the tensorpack ResNet-152 "
+                "of ImageNet-Adversarial-Training (R152.npz)."
+            )
         key, kind = mapped
         t = torch.as_tensor(np.asarray(value)) if not isinstance(value, torch.Tensor) else value
         t = t.float()
@@ -174,8 +201,9 @@ def tensorpack_to_torchvision(raw: dict[str, Any], source: str) -> dict[str, tor
     return state
 
 
-def create(pretrained: bool = True, weights: str | None = None, input_size: int | None = None,
-           **unknown: Any) -> Classifier:
+def create(
+    pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
+) -> Classifier:
     """``robust_resnet152.linf_eps16``: R152.npz converted into torchvision's resnet152 (SAME padding).
 
     Args:
@@ -184,8 +212,9 @@ def create(pretrained: bool = True, weights: str | None = None, input_size: int 
         input_size: run at this square size instead of 224.
     """
     if unknown:
-        raise InvkitError(f"robust_resnet152 takes pretrained, weights and input_size, not "
-                          f"{', '.join(sorted(unknown))}.")
+        raise InvkitError(
+            f"robust_resnet152 takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}."
+        )
     if input_size is not None and int(input_size) < 32:
         raise InputError(f"robust_resnet152: input_size={input_size} is below 32.")
     input_size = int(input_size) if input_size is not None else None

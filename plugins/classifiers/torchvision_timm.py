@@ -25,15 +25,20 @@ TORCHVISION_TAGS: dict[str, tuple[str, str]] = {
     "vit_b16.tv_in1k": ("vit_b_16", "ViT_B_16_Weights.IMAGENET1K_V1"),
 }
 # the same weights in timm's table, which carries the licence torchvision's metadata lacks
-TIMM_TWIN = {"resnet152.tv_in1k": "resnet152.tv_in1k", "resnet152.tv2_in1k": "resnet152.tv2_in1k",
-             "inception_v3.tv_in1k": "inception_v3.tv_in1k"}
+TIMM_TWIN = {
+    "resnet152.tv_in1k": "resnet152.tv_in1k",
+    "resnet152.tv2_in1k": "resnet152.tv2_in1k",
+    "inception_v3.tv_in1k": "inception_v3.tv_in1k",
+}
 
 # invkit family -> (timm architecture, timm pretrained tags with a 1000-class ImageNet head)
 TIMM_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "resnet152": ("resnet152", ("a1h_in1k", "a1_in1k", "a2_in1k", "a3_in1k", "gluon_in1k")),
     "inception_v3": ("inception_v3", ("tf_in1k", "tf_adv_in1k", "gluon_in1k")),
-    "vit_b16": ("vit_base_patch16_224", ("augreg2_in21k_ft_in1k", "augreg_in21k_ft_in1k", "augreg_in1k",
-                                         "orig_in21k_ft_in1k", "sam_in1k")),
+    "vit_b16": (
+        "vit_base_patch16_224",
+        ("augreg2_in21k_ft_in1k", "augreg_in21k_ft_in1k", "augreg_in1k", "orig_in21k_ft_in1k", "sam_in1k"),
+    ),
 }
 ADVERSARIAL = {"inception_v3.tf_adv_in1k"}  # weights trained on adversarial examples
 MIN_SIZE = {"resnet152": 32, "inception_v3": 75}  # smallest input_size the network accepts; ViT is fixed
@@ -93,24 +98,41 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
         size = int(t.crop_size[0])
         twin = _timm_cfg(TIMM_TWIN[name]) if name in TIMM_TWIN else None
         cfg = ClassifierConfig(
-            name=name, num_classes=len(w.meta["categories"]), input_size=(3, size, size),
-            mean=tuple(float(m) for m in t.mean), std=tuple(float(s) for s in t.std),
-            interpolation=t.interpolation.value, label_names=tuple(w.meta["categories"]), source=w.url,
+            name=name,
+            num_classes=len(w.meta["categories"]),
+            input_size=(3, size, size),
+            mean=tuple(float(m) for m in t.mean),
+            std=tuple(float(s) for s in t.std),
+            interpolation=t.interpolation.value,
+            label_names=tuple(w.meta["categories"]),
+            source=w.url,
             license=(twin.license if twin is not None and twin.license else "bsd-3-clause (torchvision)"),
             robust=False,
-            extra={"weights": TORCHVISION_TAGS[name][1], "resize_size": int(t.resize_size[0]),
-                   "recipe": w.meta.get("recipe", "")},
+            extra={
+                "weights": TORCHVISION_TAGS[name][1],
+                "resize_size": int(t.resize_size[0]),
+                "recipe": w.meta.get("recipe", ""),
+            },
         )
     else:
         pc = _timm_cfg(f"{TIMM_FAMILIES[family][0]}.{name.split('.')[1]}")
         cfg = ClassifierConfig(
-            name=name, num_classes=pc.num_classes, input_size=tuple(pc.input_size),
-            mean=tuple(float(m) for m in pc.mean), std=tuple(float(s) for s in pc.std),
-            interpolation=pc.interpolation, label_names=_imagenet_label_names(pc.num_classes, pc),
-            source=f"https://huggingface.co/{pc.hf_hub_id}", license=pc.license or "",
+            name=name,
+            num_classes=pc.num_classes,
+            input_size=tuple(pc.input_size),
+            mean=tuple(float(m) for m in pc.mean),
+            std=tuple(float(s) for s in pc.std),
+            interpolation=pc.interpolation,
+            label_names=_imagenet_label_names(pc.num_classes, pc),
+            source=f"https://huggingface.co/{pc.hf_hub_id}",
+            license=pc.license or "",
             robust=name in ADVERSARIAL,
-            extra={"timm_model": f"{pc.architecture}.{pc.tag}", "crop_pct": pc.crop_pct,
-                   "origin_url": pc.origin_url or pc.url or "", "paper_ids": pc.paper_ids or ""},
+            extra={
+                "timm_model": f"{pc.architecture}.{pc.tag}",
+                "crop_pct": pc.crop_pct,
+                "origin_url": pc.origin_url or pc.url or "",
+                "paper_ids": pc.paper_ids or "",
+            },
         )
     if cfg.interpolation not in ("bilinear", "bicubic", "nearest"):
         cfg = cfg.with_(interpolation="bicubic")
@@ -149,8 +171,9 @@ def build_network(name: str, num_classes: int) -> Any:
         if family == "inception_v3":
             # torchvision turns transform_input on for these weights: ImageNet-normalised input is mapped to
             # the [-1, 1] range the ported TensorFlow weights expect. The auxiliary head is dropped.
-            return builder(weights=None, num_classes=num_classes, aux_logits=False, transform_input=True,
-                           init_weights=False)
+            return builder(
+                weights=None, num_classes=num_classes, aux_logits=False, transform_input=True, init_weights=False
+            )
         return builder(weights=None, num_classes=num_classes)
     import timm
 
@@ -165,8 +188,9 @@ def network_state(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
 
 
-def create(name: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None,
-           **unknown: Any) -> Classifier:
+def create(
+    name: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
+) -> Classifier:
     """Build ``name`` with its published weights (``weights=PATH`` first, then the caches, then a download).
 
     Args:
@@ -180,11 +204,14 @@ def create(name: str, pretrained: bool = True, weights: str | None = None, input
     family = name.split(".")[0]
     if input_size is not None:
         if family not in MIN_SIZE:
-            raise InputError(f"{name} runs at its fixed input size only (its position embedding is 14x14 "
-                             f"patches); drop input_size={input_size}.")
+            raise InputError(
+                f"{name} runs at its fixed input size only (its position embedding is 14x14 "
+                f"patches); drop input_size={input_size}."
+            )
         if int(input_size) < MIN_SIZE[family]:
-            raise InputError(f"{name}: input_size={input_size} is below the smallest size the network accepts "
-                             f"({MIN_SIZE[family]}).")
+            raise InputError(
+                f"{name}: input_size={input_size} is below the smallest size the network accepts ({MIN_SIZE[family]})."
+            )
         input_size = int(input_size)
     cfg = pretrained_config(name, input_size)
     if pretrained or weights is not None:

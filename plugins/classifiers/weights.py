@@ -142,8 +142,10 @@ def download(source: WeightsSource, name: str) -> Path:
 
 def where_to_put(source: WeightsSource) -> str:
     if source.hf_hub_id:
-        return (f"run `hf download {source.hf_hub_id} model.safetensors` while online, or download "
-                f"https://huggingface.co/{source.hf_hub_id}/resolve/main/model.safetensors")
+        return (
+            f"run `hf download {source.hf_hub_id} model.safetensors` while online, or download "
+            f"https://huggingface.co/{source.hf_hub_id}/resolve/main/model.safetensors"
+        )
     origin = f"(download link at {source.page})" if source.page else f"from {source.url}"
     return f"put {source.cache_name} {origin} into {torch_hub_checkpoints()}"
 
@@ -170,8 +172,10 @@ def tensors_only(state: Mapping[str, Any], source: str) -> dict[str, torch.Tenso
     out: dict[str, torch.Tensor] = {}
     for k, v in state.items():
         if not isinstance(v, torch.Tensor):
-            raise CheckpointError(f"{source}: entry '{k}' is a {type(v).__name__}, not a tensor; this is not a "
-                                  "state dict of the expected layout.")
+            raise CheckpointError(
+                f"{source}: entry '{k}' is a {type(v).__name__}, not a tensor; this is not a "
+                "state dict of the expected layout."
+            )
         out[k] = v.float() if v.is_floating_point() else v
     return out
 
