@@ -177,5 +177,7 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
         raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
     if "classifier_config" in cfg:  # keep labels, provenance and preprocessing stored with the weights
         object.__setattr__(clf, "config", ClassifierConfig.from_dict(cfg["classifier_config"]))
+        clf._mean = torch.tensor(clf.config.mean).view(1, -1, 1, 1)  # the buffers follow the stored mean/std
+        clf._std = torch.tensor(clf.config.std).view(1, -1, 1, 1)
     clf.load_network_state(load_checkpoint_weights(directory), f"weights in '{directory}'")
     return clf.eval()
