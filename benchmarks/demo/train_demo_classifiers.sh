@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the two MNIST demo classifiers shipped in invkit/assets/demo/ (used by the offline `invkit bench`):
 #   classifier_standard: smallcnn, standard training
-#   classifier_robust:   smallcnn, PGD adversarial training (Madry et al. 2018), Linf eps 0.2, PGD-7
+#   classifier_robust:   smallcnn, PGD adversarial training (Madry et al. 2018), Linf eps 0.2, PGD-5, 2 epochs
 # Both are evaluated with the same attack (PGD-40, Linf, eps 0.1 / 0.2 / 0.3, random start, the same 2000
 # test images), so their PGD accuracies compare directly. CPU only; one thread each.
 #
@@ -24,7 +24,7 @@ standard() {
 
 robust() {
   nice -n 10 "$INVKIT" train-classifier --arch smallcnn --data "$MNIST" --out "$RUNS/classifier_robust" \
-    --epochs 3 --batch-size 128 --lr 1e-3 --seed 0 --adv pgd --eps 0.2 --adv-steps 7 --eps-warmup 0.2 "${EVAL[@]}"
+    --epochs 2 --batch-size 128 --lr 1e-3 --seed 0 --adv pgd --eps 0.2 --adv-steps 5 --eps-warmup 0.2 "${EVAL[@]}"
 }
 
 copy() {

@@ -1,0 +1,236 @@
+"""In-house classifiers (smallcnn, resnet18s) and `invkit train-classifier`, on tiny runs of the embedded data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from safetensors.torch import save_file
+
+import invkit
+from invkit.cli import build_cli
+from invkit.train_classifier import TrainClassifierConfig, load_split, train_classifier
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(build_cli(), args, catch_exceptions=False)
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------------------------------- models
+@pytest.mark.parametrize(
+    ("name", "kwargs", "shape"),
+    [
+        ("smallcnn.base", {}, (2, 1, 28, 28)),
+        ("smallcnn.base", {"channels": 3, "input_size": 32, "num_classes": 100}, (2, 3, 32, 32)),
+        ("resnet18s.base", {"width": 8}, (2, 3, 32, 32)),
+        ("resnet18s.base", {"width": 8, "input_size": 64, "num_classes": 200}, (2, 3, 64, 64)),
+    ],
+)
+def test_forward_shapes(name, kwargs, shape):
+    clf = invkit.create_classifier(name, pretrained=False, **kwargs)
+    assert clf.config.input_size == (shape[1], shape[2], shape[3])
+    out = clf.logits(torch.rand(shape))
+    assert out.shape == (2, kwargs.get("num_classes", 10))
+    # any size and channel count goes in through Classifier.preprocess
+    assert clf.logits(torch.rand(1, 1, 40, 40)).shape == (1, kwargs.get("num_classes", 10))
+
+
+def test_smallcnn_is_small():
+    clf = invkit.create_classifier("smallcnn.base", pretrained=False)
+    assert sum(p.numel() for p in clf.parameters()) < 300_000
+
+
+@pytest.mark.parametrize("name", ["smallcnn.base", "resnet18s.base"])
+def test_save_load_round_trip_gives_identical_logits(tmp_path, name):
+    clf = invkit.create_classifier(
+        name,
+        pretrained=False,
+        width=8,
+        channels=3,
+        input_size=32,
+        mean=(0.4, 0.4, 0.4),
+        std=(0.2, 0.2, 0.2),
+        label_names=[str(i) for i in range(10)],
+    )
+    clf.save(tmp_path / "ckpt")
+    loaded = invkit.load_classifier(tmp_path / "ckpt")
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.equal(clf.logits(x), loaded.logits(x))
+    assert loaded.config == clf.config
+    assert loaded.init_kwargs == {"channels": 3, "num_classes": 10, "input_size": 32, "width": 8}
+
+
+def test_weights_file_loads_and_checkpoint_folder_is_refused(tmp_path):
+    clf = invkit.create_classifier("smallcnn.base", pretrained=False)
+    save_file(clf.network.state_dict(), str(tmp_path / "w.safetensors"))
+    again = invkit.create_classifier("smallcnn.base", weights=str(tmp_path / "w.safetensors"))
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(clf.logits(x), again.logits(x))
+    with pytest.raises(invkit.InvkitError, match="checkpoint folder"):
+        invkit.create_classifier("smallcnn.base", weights=str(tmp_path))
+    with pytest.raises(invkit.WeightsNotFoundError, match="--weights"):
+        invkit.create_classifier("smallcnn.base", weights=str(tmp_path / "missing.safetensors"))
+
+
+def test_bad_model_arguments():
+    with pytest.raises(invkit.InvkitError, match="channels must be 1 or 3"):
+        invkit.create_classifier("smallcnn.base", channels=2)
+    with pytest.raises(invkit.InvkitError, match="width must be a positive integer"):
+        invkit.create_classifier("resnet18s.base", width=0)
+
+
+# -------------------------------------------------------------------------------------------- train-classifier
+def test_train_classifier_cli_writes_a_loadable_checkpoint_and_report(tmp_path):
+    out = tmp_path / "run"
+    result = _run(
+        [
+            "train-classifier",
+            "--data",
+            "default",
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--batch-size",
+            "32",
+            "--eval-samples",
+            "16",
+            "--eval-steps",
+            "2",
+            "--eps",
+            "0.1",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "clean" in result.output and "PGD-2 linf eps 0.1" in result.output
+    clf = invkit.load_classifier(out)
+    assert clf.name == "smallcnn.base" and not clf.config.robust
+    assert clf.config.label_names == tuple(str(i) for i in range(10))
+    assert clf.config.source == "trained with invkit train-classifier"
+    report = json.loads((out / "report.json").read_text())
+    assert report["test_images"] == 1000 and report["eval_samples"] == 16 and report["steps"] == 3
+    assert 0 <= report["clean_accuracy"] <= 1
+    assert report["pgd"][0]["attack"]["eps"] == 0.1 and report["pgd"][0]["attack"]["steps"] == 2
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["metrics"]["clean_accuracy"] == report["clean_accuracy"]
+    assert (out / "train_state.safetensors").exists()
+
+
+def test_pgd_training_marks_the_classifier_robust(tmp_path):
+    cfg = TrainClassifierConfig(
+        steps=2,
+        batch_size=16,
+        adv="pgd",
+        norm="l2",
+        eps=1.0,
+        adv_steps=2,
+        eval_eps=(0.5, 1.0),
+        eval_samples=8,
+        eval_steps=2,
+    )
+    report = train_classifier(cfg, tmp_path / "r")
+    assert report.robust and report.train_attack["norm"] == "l2"
+    assert [r["attack"]["eps"] for r in report.pgd] == [0.5, 1.0]
+    clf = invkit.load_classifier(tmp_path / "r")
+    assert clf.config.robust
+    assert clf.config.extra["adversarial_training"]["eps"] == 1.0
+
+
+def test_resume_continues_to_the_same_weights(tmp_path):
+    """A run interrupted after its step-2 checkpoint and resumed ends with the same weights as an unbroken run."""
+    train, test = load_split("default", "train"), load_split("default", "test")
+    cfg = TrainClassifierConfig(steps=4, batch_size=16, eval_samples=4, eval_steps=1, checkpoint_every=2)
+    train_classifier(cfg, tmp_path / "full", train_data=train, test_data=test)
+
+    def stop_at_3(event):
+        if event.task == "train" and event.completed == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(cfg, tmp_path / "cut", train_data=train, test_data=test, progress=stop_at_3)
+    train_classifier(cfg, tmp_path / "cut", resume=True, train_data=train, test_data=test)
+    a, b = invkit.load_classifier(tmp_path / "full"), invkit.load_classifier(tmp_path / "cut")
+    for (k, v), (_, w) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def _image_folder(root, corrupt: bool = False):
+    for split in ("train", "test"):
+        for label in ("a", "b"):
+            d = root / split / label
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray((torch.rand(28, 28) * 255).byte().numpy(), mode="L").save(d / f"{i}.png")
+    if corrupt:
+        (root / "train" / "b" / "2.png").write_bytes(b"not a png at all")
+    return root
+
+
+def test_trains_on_an_image_folder(tmp_path):
+    data = _image_folder(tmp_path / "data")
+    result = _run(
+        [
+            "train-classifier",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "o"),
+            "--steps",
+            "1",
+            "--eval-samples",
+            "4",
+            "--eval-steps",
+            "1",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert invkit.load_classifier(tmp_path / "o").config.label_names == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--arch", "smallcn"], "Did you mean: smallcnn"),
+        (["--adv", "pgd", "--adv-steps", "0"], "adv_steps must be at least 1"),
+        (["--steps", "0"], "steps must be at least 1"),
+        (["--resume"], "cannot resume"),
+    ],
+)
+def test_bad_options_give_one_line(tmp_path, args, expect):
+    result = _run(["train-classifier", "--out", str(tmp_path / "o"), *args])
+    assert expect in _one_line_error(result)
+
+
+def test_untrainable_arch_is_refused(tmp_path):
+    class Other:
+        @invkit.hookimpl
+        def register_classifiers(self, register):
+            register("othernet.x", lambda pretrained=True, weights=None, **kw: None, description="test")
+
+    invkit.register_plugin(Other(), name="other")
+    result = _run(["train-classifier", "--arch", "othernet", "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert "trains the in-house nets" in _one_line_error(result)
+
+
+def test_bad_data_gives_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    line = _one_line_error(_run(["train-classifier", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]))
+    assert "is empty" in line
+    data = _image_folder(tmp_path / "bad", corrupt=True)
+    line = _one_line_error(_run(["train-classifier", "--data", str(data), "--out", str(tmp_path / "o2")]))
+    assert "cannot read image" in line and "2.png" in line
+    line = _one_line_error(_run(["train-classifier", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o3")]))
+    assert "does not exist" in line
