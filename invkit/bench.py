@@ -1,0 +1,537 @@
+"""The benchmark runner: every (classifier, inverter) pair on the same held-out images, with every metric.
+
+``Bench(settings, out)`` checks everything it will need before it computes anything (names, checkpoints,
+data), then ``run()`` yields one ``PairResult`` per pair as it finishes and reports progress through an
+``invkit.progress.ProgressCallback``. With an ``out`` folder, ``results.json`` and the report files are
+rewritten (atomically) after every pair, so a run that fails or is interrupted keeps what it finished, and a
+rerun with the same settings reuses those pairs instead of computing them again.
+
+The metrics are defined in ``invkit.metrics``; what each reported number means is in docs/bench.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__, metrics
+from .checkpoint import atomic_write_text, load_checkpoint_weights, read_checkpoint_config
+from .classifier import Classifier
+from .data import ImageDataset, load_dataset, resize
+from .errors import CheckpointError, DataError, InvkitError, TrainingError
+from .inverter import Inverter
+from .progress import Progress, ProgressCallback, no_progress
+
+RESULTS_NAME = "results.json"
+
+
+@dataclass
+class BenchSettings:
+    """What to compare and on which images.
+
+    Classifier specs are registry names (``smallcnn.base``) or classifier checkpoint folders; inverters are
+    registry names. Learned inverters come from ``checkpoints`` (matched to pairs by what they hold) or are
+    trained for ``train_steps`` steps.
+    """
+
+    classifiers: list[str]  # classifier specs: registry names or checkpoint folders
+    inverters: list[str]  # inverter registry names (name or name.tag)
+    data: str = "default"  # 'default', a folder, a .tar.gz or a torchvision data set name; its test split
+    data_root: str | None = None  # where torchvision-format data sets live
+    checkpoints: list[str] = field(default_factory=list)  # inverter checkpoint folders
+    n: int = 50  # held-out images evaluated (an equal number per class, classes interleaved)
+    id_k: int = 10  # candidates per instance identification (chance = 1 / id_k)
+    seed: int = 0  # image draw, distractor draw, inverter noise
+    train_steps: int = 0  # train a learned inverter that has no checkpoint for this many steps (0: refuse)
+    device: str = "cpu"  # torch device
+    batch_size: int = 64  # images per inversion call
+    inverter_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # inverter base -> factory kwargs
+    lpips_net: str = "alex"  # LPIPS backbone: alex or vgg
+    grid_images: int = 10  # originals shown in the report grid (one per class first)
+    classifier_labels: dict[str, str] = field(default_factory=dict)  # spec -> name shown in tables
+    checkpoint_map: dict[str, str] = field(default_factory=dict)  # "clf spec|inverter base" -> checkpoint folder
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change the numbers of every pair: a rerun with other values needs another --out."""
+        return {
+            "data": self.data,
+            "n": self.n,
+            "id_k": self.id_k,
+            "seed": self.seed,
+            "inverter_options": self.inverter_options,
+            "lpips_net": self.lpips_net,
+        }
+
+
+@dataclass
+class Pair:
+    """One (classifier, inverter) pair of a bench run."""
+
+    classifier_spec: str
+    classifier_label: str
+    inverter: str  # registry name as given
+    checkpoint: str | None  # inverter checkpoint folder, or None (built fresh, or trained when learned)
+    train: bool = False  # train the inverter first (no checkpoint, learned inverter, train_steps > 0)
+
+    @property
+    def key(self) -> str:
+        ckpt = str(Path(self.checkpoint).resolve()) if self.checkpoint else ("trained" if self.train else "fresh")
+        return f"{_spec_key(self.classifier_spec)}|{self.inverter}|{ckpt}"
+
+    @property
+    def slug(self) -> str:
+        raw = f"{self.classifier_label}__{self.inverter}"
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in raw)
+
+
+@dataclass
+class PairResult:
+    """A finished pair: its metrics (``record``, one flat dict) and whether it came from an earlier run."""
+
+    pair: Pair
+    record: dict[str, Any]
+    reused: bool = False
+
+
+def _spec_key(spec: str) -> str:
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def _is_folder_spec(spec: str) -> bool:
+    p = Path(spec).expanduser()
+    return p.is_dir() or "/" in spec or spec.startswith(".")
+
+
+def _weights_digest(folder: str | os.PathLike) -> str:
+    path = Path(folder) / "model.safetensors"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def classifier_identity(spec: str) -> dict[str, str]:
+    """What an inverter checkpoint may record about the classifier it was trained for (see ``match``)."""
+    if _is_folder_spec(spec) and Path(spec).expanduser().is_dir():
+        return {"path": str(Path(spec).expanduser().resolve()), "weights_sha256": _weights_digest(spec)}
+    return {"name": spec}
+
+
+def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
+    """The classifier an inverter checkpoint says it was trained for, from ``config.json``.
+
+    Looks for a ``classifier`` entry at the top level or under ``extra`` (a name, a checkpoint path, or a dict
+    with ``name``/``checkpoint``/``path``/``weights_sha256``). Empty when the checkpoint does not say.
+    """
+    for holder in (doc, doc.get("extra") or {}, doc.get("train") or {}):
+        value = holder.get("classifier") if isinstance(holder, dict) else None
+        if isinstance(value, str):
+            return {"path": str(Path(value).expanduser().resolve())} if _is_folder_spec(value) else {"name": value}
+        if isinstance(value, dict):
+            out = {}
+            for k in ("name", "weights_sha256"):
+                if isinstance(value.get(k), str):
+                    out[k] = value[k]
+            for k in ("checkpoint", "path"):
+                if isinstance(value.get(k), str):
+                    out["path"] = str(Path(value[k]).expanduser().resolve())
+            return out
+    return {}
+
+
+def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> bool:
+    ident = classifier_identity(spec)
+    if "weights_sha256" in recorded and "weights_sha256" in ident:
+        return recorded["weights_sha256"] == ident["weights_sha256"]
+    if "path" in recorded:
+        return recorded["path"] == ident.get("path")
+    if "name" in recorded:  # a name alone: the registry name of a net built from the registry
+        return "name" in ident and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
+    return False
+
+
+# ------------------------------------------------------------------------------------------------ image draw
+def pick_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` indices, an equal share per class, classes interleaved (the first images are one per class)."""
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique().tolist()
+    per_class = [(labels == c).nonzero().flatten() for c in classes]
+    per_class = [m[torch.randperm(len(m), generator=g)] for m in per_class]
+    out: list[int] = []
+    depth = 0
+    while len(out) < n and depth < max(len(m) for m in per_class):
+        for m in per_class:
+            if depth < len(m) and len(out) < n:
+                out.append(int(m[depth]))
+        depth += 1
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _stack(dataset: ImageDataset, indices: torch.Tensor) -> torch.Tensor:
+    images = [dataset[int(i)][0] for i in indices]
+    shape = images[0].shape
+    if any(im.shape != shape for im in images):  # folders of mixed sizes: bring all to the first one's
+        images = [resize(im[None], tuple(shape[-2:]), channels=shape[0])[0] for im in images]
+    return torch.stack(images)
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+class Bench:
+    """A bench run. Construction checks every input; ``run()`` computes and yields the pairs.
+
+    Args:
+        settings: what to run.
+        out: folder for results.json and the reports (None: compute only).
+        progress: receives ``Progress`` events (tasks ``bench`` over pairs, and one per pair over images).
+    """
+
+    def __init__(
+        self, settings: BenchSettings, out: str | os.PathLike | None = None, progress: ProgressCallback = no_progress
+    ):
+        self.settings = settings
+        self.out = Path(out) if out is not None else None
+        self.progress = progress
+        self.device = torch.device(settings.device)
+        if settings.n < 1:
+            raise InvkitError(f"-n must be at least 1, got {settings.n}.")
+        if not settings.classifiers or not settings.inverters:
+            raise InvkitError("give at least one --classifier and one --inverter.")
+        self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net)
+        self._previous = self._read_previous()
+        self.dataset = self._open_data()
+        self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
+        self._check_inverter_names()
+        self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
+        for c in settings.checkpoints:  # a missing, pickled or corrupt weights file fails now, not mid-run
+            load_checkpoint_weights(c)
+        self.pairs = self._plan()
+        self._pick_images()
+
+    # ------------------------------------------------------------------------------------------ checking
+    def _read_previous(self) -> dict[str, Any]:
+        if self.out is None or not (self.out / RESULTS_NAME).exists():
+            return {}
+        path = self.out / RESULTS_NAME
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise InvkitError(
+                f"'{path}' exists but is not readable JSON ({exc}); move it away or use another "
+                "--out (it is left untouched)."
+            ) from None
+        old = doc.get("settings", {}).get("fingerprint")
+        new = json.loads(json.dumps(self.settings.fingerprint()))
+        if old != new:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if (old or {}).get(k) != new[k])
+            raise InvkitError(
+                f"'{path}' holds results of other settings ({diff}); use another --out or delete "
+                "that folder (nothing was changed)."
+            )
+        return doc
+
+    def _open_data(self) -> ImageDataset:
+        spec = self.settings.data
+        try:
+            return load_dataset(spec, "test", root=self.settings.data_root)
+        except DataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {exc}).") from None
+
+    def _load_classifier(self, spec: str) -> Classifier:
+        from .cli._common import classifier_from_spec  # spec resolution is shared with the other commands
+
+        return classifier_from_spec(spec).to(self.device).eval()
+
+    def _check_inverter_names(self) -> None:
+        from .plugins import get_registry
+
+        registry = get_registry("inverter")
+        for name in self.settings.inverters:
+            registry.resolve(name)  # UnknownNameError with suggestions
+
+    def label(self, spec: str) -> str:
+        if spec in self.settings.classifier_labels:
+            return self.settings.classifier_labels[spec]
+        return Path(spec).name if _is_folder_spec(spec) else spec
+
+    def _plan(self) -> list[Pair]:
+        """Every (classifier, inverter) pair with its checkpoint; raise before anything runs when one is missing."""
+        from .plugins import get_registry
+
+        registry = get_registry("inverter")
+        used: set[str] = set()
+        pairs = []
+        for spec, clf in self.classifiers.items():
+            for inv_name in self.settings.inverters:
+                base = registry.resolve(inv_name).base
+                ckpt = self.settings.checkpoint_map.get(f"{spec}|{base}") or self._match(spec, clf, inv_name)
+                train = False
+                if ckpt is None and self._is_learned(inv_name, clf):
+                    if self.settings.train_steps <= 0:
+                        raise CheckpointError(
+                            f"{inv_name} is a learned inverter and no checkpoint fits {self.label(spec)} "
+                            f"({clf.num_classes} logits): pass --checkpoint DIR (trained with `invkit train "
+                            f"--classifier {spec} --inverter {inv_name}`) or --train-steps N to train it here."
+                        )
+                    train = True
+                if ckpt is not None:
+                    used.add(ckpt)
+                pairs.append(Pair(spec, self.label(spec), inv_name, ckpt, train))
+        unused = [c for c in self.settings.checkpoints if c not in used]
+        if unused:
+            doc = self.checkpoint_docs[unused[0]]
+            raise CheckpointError(
+                f"checkpoint '{unused[0]}' ({doc['name']}, {doc.get('config', {}).get('num_classes')} logits) fits "
+                "none of the (classifier, inverter) pairs; check --classifier/--inverter or drop it."
+            )
+        return pairs
+
+    def _match(self, spec: str, clf: Classifier, inv_name: str) -> str | None:
+        """The --checkpoint folder for this pair: same inverter name and logit size; when several fit, the
+        one whose config.json records this classifier (see ``recorded_classifier``)."""
+        base = inv_name.split(".")[0]
+        fits = []
+        for path, doc in self.checkpoint_docs.items():
+            if doc["name"].split(".")[0] != base or "." in inv_name and doc["name"] != inv_name:
+                continue
+            if int(doc.get("config", {}).get("num_classes", -1)) != clf.num_classes:
+                continue
+            fits.append((path, recorded_classifier(doc)))
+        if not fits:
+            return None
+        same = [p for p, rec in fits if rec and _identity_matches(rec, spec, clf)]
+        unknown = [p for p, rec in fits if not rec]
+        if len(same) == 1:
+            return same[0]
+        sharing = [c for c in self.classifiers.values() if c.num_classes == clf.num_classes]
+        if not same and len(unknown) == 1 and len(sharing) == 1:
+            return unknown[0]  # the only classifier it can be for
+        if not same and not unknown:
+            return None  # every fitting checkpoint records another classifier
+        candidates = same or unknown
+        raise CheckpointError(
+            f"cannot tell which of {', '.join(candidates)} is the {inv_name} for {self.label(spec)}: their "
+            "config.json does not record the classifier; bench one classifier at a time."
+        )
+
+    def _is_learned(self, inv_name: str, clf: Classifier) -> bool:
+        from .plugins import get_registry
+
+        factory = get_registry("inverter").resolve(inv_name).factory
+        trainable = getattr(factory, "trainable", None)
+        if trainable is not None:
+            return bool(trainable)
+        inv = factory(classifier=clf, **self._options(inv_name))
+        return bool(getattr(inv, "trainable", False))
+
+    def _options(self, inv_name: str) -> dict[str, Any]:
+        opts = self.settings.inverter_options
+        return dict(opts.get(inv_name.split(".")[0], {})) | dict(opts.get(inv_name, {}))
+
+    def _pick_images(self) -> None:
+        labels = torch.tensor(self.dataset.labels())
+        self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
+        self.labels = labels[self.indices]
+        self.originals = _stack(self.dataset, self.indices)
+        self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)
+        flat = _stack(self.dataset, self.distractor_idx.flatten())
+        self.distractors = resize(flat, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1])
+        self.distractors = self.distractors.view(len(self.indices), self.settings.id_k - 1, *self.originals.shape[1:])
+
+    # ------------------------------------------------------------------------------------------ running
+    def run(self) -> Iterator[PairResult]:
+        """Compute every pair not already in ``out``; yield each result as it finishes."""
+        previous = {r.get("key"): r for r in self._previous.get("results", [])}
+        self.results: list[PairResult] = []
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._save_originals()
+        total = len(self.pairs)
+        for i, pair in enumerate(self.pairs):
+            self.progress(Progress("bench", i, total, {"pair": f"{pair.classifier_label} x {pair.inverter}"}))
+            if pair.key in previous and self._images_path(pair).exists():
+                result = PairResult(pair, previous[pair.key], reused=True)
+            else:
+                result = PairResult(pair, self._run_pair(pair))
+            self.results.append(result)
+            if self.out is not None:
+                self.write()
+            yield result
+        self.progress(Progress("bench", total, total, {}))
+
+    def _images_path(self, pair: Pair) -> Path:
+        return (self.out or Path(".")) / "images" / f"{pair.slug}.safetensors"
+
+    def _save_originals(self) -> None:
+        from .checkpoint import atomic_save_safetensors
+
+        m = min(self.settings.grid_images, len(self.originals))
+        atomic_save_safetensors(
+            self.out / "images" / "originals.safetensors", {"images": self.originals[:m], "labels": self.labels[:m]}
+        )
+
+    def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
+        from .cli._common import inverter_from_spec
+
+        if pair.checkpoint is not None:
+            inv = inverter_from_spec(pair.inverter, clf, checkpoint=pair.checkpoint)
+            return inv.to(self.device).eval(), {}
+        if pair.train:
+            return self._train(pair, clf)
+        inv = inverter_from_spec(pair.inverter, clf, **self._options(pair.inverter))
+        return inv.to(self.device).eval(), {}
+
+    def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
+        """Train a learned inverter for ``train_steps`` steps with the core training loop (``invkit.train``)."""
+        try:
+            from . import train as train_mod
+        except ImportError:
+            raise TrainingError(
+                f"this invkit has no training loop (invkit.train); pass --checkpoint DIR with a "
+                f"{pair.inverter} trained for {pair.classifier_label}."
+            ) from None
+        fn = getattr(train_mod, "train_inverter", None)
+        if fn is None:
+            raise TrainingError(
+                f"invkit.train has no train_inverter(); pass --checkpoint DIR with a {pair.inverter} "
+                f"trained for {pair.classifier_label}."
+            )
+        folder = (self.out or Path(".invkit-bench")) / "trained" / pair.slug
+        t0 = time.perf_counter()
+        inv = fn(
+            classifier=clf,
+            inverter=pair.inverter,
+            data=self.settings.data,
+            out=str(folder),
+            steps=self.settings.train_steps,
+            seed=self.settings.seed,
+            device=str(self.device),
+            progress=self.progress,
+            **self._options(pair.inverter),
+        )
+        if not isinstance(inv, Inverter):
+            from .inverter import load_inverter
+
+            inv = load_inverter(folder, classifier=clf)
+        return inv.to(self.device).eval(), {
+            "trained_steps": self.settings.train_steps,
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "trained_checkpoint": str(folder),
+        }
+
+    def _run_pair(self, pair: Pair) -> dict[str, Any]:
+        s = self.settings
+        clf = self.classifiers[pair.classifier_spec]
+        inv, train_info = self._inverter(pair, clf)
+        task = f"{pair.classifier_label} x {pair.inverter}"
+        x = self.originals.to(self.device)
+        with torch.no_grad():
+            orig_logits = torch.cat([clf.logits(x[i : i + s.batch_size]) for i in range(0, len(x), s.batch_size)])
+        gen = torch.Generator(device=self.device).manual_seed(s.seed)
+        recons = []
+        # Learned inverters run without autograd; optimisation inverters need it.
+        grad = torch.no_grad() if getattr(inv, "trainable", False) else contextlib.nullcontext()
+        self.progress(Progress(task, 0, len(x), {}))
+        with metrics.measure(self.device) as m, grad:
+            for i in range(0, len(x), s.batch_size):
+                recons.append(inv.invert(orig_logits[i : i + s.batch_size].detach(), generator=gen).detach())
+                self.progress(Progress(task, min(i + s.batch_size, len(x)), len(x), {}))
+        recon = torch.cat(recons).float().clamp(0, 1)
+        with torch.no_grad():
+            recon_logits = torch.cat(
+                [clf.logits(recon[i : i + s.batch_size]) for i in range(0, len(recon), s.batch_size)]
+            )
+        recon_px = resize(recon, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1]).cpu()
+        orig = self.originals
+        record: dict[str, Any] = {
+            "key": pair.key,
+            "classifier": pair.classifier_label,
+            "classifier_name": clf.name,
+            "robust": bool(clf.config.robust),
+            "inverter": pair.inverter,
+            "inverter_name": inv.registry_name,
+            "checkpoint": pair.checkpoint,
+            "n": len(orig),
+            "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
+            "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
+            "lpips": None,
+            "lpips_status": self.lpips_message,
+        }
+        if self.lpips_ok:
+            record["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
+        record.update(metrics.classifier_agreement(recon_logits.cpu(), orig_logits.cpu(), self.labels))
+        hits = metrics.identification_hits(recon_px, orig, self.distractors)
+        record.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
+        record.update(
+            {
+                "time_per_image_s": m.seconds / len(orig),
+                "peak_memory_mb": None if m.peak_bytes is None else m.peak_bytes / 2**20,
+                "memory_method": m.method,
+                "device": str(self.device),
+                "recon_shape": list(recon.shape[1:]),
+                "inverter_config": inv.config_dict(),
+            }
+        )
+        record.update(train_info)
+        if self.out is not None:
+            from .checkpoint import atomic_save_safetensors
+
+            g = min(s.grid_images, len(recon))
+            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu()})
+        return record
+
+    # ------------------------------------------------------------------------------------------ writing
+    def document(self) -> dict[str, Any]:
+        """results.json: settings, environment, metric definitions and one record per finished pair."""
+        s = self.settings
+        done = {r.pair.key for r in getattr(self, "results", [])}
+        kept = [r for r in self._previous.get("results", []) if r.get("key") not in done]  # never drop old pairs
+        return {
+            "invkit_version": __version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "settings": {
+                **{k: v for k, v in asdict(s).items() if k not in ("classifier_labels", "checkpoint_map")},
+                "fingerprint": s.fingerprint(),
+                "image_indices": self.indices.tolist(),
+            },
+            "environment": environment(self.device),
+            "lpips": self.lpips_message,
+            "pairs": [{"classifier": p.classifier_label, "inverter": p.inverter, "slug": p.slug} for p in self.pairs],
+            "results": kept + [r.record | {"slug": r.pair.slug} for r in getattr(self, "results", [])],
+        }
+
+    def write(self) -> None:
+        """Write results.json, results.csv, report.md and report.html into ``out`` (each atomically)."""
+        from .report import write_reports
+
+        doc = self.document()
+        atomic_write_text(self.out / RESULTS_NAME, json.dumps(doc, indent=2, default=str) + "\n")
+        write_reports(self.out, doc)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The machine a run used, for the report."""
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

@@ -1,0 +1,206 @@
+"""``invkit bench``: compare inverters and classifiers on the same held-out images; with no arguments, the
+offline demo bench (the project's main job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..bench import Bench, BenchSettings
+from ..errors import InvkitError
+from ..progress import Progress as ProgressEvent
+from ..report import COLUMNS, fmt
+from ._common import device_option, parse_options, pick_device
+from ._ui import console
+
+
+SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
+    "psnr": "PSNR",
+    "accuracy": "acc",
+    "top1_agreement": "agree",
+    "top1_agreement_correct": "agree✓",
+    "top1_agreement_incorrect": "agree✗",
+    "logit_cosine": "cos",
+    "logit_cosine_correct": "cos✓",
+    "logit_cosine_incorrect": "cos✗",
+    "id_accuracy": "ID k={k}",
+    "time_per_image_s": "ms/img",
+    "peak_memory_mb": "MB",
+}
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--option optim:steps=50`` -> {"optim": {"steps": 50}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        if ":" not in pair.split("=", 1)[0]:
+            raise click.BadParameter(f"'{pair}' is not INVERTER:key=value (e.g. optim:steps=50)", param_hint="--option")
+        name, rest = pair.split(":", 1)
+        out.setdefault(name.strip(), {}).update(parse_options((rest,)))
+    return out
+
+
+@click.command("bench")
+@click.option(
+    "--classifier",
+    "classifiers",
+    multiple=True,
+    help="Classifier registry names or checkpoint folders, comma-separated or repeated.",
+)
+@click.option("--inverter", "inverters", multiple=True, help="Inverter registry names, comma-separated or repeated.")
+@click.option(
+    "--data",
+    default="default",
+    show_default=True,
+    help="'default' (MNIST subset shipped with invkit), an ImageFolder folder, a .tar.gz of one, or "
+    "mnist/fashionmnist/cifar10/cifar100 under --data-root. Its test split is used.",
+)
+@click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.Path(),
+    help="Inverter checkpoint folder (repeatable); matched to pairs by inverter name and logit size.",
+)
+@click.option("-n", "n", type=int, default=None, help="Held-out images per pair (default 50).")
+@click.option("--id-k", type=int, default=None, help="Candidates per instance identification (default 10).")
+@click.option(
+    "--out",
+    default="invkit-bench",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for results.json, results.csv, report.md and report.html; finished pairs are reused.",
+)
+@click.option(
+    "--train-steps",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Train a learned inverter that has no checkpoint for this many steps (0: ask for a checkpoint).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the image draw and the inversions.")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per inversion call.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="INVERTER:KEY=VALUE",
+    help="Setting for an inverter built fresh, e.g. optim:steps=200 (repeatable).",
+)
+@click.option(
+    "--lpips-net",
+    type=click.Choice(["alex", "vgg"]),
+    default="alex",
+    show_default=True,
+    help="LPIPS backbone (used only when its torchvision weights are in the torch hub cache).",
+)
+@device_option
+def command(
+    classifiers: tuple[str, ...],
+    inverters: tuple[str, ...],
+    data: str,
+    data_root: str | None,
+    checkpoints: tuple[str, ...],
+    n: int | None,
+    id_k: int | None,
+    out: str,
+    train_steps: int,
+    seed: int,
+    batch_size: int,
+    options: tuple[str, ...],
+    lpips_net: str,
+    device: str,
+) -> None:
+    """Evaluate every (classifier, inverter) pair on the same held-out images and write a report.
+
+    With no --classifier and no --inverter: the demo bench, offline, with the checkpoints shipped in invkit
+    (standard and PGD-robust MNIST classifiers x biggan_proj, dosovitskiy_brox, optim).
+    """
+    from .. import demo
+
+    clf_specs, inv_names = _split(classifiers), _split(inverters)
+    common = {
+        "seed": seed,
+        "device": str(pick_device(device)),
+        "batch_size": batch_size,
+        "lpips_net": lpips_net,
+        "train_steps": train_steps,
+    }
+    if n is not None:
+        common["n"] = n
+    if id_k is not None:
+        common["id_k"] = id_k
+    if not clf_specs and not inv_names:
+        if checkpoints or data != "default":
+            raise InvkitError(
+                "--checkpoint and --data need --classifier and --inverter; without them invkit bench "
+                "runs the demo bench."
+            )
+        settings = demo.default_settings(**common)
+        if options:
+            settings.inverter_options.update(_inverter_options(options))
+    elif not clf_specs or not inv_names:
+        raise InvkitError("give both --classifier and --inverter, or neither for the demo bench.")
+    else:
+        settings = BenchSettings(
+            classifiers=clf_specs,
+            inverters=inv_names,
+            data=data,
+            data_root=data_root,
+            checkpoints=list(checkpoints),
+            inverter_options=_inverter_options(options),
+            **common,
+        )
+    run(settings, Path(out))
+
+
+def run(settings: BenchSettings, out: Path) -> None:
+    """Run the bench with a live table and progress bars; the report is on disk after every pair."""
+    # Logs and pipes get a wide table rather than one squeezed into 80 columns.
+    screen = console if console.is_terminal else Console(width=max(console.width, 180), highlight=False)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=screen,
+    )
+    tasks: dict[str, Any] = {}
+
+    def callback(event: ProgressEvent) -> None:
+        info = "  ".join(f"{k} {v}" for k, v in event.fields.items())
+        if event.task not in tasks:
+            tasks[event.task] = progress.add_task(event.task, total=event.total, info=info)
+        progress.update(tasks[event.task], completed=event.completed, total=event.total, info=info)
+        if event.task != "bench" and event.total and event.completed >= event.total:
+            progress.update(tasks[event.task], visible=False)
+
+    table = Table(title="invkit bench", title_justify="left", show_edge=False, header_style="bold", padding=(0, 1))
+    bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
+    for header, key, _ in COLUMNS:
+        table.add_column(
+            SHORT.get(key, header).format(k=settings.id_k),
+            no_wrap=True,
+            justify="left" if key in ("classifier", "inverter") else "right",
+        )
+    with Live(Group(table, progress), console=screen, refresh_per_second=4, transient=False):
+        for result in bench.run():
+            label = result.pair.inverter + (" (reused)" if result.reused else "")
+            table.add_row(
+                *[fmt(result.record.get(key), spec) if key != "inverter" else label for _, key, spec in COLUMNS]
+            )
+    screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
+    screen.print(f"LPIPS: {bench.lpips_message}")
+    screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")

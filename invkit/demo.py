@@ -1,0 +1,83 @@
+"""The demo checkpoints shipped inside invkit, and the bench that ``invkit bench`` runs with no arguments.
+
+``invkit/assets/demo/`` holds six small checkpoint folders trained on MNIST by invkit's own commands
+(``benchmarks/demo/make_demo.sh`` regenerates them): a standard and a PGD-robust ``smallcnn`` classifier,
+and a ``biggan_proj`` and a ``dosovitskiy_brox`` inverter trained for each. ``optim`` needs no checkpoint.
+The default bench runs both classifiers x (biggan_proj, dosovitskiy_brox, optim) on the embedded MNIST test
+digits, offline, within three minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import CheckpointError
+
+DEMO_DIR = Path(__file__).parent / "assets" / "demo"
+
+CLASSIFIERS = {"standard": "classifier_standard", "robust": "classifier_robust"}  # label -> folder
+INVERTER_CHECKPOINTS = {  # inverter -> {classifier label -> folder}
+    "biggan_proj": {"standard": "biggan_standard", "robust": "biggan_robust"},
+    "dosovitskiy_brox": {"standard": "dbrox_standard", "robust": "dbrox_robust"},
+}
+INVERTERS = ("biggan_proj", "dosovitskiy_brox", "optim")  # in table order
+
+# The default bench: small enough for <= 3 minutes on a 2-core CPU (optim dominates; see docs/bench.md).
+N_IMAGES = 50  # held-out test digits, 5 per class
+ID_K = 10  # instance identification among 10 digits of the same class
+OPTIM_OPTIONS: dict[str, object] = {"steps": 100}  # optim's iterations per batch for the default bench
+
+
+def folder(name: str) -> Path:
+    return DEMO_DIR / name
+
+
+def all_folders() -> list[str]:
+    return list(CLASSIFIERS.values()) + [f for m in INVERTER_CHECKPOINTS.values() for f in m.values()]
+
+
+def missing() -> list[str]:
+    """Demo folders that are absent or incomplete (no config.json or model.safetensors)."""
+    return [
+        f
+        for f in all_folders()
+        if not ((DEMO_DIR / f / "config.json").is_file() and (DEMO_DIR / f / "model.safetensors").is_file())
+    ]
+
+
+def require() -> None:
+    """Raise a one-line ``CheckpointError`` naming the missing demo checkpoints and how to make them."""
+    gone = missing()
+    if gone:
+        raise CheckpointError(
+            f"the demo checkpoints {', '.join(gone)} are missing from {DEMO_DIR}; reinstall invkit, or regenerate "
+            "them with `bash benchmarks/demo/make_demo.sh` from a source checkout."
+        )
+
+
+def default_settings(**overrides: object):
+    """``BenchSettings`` of the no-argument ``invkit bench``: both demo classifiers x all three inverters."""
+    from .bench import BenchSettings
+
+    require()
+    classifiers = [str(folder(f)) for f in CLASSIFIERS.values()]
+    labels = {str(folder(f)): label for label, f in CLASSIFIERS.items()}
+    cmap = {
+        f"{folder(CLASSIFIERS[label])}|{inv}": str(folder(f))
+        for inv, per in INVERTER_CHECKPOINTS.items()
+        for label, f in per.items()
+    }
+    settings = BenchSettings(
+        classifiers=classifiers,
+        inverters=list(INVERTERS),
+        data="default",
+        n=N_IMAGES,
+        id_k=ID_K,
+        inverter_options={"optim": dict(OPTIM_OPTIONS)},
+        classifier_labels=labels,
+        checkpoint_map=cmap,
+        checkpoints=list(cmap.values()),
+    )
+    for k, v in overrides.items():
+        setattr(settings, k, v)
+    return settings

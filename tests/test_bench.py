@@ -1,0 +1,359 @@
+"""The bench runner and `invkit bench`/`invkit invert` on tiny seeded stand-ins (no demo checkpoints needed)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import invkit
+from invkit.bench import Bench, BenchSettings, pick_indices
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and the test machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------- tiny plugins
+def tiny_classifier(pretrained: bool = True, weights: str | None = None, seed: int = 0) -> invkit.Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
+    cfg = invkit.ClassifierConfig(name="tinyclf.base", num_classes=10, input_size=(1, 28, 28), mean=(0.5,), std=(0.5,))
+    return invkit.Classifier(net, cfg, init_kwargs={"seed": seed})
+
+
+@dataclass
+class TinyConfig:
+    num_classes: int = 10  # logits in
+    channels: int = 1  # image channels out
+    resolution: int = 16  # image side out
+    noise_dim: int = 0  # deterministic
+
+
+class TinyDecoder(invkit.Inverter):
+    """A learned (trainable) linear decoder: stands in for biggan_proj / dosovitskiy_brox."""
+
+    trainable = True
+
+    def __init__(self, config: TinyConfig):
+        super().__init__(config)
+        self.fc = nn.Linear(config.num_classes, config.channels * config.resolution**2)
+
+    def invert(self, logits, noise=None, generator=None):
+        self.check_logits(logits)
+        return torch.sigmoid(self.fc(logits)).view(len(logits), *self.image_shape)
+
+
+class TinyOptim(invkit.Inverter):
+    """An optimisation inverter (needs autograd through the classifier): stands in for optim."""
+
+    def __init__(self, config: TinyConfig, classifier):
+        super().__init__(config)
+        self.classifier = [classifier]
+        self.steps = config.steps
+
+    def invert(self, logits, noise=None, generator=None):
+        clf = self.classifier[0]
+        x = torch.rand(len(logits), 1, 28, 28, generator=generator).requires_grad_(True)
+        opt = torch.optim.Adam([x], lr=0.05)
+        for _ in range(self.steps):
+            opt.zero_grad()
+            (clf.logits(x.clamp(0, 1)) - logits).pow(2).sum().backward()
+            opt.step()
+        return x.detach().clamp(0, 1)
+
+
+@dataclass
+class TinyOptimConfig(TinyConfig):
+    resolution: int = 28  # image side out
+    steps: int = 3  # optimisation steps
+
+
+def tiny_decoder(classifier=None, **kw):
+    if classifier is not None:
+        kw.setdefault("num_classes", classifier.num_classes)
+    inv = TinyDecoder(TinyConfig(**kw))
+    inv.registry_name = "tinydec.base"
+    return inv
+
+
+def tiny_optim(classifier=None, **kw):
+    inv = TinyOptim(TinyOptimConfig(**kw), classifier)
+    inv.registry_name = "tinyopt.base"
+    return inv
+
+
+class TinyPlugin:
+    @invkit.hookimpl
+    def register_classifiers(self, register):
+        register("tinyclf.base", tiny_classifier, description="test classifier")
+
+    @invkit.hookimpl
+    def register_inverters(self, register):
+        register("tinydec.base", tiny_decoder, description="test learned inverter")
+        register("tinyopt.base", tiny_optim, description="test optimisation inverter")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Registers the tiny plugin; returns folders of two classifiers and a decoder checkpoint for each."""
+    invkit.register_plugin(TinyPlugin(), name="tiny")
+    folders = {}
+    for label, seed in (("std", 0), ("rob", 1)):
+        clf = tiny_classifier(seed=seed)
+        clf.save(tmp_path / f"clf_{label}")
+        dec = tiny_decoder(classifier=clf)
+        dec.save(tmp_path / f"dec_{label}", extra={"classifier": {"checkpoint": str(tmp_path / f"clf_{label}")}})
+        folders[label] = (str(tmp_path / f"clf_{label}"), str(tmp_path / f"dec_{label}"))
+    return folders
+
+
+def settings(tiny, **kw):
+    base = dict(
+        classifiers=[tiny["std"][0], tiny["rob"][0]],
+        inverters=["tinydec", "tinyopt"],
+        checkpoints=[tiny["std"][1], tiny["rob"][1]],
+        n=10,
+        id_k=5,
+    )
+    return BenchSettings(**(base | kw))
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+def test_pick_indices_interleaves_classes():
+    labels = torch.arange(10).repeat(5)
+    idx = pick_indices(labels, 23, seed=0)
+    assert labels[idx[:10]].tolist() == list(range(10))
+    assert len(set(idx.tolist())) == 23
+    assert torch.equal(idx, pick_indices(labels, 23, seed=0))
+
+
+def test_bench_runs_every_pair_and_matches_checkpoints_by_recorded_classifier(tiny, tmp_path):
+    events = []
+    bench = Bench(settings(tiny), tmp_path / "out", progress=events.append)
+    plan = {(p.classifier_label, p.inverter): p.checkpoint for p in bench.pairs}
+    assert plan == {
+        ("clf_std", "tinydec"): tiny["std"][1],
+        ("clf_std", "tinyopt"): None,
+        ("clf_rob", "tinydec"): tiny["rob"][1],
+        ("clf_rob", "tinyopt"): None,
+    }
+    results = list(bench.run())
+    assert len(results) == 4 and not any(r.reused for r in results)
+    for r in results:
+        rec = r.record
+        assert 0 <= rec["top1_agreement"] <= 1 and -1 <= rec["logit_cosine"] <= 1
+        assert rec["n_correct"] + rec["n_incorrect"] == 10
+        assert 0 <= rec["id_accuracy"] <= 1 and rec["id_chance"] == pytest.approx(0.2)
+        assert rec["psnr"] > 0 and -1 <= rec["ssim"] <= 1
+        assert rec["time_per_image_s"] > 0
+        assert rec["lpips"] is None and rec["lpips_status"].startswith("unavailable")
+    assert any(e.task == "bench" and e.completed == 4 for e in events)
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(doc["results"]) == 4 and doc["settings"]["n"] == 10
+    for name in ("results.csv", "report.md", "report.html"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    assert len((tmp_path / "out" / "results.csv").read_text().strip().splitlines()) == 5
+
+
+def test_bench_perfect_inverter_scores_one(tiny, tmp_path):
+    """An 'inverter' that returns the originals themselves: SSIM 1, identification 1, agreement 1."""
+    bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], inverters=["tinyopt"], checkpoints=[]))
+    originals = bench.originals
+
+    class Oracle(invkit.Inverter):
+        def invert(self, logits, noise=None, generator=None):
+            return originals
+
+    from invkit import bench as bench_mod
+
+    monkey = bench_mod.Bench._inverter
+    bench_mod.Bench._inverter = lambda self, pair, clf: (Oracle(TinyOptimConfig()), {})
+    try:
+        bench.settings.batch_size = 100
+        (result,) = list(bench.run())
+    finally:
+        bench_mod.Bench._inverter = monkey
+    rec = result.record
+    assert rec["ssim"] == pytest.approx(1.0) and rec["psnr"] == pytest.approx(100.0)
+    assert rec["id_accuracy"] == 1.0 and rec["top1_agreement"] == 1.0 and rec["logit_cosine"] == pytest.approx(1)
+
+
+def test_bench_resumes_and_keeps_finished_pairs(tiny, tmp_path):
+    out = tmp_path / "out"
+    s = settings(tiny)
+    first = list(Bench(s, out).run())
+    again = list(Bench(settings(tiny), out).run())
+    assert all(r.reused for r in again)
+    assert [r.record["psnr"] for r in again] == [r.record["psnr"] for r in first]
+    # different settings into the same folder: refused, nothing touched
+    before = (out / "results.json").read_text()
+    with pytest.raises(invkit.InvkitError, match="other settings"):
+        Bench(settings(tiny, n=5), out)
+    assert (out / "results.json").read_text() == before
+
+
+def test_bench_failure_midway_keeps_written_pairs(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    original = Bench._run_pair
+
+    def flaky(self, pair):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return original(self, pair)
+
+    monkeypatch.setattr(Bench, "_run_pair", flaky)
+    with pytest.raises(RuntimeError):
+        list(Bench(settings(tiny), out).run())
+    assert len(json.loads((out / "results.json").read_text())["results"]) == 2
+    monkeypatch.setattr(Bench, "_run_pair", original)
+    rerun = list(Bench(settings(tiny), out).run())
+    assert [r.reused for r in rerun] == [True, True, False, False]
+
+
+def test_learned_inverter_without_checkpoint_says_what_to_pass(tiny, tmp_path):
+    with pytest.raises(invkit.CheckpointError, match="--checkpoint DIR.*--train-steps"):
+        Bench(settings(tiny, checkpoints=[]))
+
+
+def test_ambiguous_unrecorded_checkpoints_are_refused(tiny, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        tiny_decoder(classifier=tiny_classifier()).save(d)
+    with pytest.raises(invkit.CheckpointError, match="cannot tell"):
+        Bench(settings(tiny, checkpoints=[str(a), str(b)]))
+    # one classifier and one unrecorded checkpoint: unambiguous
+    bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], checkpoints=[str(a)]))
+    assert bench.pairs[0].checkpoint == str(a)
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def _cli(args):
+    from invkit.cli import build_cli
+
+    return CliRunner().invoke(build_cli(), args, catch_exceptions=False)
+
+
+def test_cli_bench_writes_reports(tiny, tmp_path):
+    out = tmp_path / "o"
+    args = [
+        "bench",
+        "--classifier",
+        f"{tiny['std'][0]},{tiny['rob'][0]}",
+        "--inverter",
+        "tinydec,tinyopt",
+        "--checkpoint",
+        tiny["std"][1],
+        "--checkpoint",
+        tiny["rob"][1],
+        "-n",
+        "10",
+        "--id-k",
+        "5",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    r = _cli(args)
+    assert r.exit_code == 0, r.output
+    assert "tinyopt" in r.output and "report.html" in r.output
+    assert len(json.loads((out / "results.json").read_text())["results"]) == 4
+    r2 = _cli(args)
+    assert r2.exit_code == 0 and "(reused)" in r2.output
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--inverter", "tinydek"], "unknown inverter 'tinydek'. Did you mean: tinydec"),
+        (["--classifier", "tinyclff"], "unknown classifier 'tinyclff'"),
+        (["--checkpoint", "/nonexistent/ckpt"], "does not exist"),
+        (["--data", "/nonexistent/data"], "data path '/nonexistent/data' does not exist"),
+    ],
+)
+def test_cli_bench_bad_input_is_one_line(tiny, tmp_path, extra, message):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = {"--classifier": tiny["std"][0], "--inverter": "tinyopt", "--out": str(out)}
+    for i in range(0, len(extra), 2):
+        args[extra[i]] = extra[i + 1]
+    flat = [x for kv in args.items() for x in kv]
+    r = _cli(["bench", *flat])
+    assert r.exit_code != 0
+    assert message in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+
+
+def test_cli_bench_rejects_non_safetensors_checkpoint(tiny, tmp_path):
+    bad = tmp_path / "bad"
+    tiny_decoder(classifier=tiny_classifier()).save(bad)
+    torch.save({"fc.weight": torch.zeros(1)}, bad / "model.safetensors")  # a pickle under the right name
+    r = _cli(
+        [
+            "bench",
+            "--classifier",
+            tiny["std"][0],
+            "--inverter",
+            "tinydec",
+            "--checkpoint",
+            str(bad),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    assert r.exit_code != 0 and "pickle" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_cli_bench_without_demo_checkpoints_says_how_to_make_them(tmp_path, monkeypatch):
+    from invkit import demo
+
+    monkeypatch.setattr(demo, "DEMO_DIR", tmp_path / "nodemo")
+    r = _cli(["bench", "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "make_demo.sh" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------------- invert
+def test_cli_invert_writes_pngs_and_grid(tiny, tmp_path):
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(imgs / f"d{i}.png")
+    out = tmp_path / "inv"
+    r = _cli(["invert", "--classifier", tiny["std"][0], "--checkpoint", tiny["std"][1], str(imgs), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert "grid.png" in names and "d0_recon.png" in names and len([n for n in names if "_recon" in n]) == 3
+    assert Image.open(out / "d0_recon.png").size == (16, 16)
+
+
+def test_cli_invert_corrupt_image_is_one_line(tiny, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    r = _cli(
+        ["invert", "--classifier", tiny["std"][0], "--inverter", "tinyopt", str(bad), "--out", str(tmp_path / "inv")]
+    )
+    assert r.exit_code != 0 and "cannot read image" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_results_paths_are_relative_in_markdown(tiny, tmp_path):
+    out = tmp_path / "out"
+    list(Bench(settings(tiny), out).run())
+    md = (out / "report.md").read_text()
+    assert "](images/grid_clf_std.png)" in md and Path(out / "images" / "grid_clf_std.png").exists()
