@@ -19,7 +19,6 @@ from ..report import COLUMNS, fmt
 from ._common import device_option, parse_options, pick_device
 from ._ui import console
 
-
 SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
     "psnr": "PSNR",
     "accuracy": "acc",
