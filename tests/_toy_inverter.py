@@ -82,9 +82,9 @@ class ToyInverter(Inverter):
 
 
 class ToyTrainer(InverterTrainer):
-    """Adam on MSE; ``draws`` batches per step; options to inject a NaN or slow steps down for the tests."""
+    """Adam on MSE; ``draws`` batches per step; ``nan_at_step`` injects a NaN; $TOY_STEP_DELAY slows steps."""
 
-    OPTIONS = ("lr", "draws", "nan_at_step", "step_delay", "bf16", "channels_last", "g_lr")
+    OPTIONS = ("lr", "draws", "nan_at_step", "noise", "bf16", "channels_last", "g_lr")
 
     def __init__(self, inverter: ToyInverter, classifier: Any, **options: Any):
         super().__init__(inverter, classifier)
@@ -93,7 +93,8 @@ class ToyTrainer(InverterTrainer):
             raise TrainingError(f"toy trainer: unknown option(s) {', '.join(sorted(unknown))}.")
         self.draws = int(options.get("draws", 2))
         self.nan_at_step = options.get("nan_at_step")
-        self.step_delay = float(options.get("step_delay", 0.0))
+        self.noise = float(options.get("noise", 1.0))
+        self.step_delay = float(os.environ.get("TOY_STEP_DELAY", "0"))  # lets a test kill the run mid-way
         self.ema = copy.deepcopy(inverter).requires_grad_(False)
         self.opt = torch.optim.Adam(inverter.parameters(), lr=options.get("g_lr", options.get("lr", 1e-2)))
         self.module: nn.Module = inverter
@@ -103,7 +104,7 @@ class ToyTrainer(InverterTrainer):
         total = torch.zeros(())
         for _ in range(self.draws):
             images, logits = next_batch()
-            noise = torch.randn(len(images), self.inverter.noise_dim)  # global RNG: resume must restore it
+            noise = torch.randn(len(images), self.inverter.noise_dim) * self.noise  # global RNG: resume restores it
             loss = F.mse_loss(self.module(logits, noise), images)
             if self.nan_at_step is not None and step >= int(self.nan_at_step):
                 loss = loss * float("nan")
