@@ -50,7 +50,8 @@ class TinyInverter(Inverter):
     def invert(self, logits, noise=None, generator=None):
         logits = self.check_logits(logits)
         z = self.check_noise(noise, len(logits), generator)
-        return torch.sigmoid(self.net(torch.cat([logits, z], 1))).view(len(logits), *self.image_shape)
+        h = logits if z is None else torch.cat([logits, z], 1)
+        return torch.sigmoid(self.net(h)).view(len(logits), *self.image_shape)
 
 
 def tiny_inverter(classifier=None, **fields) -> TinyInverter:
@@ -283,3 +284,32 @@ def test_cli_probe_errors_are_one_line(checkpoints, tmp_path):
     )
     assert result.exit_code == 1
     assert "unknown probe 'no-such-probe'" in result.output and "Traceback" not in result.output
+
+
+def test_cli_probe_all_skips_what_cannot_run_and_goes_on(models, tmp_path):
+    clf, _ = models
+    inv = tiny_inverter(clf, noise_dim=0)
+    out = tmp_path / "out"
+    args = [
+        "probe",
+        "all",
+        "--classifier",
+        str(clf.save(tmp_path / "clf")),
+        "--checkpoint",
+        str(inv.save(tmp_path / "inv")),
+        "-n",
+        "8",
+        "--out",
+        str(out),
+        "--option",
+        "images=4",
+        "--option",
+        "grid=3",
+        "--option",
+        "scan=50",
+    ]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert "noise-interpolate: not run" in result.output
+    done = {p.parent.name for p in out.glob("*/results.json")}
+    assert done == set(invkit.list_probes()) - {"noise-interpolate"}

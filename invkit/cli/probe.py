@@ -7,6 +7,7 @@ folder with ``results.json`` holds a finished run). A probe whose ``results.json
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -48,10 +49,23 @@ def resolve_names(name: str) -> list[str]:
     return [get_registry("probe").resolve(name).name]
 
 
-def split_options(options: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
-    """``key=value`` goes to every probe; ``probe-name.key=value`` only to that probe."""
-    per: dict[str, dict[str, Any]] = {n: {} for n in names}
-    by_key = {n.replace("-", "_"): n for n in names}
+def declared_options(probe: Any) -> set[str] | None:
+    """The option names a probe declares (fields of its ``options`` dataclass), or None if it declares none."""
+    options = getattr(probe, "options", None)
+    if options is not None and dataclasses.is_dataclass(options):
+        return {f.name for f in dataclasses.fields(options)}
+    return None
+
+
+def split_options(options: dict[str, Any], probes: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Share ``--option`` values out among the probes to run.
+
+    ``probe-name.key=value`` goes to that probe only. A plain ``key=value`` goes to a single probe as is (it
+    rejects keys it does not know); with several probes, to each probe that declares ``key`` or declares no
+    options at all, and it is an error if none takes it.
+    """
+    per: dict[str, dict[str, Any]] = {n: {} for n in probes}
+    by_key = {n.replace("-", "_"): n for n in probes}
     known = {n.replace("-", "_") for n in list_probes()}
     for key, value in options.items():
         prefix, dot, rest = key.partition(".")
@@ -59,7 +73,10 @@ def split_options(options: dict[str, Any], names: list[str]) -> dict[str, dict[s
             if prefix in by_key:
                 per[by_key[prefix]][rest] = value
             continue
-        for n in names:
+        takers = [n for n, p in probes.items() if len(probes) == 1 or (declared_options(p) or {key}) >= {key}]
+        if not takers:
+            raise InvkitError(f"no probe among {', '.join(probes)} has an option '{key}'; see docs/probes.md.")
+        for n in takers:
             per[n][key] = value
     return per
 
@@ -148,7 +165,8 @@ def command(
 ) -> None:
     """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`)."""
     names = resolve_names(name)
-    per_probe = split_options(parse_options(options), names)
+    probes = {n: create_probe(n) for n in names}
+    per_probe = split_options(parse_options(options), probes)
     out_dir = Path(out).expanduser()
     todo = [n for n in names if force or not (out_dir / n / "results.json").exists()]
     for n in names:
@@ -183,8 +201,7 @@ def command(
             )
             started = time.perf_counter()
             try:
-                probe = create_probe(n)
-                result = probe.run(ctx)
+                result = probes[n].run(ctx)
             except InvkitError as exc:
                 if len(todo) == 1:
                     raise

@@ -51,7 +51,8 @@ class ClassSpread(Probe):
         )
         present = labels_all.unique()
         chosen = present[torch.randperm(len(present), generator=ctx.generator)[: o.classes]].sort().values
-        idx = torch.cat([(labels_all == c).nonzero().flatten()[: o.per_class] for c in chosen])
+        members = [(labels_all == c).nonzero().flatten() for c in chosen]
+        idx = torch.cat([m[torch.randperm(len(m), generator=ctx.generator)[: o.per_class]] for m in members])
         subset = torch.utils.data.Subset(ctx.data, idx.tolist())
         x, y = take(subset, None)
         if len(x) < 2:
