@@ -132,6 +132,12 @@ class DosovitskiyBroxInverter(Inverter):
             ch = out
         self.up = nn.Sequential(*up)
         self.to_image = nn.Conv2d(ch, c.channels, 3, padding=1)
+        # He initialisation for leaky ReLU: with PyTorch's default init the signal shrinks ~3x per layer and a
+        # fresh decoder's output would not depend on the logits at all (std across inputs ~1e-5).
+        for m in self.modules():
+            if isinstance(m, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
+                nn.init.kaiming_normal_(m.weight, a=c.leak, nonlinearity="leaky_relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         h = self.fc(logits).view(-1, self.map_channels, self.start_side, self.start_side)
@@ -258,18 +264,30 @@ class DosovitskiyBroxTrainer(InverterTrainer):
 
     Options (each defaults to the inverter's config): ``lambda_pix``, ``lambda_feat``, ``lambda_adv``,
     ``comparator_layer``, ``lr``, ``beta1``, ``beta2``, ``d_pause_ratio``; plus ``comparator``: None (the
-    inverted classifier), another ``invkit.Classifier``, or a registered classifier name.
+    inverted classifier), another ``invkit.Classifier``, or a registered classifier name; ``g_lr`` / ``d_lr``
+    (separate learning rates, from ``invkit train --lr-g/--lr-d``); ``bf16`` (bfloat16 autocast of the
+    forward passes) and ``channels_last`` (memory format of G and D), both off by default.
     """
 
     OPTIONS = ("lambda_pix", "lambda_feat", "lambda_adv", "comparator_layer", "lr", "beta1", "beta2", "d_pause_ratio")
 
-    def __init__(self, inverter: DosovitskiyBroxInverter, classifier: Any, comparator: Any = None, **options: Any):
+    def __init__(
+        self,
+        inverter: DosovitskiyBroxInverter,
+        classifier: Any,
+        comparator: Any = None,
+        g_lr: float | None = None,
+        d_lr: float | None = None,
+        bf16: bool = False,
+        channels_last: bool = False,
+        **options: Any,
+    ):
         super().__init__(inverter, classifier)
         unknown = set(options) - set(self.OPTIONS)
         if unknown:
             raise TrainingError(
                 f"dosovitskiy_brox: unknown trainer option(s) {', '.join(sorted(unknown))}; "
-                f"known: comparator, {', '.join(self.OPTIONS)}."
+                f"known: comparator, g_lr, d_lr, bf16, channels_last, {', '.join(self.OPTIONS)}."
             )
         cfg = inverter.config
         self.opts = {k: options.get(k, getattr(cfg, k)) for k in self.OPTIONS}
@@ -294,8 +312,13 @@ class DosovitskiyBroxTrainer(InverterTrainer):
             fc_dim=_scaled(cfg.d_fc_dim, cfg.width_mult),
         ).to(inverter.device)
         betas = (self.opts["beta1"], self.opts["beta2"])
-        self.opt_g = torch.optim.Adam(inverter.parameters(), lr=self.opts["lr"], betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.opts["lr"], betas=betas)
+        self.g_lr = float(g_lr if g_lr is not None else self.opts["lr"])
+        self.d_lr = float(d_lr if d_lr is not None else self.opts["lr"])
+        self.bf16 = bool(bf16)
+        if channels_last:
+            self.discriminator.to(memory_format=torch.channels_last)
+        self.opt_g = torch.optim.Adam(inverter.parameters(), lr=self.g_lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=betas)
         self.g: nn.Module = inverter  # replaced by DDP wrappers in distribute()
         self.d: nn.Module = self.discriminator
         self.d_updates = 0
@@ -313,20 +336,24 @@ class DosovitskiyBroxTrainer(InverterTrainer):
         self.inverter.train()
         self.discriminator.train()
 
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
         # Generator: lambda_pix * L_img + lambda_feat * L_feat + lambda_adv * L_adv.
-        generated = self.g(logits)
-        l_img = pixel_loss(generated, images)
-        with torch.no_grad():
-            target_features = self.comparator(images)
-        l_feat = feature_loss(self.comparator(generated), target_features)
-        l_adv = adversarial_loss(self.d(generated, logits))
+        with autocast:
+            generated = self.g(logits).float()
+            l_img = pixel_loss(generated, images)
+            with torch.no_grad():
+                target_features = self.comparator(images).float()
+            l_feat = feature_loss(self.comparator(generated).float(), target_features)
+            l_adv = adversarial_loss(self.d(generated, logits).float())
         loss_g = o["lambda_pix"] * l_img + o["lambda_feat"] * l_feat + o["lambda_adv"] * l_adv
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
 
         # Discriminator: L_discr, skipped while L_discr / L_adv < d_pause_ratio (the paper's rule).
-        l_discr = discriminator_loss(self.d(images, logits), self.d(generated.detach(), logits))
+        with autocast:
+            l_discr = discriminator_loss(self.d(images, logits).float(), self.d(generated.detach(), logits).float())
         ratio = l_discr.item() / max(l_adv.item(), 1e-12)
         self.opt_d.zero_grad(set_to_none=True)
         if o["lambda_adv"] > 0 and ratio >= o["d_pause_ratio"]:
