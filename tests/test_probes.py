@@ -313,3 +313,32 @@ def test_cli_probe_all_skips_what_cannot_run_and_goes_on(models, tmp_path):
     assert "noise-interpolate: not run" in result.output
     done = {p.parent.name for p in out.glob("*/results.json")}
     assert done == set(invkit.list_probes()) - {"noise-interpolate"}
+
+
+# ------------------------------------------------------------------------------------------- demo checkpoints
+DEMO = Path(invkit.__file__).parent / "assets" / "demo"
+SMALL = {"images": 4, "grid": 3, "scan": 300, "samples": 4, "rows": 2, "rounds": 1, "per_class": 5, "levels": 3}
+
+
+@pytest.mark.skipif(not (DEMO / "biggan_standard").is_dir(), reason="demo checkpoints not built yet")
+@pytest.mark.parametrize("kind", ["standard", "robust"])
+@pytest.mark.parametrize("name", invkit.list_probes())
+def test_every_probe_runs_on_the_demo_checkpoints(name, kind, tmp_path):
+    from invkit.cli.probe import declared_options
+
+    clf = invkit.load_classifier(DEMO / f"classifier_{kind}")
+    inv = invkit.load_inverter(DEMO / f"biggan_{kind}", classifier=clf)
+    probe = invkit.create_probe(name)
+    options = {k: v for k, v in SMALL.items() if k in (declared_options(probe) or ())}
+    ctx = ProbeContext(
+        classifier=clf,
+        inverter=inv,
+        data=load_dataset("default", "test"),
+        out=tmp_path,
+        generator=torch.Generator().manual_seed(0),
+        num_images=8,
+        options=options,
+    )
+    result = probe.run(ctx)
+    assert all(math.isfinite(v) for v in all_numbers(result.numbers))
+    assert all((tmp_path / p).is_file() for p in result.figures.values())
