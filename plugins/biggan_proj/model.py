@@ -481,8 +481,10 @@ class BigGANTrainer(InverterTrainer):
         return self.ema
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.G_train, self.D_train = wrap(self.G), wrap(self.D)
+        self.G_train, self.D_train = wrap(self.G), wrap(self.D)  # DDP broadcasts rank 0's weights here
         self.distributed = True
+        if self.g_steps == 0:  # so the EMA copy starts from the same (broadcast) G on every rank
+            self.ema.load_state_dict(self.inverter.state_dict())
 
     def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return self.ema.invert(logits.to(self.inverter.device), noise=noise)
