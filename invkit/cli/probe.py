@@ -107,6 +107,14 @@ def print_result(result: ProbeResult, folder: Path) -> None:
     for k, v in _flatten(result.numbers):
         table.add_row(k, _show(v))
     console.print(table)
+    for key, rows in result.numbers.items():  # lists of rows (per factor, per level) as tables of their own
+        if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+            sub = Table(title=f"{result.probe}: {key}", title_justify="left", show_edge=False)
+            for col in rows[0]:
+                sub.add_column(col, overflow="fold")
+            for r in rows:
+                sub.add_row(*(_show(r.get(col, "")) for col in rows[0]))
+            console.print(sub)
     if result.summary:
         console.print(result.summary, soft_wrap=True)
     console.print(f"page: {folder / 'index.html'}   numbers: {folder / 'results.json'}", soft_wrap=True)
