@@ -205,7 +205,7 @@ def finite(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"probe produced a non-finite number: {value}")
-        return round(value, 6)
+        return round(value, 6) + 0.0  # no -0.0 in the JSON
     return value
 
 
