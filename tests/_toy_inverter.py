@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import sys
 import time
@@ -170,11 +171,16 @@ def register() -> None:
 
 
 def tensor_hash(tree: Any) -> str:
-    """SHA-256 over every tensor in a nested state (keys sorted), for comparing ranks and runs."""
+    """SHA-256 over every floating-point tensor in a nested state (keys sorted), for comparing ranks.
+
+    RNG states (uint8 tensors) are left out: each rank draws its own noise by design.
+    """
     h = hashlib.sha256()
 
     def walk(obj: Any, key: str) -> None:
         if isinstance(obj, torch.Tensor):
+            if not obj.is_floating_point():
+                return
             h.update(key.encode())
             h.update(obj.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         elif isinstance(obj, dict):
@@ -183,7 +189,7 @@ def tensor_hash(tree: Any) -> str:
         elif isinstance(obj, list | tuple):
             for i, v in enumerate(obj):
                 walk(v, f"{key}.{i}")
-        else:
+        elif isinstance(obj, float):
             h.update(f"{key}={obj!r}".encode())
 
     walk(tree, "")
@@ -212,10 +218,10 @@ def _cli(argv: list[str]) -> int:
     hash_dir = os.environ.get("TOY_HASH_DIR")
     if hash_dir and results:
         t = results[-1].trainer
-        state = {"inverter": t.inverter.state_dict(), "trainer": t.state_dict()}
+        groups = {"inverter": t.inverter.state_dict(), **t.state_dict()}
         rank = int(os.environ.get("RANK", "0"))
         with open(os.path.join(hash_dir, f"hash_rank{rank}.txt"), "w") as f:
-            f.write(tensor_hash(state) + "\n")
+            f.write(json.dumps({k: tensor_hash(v) for k, v in groups.items()}, indent=1, sort_keys=True) + "\n")
     return code
 
 
