@@ -107,7 +107,7 @@ def unwrap(raw: dict[str, Any], source: str) -> tuple[dict[str, torch.Tensor], t
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     mean = std = None
     for prefix in ("module.normalizer.", "normalizer."):
-        if prefix + "new_mean" in sd:
+        if prefix + "new_mean" in sd and prefix + "new_std" in sd:
             mean = tuple(float(x) for x in sd[prefix + "new_mean"].flatten())
             std = tuple(float(x) for x in sd[prefix + "new_std"].flatten())
     for prefix in ("module.model.", "model."):
