@@ -35,7 +35,7 @@ def tiny_classifier(pretrained: bool = True, weights=None, robust: bool = False)
 class TinyInverterConfig:
     num_classes: int = 10  # logit dimension
     channels: int = 1  # output channels
-    resolution: int = 28  # output size
+    resolution: int = 32  # output size (not the data's 28: probes must resize for comparisons)
     noise_dim: int = 4  # noise vector length
 
 

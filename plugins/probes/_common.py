@@ -63,10 +63,14 @@ def seed_from(generator: torch.Generator) -> int:
 
 # ------------------------------------------------------------------------------------------------ images
 def load_images(ctx: ProbeContext, n: int | None = None, per_class: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` (default ``ctx.num_images``) images of ``ctx.data`` at the inverter's image shape, with labels."""
+    """``n`` (default ``ctx.num_images``) images of ``ctx.data``, drawn with ``ctx.generator``, with labels.
+
+    The images keep the data's own size and channels: the classifier resizes what it is given, and attacks
+    and enhancements act on the real input. Use ``to_inverter_shape`` before comparing with reconstructions.
+    """
     n = ctx.num_images if n is None else n
     images, labels = take(ctx.data, n, seed=seed_from(ctx.generator), per_class=per_class)
-    return to_inverter_shape(ctx, images), labels
+    return images.float().to(ctx.device), labels
 
 
 def to_inverter_shape(ctx: ProbeContext, images: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ def _measure_levels(
         for m in per_level:
             per_level[m].append(sum(vals[m]) / len(vals[m]))
     C.report(ctx, f"probe {name}", len(levels), len(levels))
-    return per_level, shown, x[:rows]
+    return per_level, shown, C.to_inverter_shape(ctx, x[:rows])
 
 
 def _write(

@@ -42,7 +42,7 @@ class NoiseResample(Probe):
         for r in range(len(images)):
             C.report(ctx, "probe noise-resample", r, len(images))
             recon = C.invert(ctx, logits[r : r + 1].expand(o.samples, -1).contiguous(), C.sample_noise(ctx, o.samples))
-            tiles += [images[r : r + 1], recon]
+            tiles += [C.to_inverter_shape(ctx, images[r : r + 1]), recon]
             div_rms.append(C.pairwise(recon, C.rms))
             div_ssim.append(C.pairwise(recon, ssim))
             if lp is not None:

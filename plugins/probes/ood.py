@@ -62,7 +62,7 @@ class OOD(Probe):
         ood = default_ood_data(ctx)
         x_in, _ = C.load_images(ctx)
         x_ood, _ = take(ood, len(x_in), seed=C.seed_from(ctx.generator))
-        x_ood = C.to_inverter_shape(ctx, x_ood)
+        x_ood = x_ood.float().to(ctx.device)
         out = {}
         recons = {}
         for k, (name, x) in enumerate((("in_distribution", x_in), ("ood", x_ood))):
@@ -70,9 +70,10 @@ class OOD(Probe):
             logits = C.logits_of(ctx, x)
             recon = C.invert(ctx, logits)
             recons[name] = recon
+            x_cmp = C.to_inverter_shape(ctx, x)
             out[name] = {
-                "rms": float(C.rms(recon, x).mean()),
-                "ssim": float(ssim(recon, x).mean()),
+                "rms": float(C.rms(recon, x_cmp).mean()),
+                "ssim": float(ssim(recon, x_cmp).mean()),
                 "top_softmax": float(logits.softmax(1).max(1).values.mean()),
                 "images": len(x),
             }

@@ -50,8 +50,8 @@ class Rotation(Probe):
             "images": len(x),
             "rms_to_upright_recon": float(C.rms(recon_back, recon).mean()),
             "ssim_to_upright_recon": float(ssim(recon_back, recon).mean()),
-            "rms_to_input": float(C.rms(recon_back, x).mean()),
-            "rms_upright_recon_to_input": float(C.rms(recon, x).mean()),
+            "rms_to_input": float(C.rms(recon_back, C.to_inverter_shape(ctx, x)).mean()),
+            "rms_upright_recon_to_input": float(C.rms(recon, C.to_inverter_shape(ctx, x)).mean()),
             "rms_baseline_other_image": float(C.rms(recon, other).mean()) if len(x) > 1 else 0.0,
             "prediction_kept": float((logits_rot.argmax(1) == logits.argmax(1)).float().mean()),
         }
