@@ -130,36 +130,40 @@ def classifier_identity(spec: str) -> dict[str, str]:
 
 
 def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
-    """The classifier an inverter checkpoint says it was trained for, from ``config.json``.
+    """The classifier an inverter checkpoint says it was trained for, from its ``config.json``.
 
-    Looks for a ``classifier`` entry at the top level or under ``extra`` (a name, a checkpoint path, or a dict
-    with ``name``/``checkpoint``/``path``/``weights_sha256``). Empty when the checkpoint does not say.
+    ``invkit train`` writes ``classifier`` (the registry name) and ``train_config.classifier`` (the spec it
+    was given: a name or a checkpoint folder). A ``classifier`` dict with ``name``/``checkpoint``/``path``/
+    ``weights_sha256`` is read too. Empty when the checkpoint does not say.
     """
-    for holder in (doc, doc.get("extra") or {}, doc.get("train") or {}):
-        value = holder.get("classifier") if isinstance(holder, dict) else None
-        if isinstance(value, str):
-            return {"path": str(Path(value).expanduser().resolve())} if _is_folder_spec(value) else {"name": value}
-        if isinstance(value, dict):
-            out = {}
+    out: dict[str, str] = {}
+    train_cfg = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
+    extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
+    for value in (doc.get("classifier"), extra.get("classifier"), train_cfg.get("classifier")):
+        if isinstance(value, str) and value:
+            if _is_folder_spec(value):
+                out["path"] = str(Path(value).expanduser().resolve())
+            else:
+                out["name"] = value
+        elif isinstance(value, dict):
             for k in ("name", "weights_sha256"):
                 if isinstance(value.get(k), str):
                     out[k] = value[k]
             for k in ("checkpoint", "path"):
                 if isinstance(value.get(k), str):
                     out["path"] = str(Path(value[k]).expanduser().resolve())
-            return out
-    return {}
+    return out
 
 
 def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> bool:
+    """Whether a recorded classifier is this one: same weights digest, else same folder, else (for classifiers
+    built from the registry) the same registry name."""
     ident = classifier_identity(spec)
     if "weights_sha256" in recorded and "weights_sha256" in ident:
         return recorded["weights_sha256"] == ident["weights_sha256"]
-    if "path" in recorded:
-        return recorded["path"] == ident.get("path")
-    if "name" in recorded:  # a name alone: the registry name of a net built from the registry
-        return "name" in ident and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
-    return False
+    if "path" in recorded or "path" in ident:
+        return recorded.get("path") is not None and recorded.get("path") == ident.get("path")
+    return "name" in recorded and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
 
 
 # ------------------------------------------------------------------------------------------------ image draw
@@ -231,10 +235,10 @@ class Bench:
                 f"'{path}' exists but is not readable JSON ({exc}); move it away or use another "
                 "--out (it is left untouched)."
             ) from None
-        old = doc.get("settings", {}).get("fingerprint")
+        old = doc.get("settings", {}).get("fingerprint") or {}
         new = json.loads(json.dumps(self.settings.fingerprint()))
         if old != new:
-            diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if (old or {}).get(k) != new[k])
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k])
             raise InvkitError(
                 f"'{path}' holds results of other settings ({diff}); use another --out or delete "
                 "that folder (nothing was changed)."
@@ -395,41 +399,47 @@ class Bench:
         return inv.to(self.device).eval(), {}
 
     def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
-        """Train a learned inverter for ``train_steps`` steps with the core training loop (``invkit.train``)."""
+        """Train a learned inverter for ``train_steps`` steps with the core loop (``invkit.train``), on the
+        train split of the bench's data; a rerun continues from the checkpoint already in ``out/trained``."""
         try:
-            from . import train as train_mod
-        except ImportError:
+            from .train import TrainConfig, build_inverter, latest_checkpoint, train_inverter
+        except ImportError as exc:
             raise TrainingError(
-                f"this invkit has no training loop (invkit.train); pass --checkpoint DIR with a "
-                f"{pair.inverter} trained for {pair.classifier_label}."
+                f"the training loop (invkit.train) cannot be used here ({exc}); pass --checkpoint "
+                f"DIR with a {pair.inverter} trained for {pair.classifier_label}."
             ) from None
-        fn = getattr(train_mod, "train_inverter", None)
-        if fn is None:
-            raise TrainingError(
-                f"invkit.train has no train_inverter(); pass --checkpoint DIR with a {pair.inverter} "
-                f"trained for {pair.classifier_label}."
-            )
-        folder = (self.out or Path(".invkit-bench")) / "trained" / pair.slug
-        t0 = time.perf_counter()
-        inv = fn(
-            classifier=clf,
+        s = self.settings
+        folder = (self.out or Path("invkit-bench")) / "trained" / pair.slug
+        cfg = TrainConfig(
+            classifier=pair.classifier_spec,
             inverter=pair.inverter,
-            data=self.settings.data,
+            data=s.data,
             out=str(folder),
-            steps=self.settings.train_steps,
-            seed=self.settings.seed,
+            steps=s.train_steps,
+            seed=s.seed,
             device=str(self.device),
-            progress=self.progress,
-            **self._options(pair.inverter),
+            options=self._options(pair.inverter),
+            save_every=s.train_steps,
+            sample_every=0,
+            log_every=max(1, s.train_steps // 50),
         )
-        if not isinstance(inv, Inverter):
-            from .inverter import load_inverter
-
-            inv = load_inverter(folder, classifier=clf)
-        return inv.to(self.device).eval(), {
-            "trained_steps": self.settings.train_steps,
+        inv, trainer_options = build_inverter(cfg, clf)
+        t0 = time.perf_counter()
+        result = train_inverter(
+            cfg,
+            clf,
+            inv,
+            load_dataset(s.data, "train", root=s.data_root),
+            self.dataset,
+            trainer_options=trainer_options,
+            resume=latest_checkpoint(folder) is not None,
+            progress=self.progress,
+        )
+        trained = result.trainer.inference_inverter()
+        return trained.to(self.device).eval(), {
+            "trained_steps": result.step,
             "train_seconds": round(time.perf_counter() - t0, 2),
-            "trained_checkpoint": str(folder),
+            "trained_checkpoint": str(result.checkpoint),
         }
 
     def _run_pair(self, pair: Pair) -> dict[str, Any]:
@@ -445,6 +455,11 @@ class Bench:
         # Learned inverters run without autograd; optimisation inverters need it.
         grad = torch.no_grad() if getattr(inv, "trainable", False) else contextlib.nullcontext()
         self.progress(Progress(task, 0, len(x), {}))
+        if hasattr(inv, "progress"):  # optimisation inverters report their steps
+            inv.progress = self.progress
+        if getattr(inv, "trainable", False):  # one untimed call first: lazy initialisation is not inversion time
+            with torch.no_grad():
+                inv.invert(orig_logits[:1], generator=torch.Generator(device=self.device).manual_seed(s.seed))
         with metrics.measure(self.device) as m, grad:
             for i in range(0, len(x), s.batch_size):
                 recons.append(inv.invert(orig_logits[i : i + s.batch_size].detach(), generator=gen).detach())
@@ -479,6 +494,7 @@ class Bench:
             {
                 "time_per_image_s": m.seconds / len(orig),
                 "peak_memory_mb": None if m.peak_bytes is None else m.peak_bytes / 2**20,
+                "peak_total_mb": None if m.peak_total_bytes is None else m.peak_total_bytes / 2**20,
                 "memory_method": m.method,
                 "device": str(self.device),
                 "recon_shape": list(recon.shape[1:]),
@@ -503,7 +519,7 @@ class Bench:
             "invkit_version": __version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "settings": {
-                **{k: v for k, v in asdict(s).items() if k not in ("classifier_labels", "checkpoint_map")},
+                **{k: v for k, v in asdict(s).items() if k != "checkpoint_map"},
                 "fingerprint": s.fingerprint(),
                 "image_indices": self.indices.tolist(),
             },

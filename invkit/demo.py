@@ -9,11 +9,12 @@ digits, offline, within three minutes on a 2-core CPU.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import CheckpointError
 
-DEMO_DIR = Path(__file__).parent / "assets" / "demo"
+DEMO_DIR = Path(__file__).parent / "assets" / "demo"  # $INVKIT_DEMO_DIR replaces it (regenerated demo sets)
 
 CLASSIFIERS = {"standard": "classifier_standard", "robust": "classifier_robust"}  # label -> folder
 INVERTER_CHECKPOINTS = {  # inverter -> {classifier label -> folder}
@@ -23,13 +24,19 @@ INVERTER_CHECKPOINTS = {  # inverter -> {classifier label -> folder}
 INVERTERS = ("biggan_proj", "dosovitskiy_brox", "optim")  # in table order
 
 # The default bench: small enough for <= 3 minutes on a 2-core CPU (optim dominates; see docs/bench.md).
-N_IMAGES = 50  # held-out test digits, 5 per class
+N_IMAGES = 100  # held-out test digits, 10 per class
 ID_K = 10  # instance identification among 10 digits of the same class
-OPTIM_OPTIONS: dict[str, object] = {"steps": 100}  # optim's iterations per batch for the default bench
+OPTIM_OPTIONS: dict[str, object] = {"steps": 200}  # optim's iterations per batch for the default bench
+
+
+def demo_dir() -> Path:
+    """Where the demo checkpoints are: ``$INVKIT_DEMO_DIR`` if set, else ``invkit/assets/demo``."""
+    env = os.environ.get("INVKIT_DEMO_DIR")
+    return Path(env).expanduser() if env else DEMO_DIR
 
 
 def folder(name: str) -> Path:
-    return DEMO_DIR / name
+    return demo_dir() / name
 
 
 def all_folders() -> list[str]:
@@ -41,7 +48,7 @@ def missing() -> list[str]:
     return [
         f
         for f in all_folders()
-        if not ((DEMO_DIR / f / "config.json").is_file() and (DEMO_DIR / f / "model.safetensors").is_file())
+        if not ((folder(f) / "config.json").is_file() and (folder(f) / "model.safetensors").is_file())
     ]
 
 
@@ -50,7 +57,7 @@ def require() -> None:
     gone = missing()
     if gone:
         raise CheckpointError(
-            f"the demo checkpoints {', '.join(gone)} are missing from {DEMO_DIR}; reinstall invkit, or regenerate "
+            f"the demo checkpoints {', '.join(gone)} are missing from {demo_dir()}; reinstall invkit, or regenerate "
             "them with `bash benchmarks/demo/make_demo.sh` from a source checkout."
         )
 

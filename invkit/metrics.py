@@ -272,7 +272,8 @@ class Measurement:
     """Wall time and peak memory of a block (see ``measure``)."""
 
     seconds: float = 0.0
-    peak_bytes: int | None = None  # None when the platform gives no way to measure it
+    peak_bytes: int | None = None  # peak above what was in use before; None when it cannot be measured
+    peak_total_bytes: int | None = None  # the peak itself (CUDA allocated, or the process' peak RSS)
     method: str = ""  # how peak_bytes was measured
 
 
@@ -310,10 +311,11 @@ class measure:  # noqa: N801 - used as a context manager, reads like a function
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             self.result.seconds = time.perf_counter() - self._t0
-            self.result.peak_bytes = max(0, torch.cuda.max_memory_allocated(self.device) - self._base)
+            self.result.peak_total_bytes = torch.cuda.max_memory_allocated(self.device)
+            self.result.peak_bytes = max(0, self.result.peak_total_bytes - self._base)
             return
         self.result.seconds = time.perf_counter() - self._t0
-        peak = _cpu_peak(self.result.method)
+        peak = self.result.peak_total_bytes = _cpu_peak(self.result.method)
         self.result.peak_bytes = None if peak is None or self._base is None else max(0, peak - self._base)
 
 

@@ -64,6 +64,7 @@ CSV_FIELDS = [
     "id_chance",
     "time_per_image_s",
     "peak_memory_mb",
+    "peak_total_mb",
     "memory_method",
     "device",
     "trained_steps",
@@ -107,6 +108,13 @@ DEFINITIONS = [
 ]
 
 
+# Marks the page once every embedded image has decoded (a headless browser test reads it from the DOM).
+DECODE_CHECK = (
+    "<script>addEventListener('load',()=>{const i=[...document.images];document.body.setAttribute("
+    "'data-images-decoded',i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length)})</script>"
+)
+
+
 def fmt(value: Any, spec: str) -> str:
     """A table cell: blank for None/nan, milliseconds for ``ms``."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -128,10 +136,11 @@ def table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def settings_lines(doc: dict[str, Any]) -> list[str]:
     s, env = doc["settings"], doc["environment"]
+    labels = s.get("classifier_labels", {})
     lines = [
         f"data: {s['data']} (test split), n = {s['n']} images (equal share per class), seed {s['seed']}",
         f"instance identification: k = {s['id_k']} (chance {1 / s['id_k']:.3f}), pixel L2 distance",
-        f"classifiers: {', '.join(s['classifiers'])}",
+        "classifiers: " + ", ".join(f"{labels[c]} ({c})" if labels.get(c, c) != c else c for c in s["classifiers"]),
         f"inverters: {', '.join(s['inverters'])}",
         f"LPIPS: {doc['lpips']}",
         f"machine: {env['platform']}, {env['cpu_count']} CPUs ({env['torch_threads']} torch threads), device "
@@ -253,5 +262,5 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[tuple[str,
         )
         sections.append((f"Reconstructions: {clf}", body))
     defs = "<dl>" + "".join(f"<dt><b>{html.escape(n)}</b></dt><dd>{html.escape(t)}</dd>" for n, t in DEFINITIONS)
-    sections.append(("Metrics", defs + "</dl>"))
+    sections.append(("Metrics", defs + "</dl>" + DECODE_CHECK))
     return write_html_page(path, "invkit bench report", sections)

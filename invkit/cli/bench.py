@@ -200,6 +200,7 @@ def run(settings: BenchSettings, out: Path) -> None:
             table.add_row(
                 *[fmt(result.record.get(key), spec) if key != "inverter" else label for _, key, spec in COLUMNS]
             )
+    screen.line()
     screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
     screen.print(f"LPIPS: {bench.lpips_message}")
     screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")
