@@ -107,6 +107,8 @@ def test_every_family_is_registered_with_a_description():
     reg = invkit.get_registry("classifier")
     assert reg.resolve("resnet152").name == "resnet152.tv_in1k"
     assert reg.resolve("robust_resnet50").name == "robust_resnet50.l2_eps3"
+    assert reg.resolve("vit_b16").name == "vit_b16.augreg2_in21k_ft_in1k"
+    assert reg.resolve("robust_resnet152").name == "robust_resnet152.linf_eps16"
     assert {"robust_resnet50.linf_eps4", "inception_v3.tf_adv_in1k", "vit_b16.tv_in1k"} <= set(names)
 
 

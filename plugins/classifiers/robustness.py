@@ -68,7 +68,7 @@ def register(register: Any) -> None:
 
 
 def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
-    from .torchvision_timm import _imagenet_label_names
+    from .torchvision_timm import imagenet_label_names
 
     filename, norm, eps = TAGS[tag]
     size = input_size or 224
@@ -79,7 +79,7 @@ def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         interpolation="bilinear",
-        label_names=_imagenet_label_names(1000),
+        label_names=imagenet_label_names(1000),
         source=BASE_URL + filename,
         license=LICENSE,
         robust=eps != "0",

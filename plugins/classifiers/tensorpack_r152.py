@@ -61,7 +61,7 @@ def register(register: Any) -> None:
 
 
 def config(input_size: int | None = None) -> ClassifierConfig:
-    from .torchvision_timm import _imagenet_label_names
+    from .torchvision_timm import imagenet_label_names
 
     size = input_size or 224
     return ClassifierConfig(
@@ -72,7 +72,7 @@ def config(input_size: int | None = None) -> ClassifierConfig:
         std=(0.5, 0.5, 0.5),
         interpolation="bicubic",
         channel_order="BGR",
-        label_names=_imagenet_label_names(1000),
+        label_names=imagenet_label_names(1000),
         source=URL,
         license=LICENSE,
         robust=True,

@@ -40,6 +40,7 @@ TIMM_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("augreg2_in21k_ft_in1k", "augreg_in21k_ft_in1k", "augreg_in1k", "orig_in21k_ft_in1k", "sam_in1k"),
     ),
 }
+DEFAULT_TAGS = {"resnet152": "tv_in1k", "inception_v3": "tv_in1k", "vit_b16": "augreg2_in21k_ft_in1k"}
 ADVERSARIAL = {"inception_v3.tf_adv_in1k"}  # weights trained on adversarial examples
 MIN_SIZE = {"resnet152": 32, "inception_v3": 75}  # smallest input_size the network accepts; ViT is fixed
 
@@ -63,16 +64,17 @@ def _description(name: str) -> str:
 
 
 def register(register: Any) -> None:
-    """Register every torchvision and timm tag; the first one of a family is its default."""
-    for family in TIMM_FAMILIES:
+    """Register every torchvision and timm tag; the first one registered for a family is its default."""
+    for family, default in DEFAULT_TAGS.items():
         names = [n for n in TORCHVISION_TAGS if n.startswith(family + ".")]
         names += [f"{family}.{tag}" for tag in TIMM_FAMILIES[family][1]]
+        names.sort(key=lambda n: n != f"{family}.{default}")
         for name in names:
             register(name, functools.partial(create, name), description=_description(name))
 
 
 # ----------------------------------------------------------------------------------------------- configs
-def _imagenet_label_names(num_classes: int, timm_cfg: Any = None) -> tuple[str, ...] | None:
+def imagenet_label_names(num_classes: int, timm_cfg: Any = None) -> tuple[str, ...] | None:
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
     subset = infer_imagenet_subset(timm_cfg) if timm_cfg is not None else "imagenet-1k"
@@ -123,7 +125,7 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
             mean=tuple(float(m) for m in pc.mean),
             std=tuple(float(s) for s in pc.std),
             interpolation=pc.interpolation,
-            label_names=_imagenet_label_names(pc.num_classes, pc),
+            label_names=imagenet_label_names(pc.num_classes, pc),
             source=f"https://huggingface.co/{pc.hf_hub_id}",
             license=pc.license or "",
             robust=name in ADVERSARIAL,
