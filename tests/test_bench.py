@@ -357,3 +357,24 @@ def test_results_paths_are_relative_in_markdown(tiny, tmp_path):
     list(Bench(settings(tiny), out).run())
     md = (out / "report.md").read_text()
     assert "](images/grid_clf_std.png)" in md and Path(out / "images" / "grid_clf_std.png").exists()
+
+
+def test_bench_trains_a_learned_inverter_within_train_steps(tmp_path):
+    import _toy_inverter  # the training loop's test inverter (tests/_toy_inverter.py)
+
+    _toy_inverter.register()
+    s = BenchSettings(classifiers=["toyclf.base"], inverters=["toyinv"], n=10, id_k=5, train_steps=3)
+    (result,) = list(Bench(s, tmp_path / "out").run())
+    assert result.record["trained_steps"] == 3 and 0 <= result.record["ssim"] <= 1
+    assert (tmp_path / "out" / "trained" / result.pair.slug / "train_config.json").exists()
+    (again,) = list(Bench(s, tmp_path / "out").run())
+    assert again.reused
+
+
+def test_cli_bench_missing_published_weights_says_what_and_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch" / "hub"))
+    r = _cli(["bench", "--classifier", "robust_resnet152", "--inverter", "biggan_proj", "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1
+    assert "R152.npz" in r.output and "--weights" in r.output
+    assert not (tmp_path / "o").exists()
