@@ -166,6 +166,18 @@ def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> b
     return "name" in recorded and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
 
 
+def _checkpoint_folder(path: str) -> str:
+    """A checkpoint folder as given, or the newest checkpoint of an ``invkit train`` run folder."""
+    p = Path(path).expanduser()
+    if p.is_dir() and not (p / "config.json").exists() and (p / "checkpoints").is_dir():
+        from .train import latest_checkpoint
+
+        newest = latest_checkpoint(p)
+        if newest is not None:
+            return str(newest)
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ image draw
 def pick_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """``n`` indices, an equal share per class, classes interleaved (the first images are one per class)."""
@@ -217,6 +229,7 @@ class Bench:
         self.dataset = self._open_data()
         self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
         self._check_inverter_names()
+        settings.checkpoints = [_checkpoint_folder(c) for c in settings.checkpoints]
         self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
         for c in settings.checkpoints:  # a missing, pickled or corrupt weights file fails now, not mid-run
             load_checkpoint_weights(c)

@@ -378,3 +378,11 @@ def test_cli_bench_missing_published_weights_says_what_and_where(tmp_path, monke
     assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1
     assert "R152.npz" in r.output and "--weights" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_training_run_folder_stands_for_its_newest_checkpoint(tiny, tmp_path):
+    run = tmp_path / "run"
+    for step in (1, 5):
+        tiny_decoder(classifier=tiny_classifier()).save(run / "checkpoints" / f"step_{step:06d}", train_state={})
+    bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], inverters=["tinydec"], checkpoints=[str(run)]))
+    assert bench.pairs[0].checkpoint == str(run / "checkpoints" / "step_000005")

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Regenerate ALL demo checkpoints shipped in invkit/assets/demo/ (used by the no-argument `invkit bench`),
+# with invkit's own commands only:
+#   classifier_standard, classifier_robust  `invkit train-classifier` (smallcnn on MNIST; standard and PGD-robust),
+#                                           via benchmarks/demo/train_demo_classifiers.sh (its exact commands)
+#   biggan_standard, biggan_robust          `invkit train --inverter biggan_proj.mnist32` against each classifier
+#   dbrox_standard, dbrox_robust            `invkit train --inverter dosovitskiy_brox.mnist` against each classifier
+# then copies config.json + model.safetensors of each final checkpoint into the assets (a few MB in all) and
+# runs `invkit bench` on the result as a check.
+#
+# CPU only, one thread per job, jobs in parallel where they are independent. Full MNIST (60k train digits) from
+# $MNIST; steps are the ones the demo checkpoints were made with (see benchmarks/results/*mnist* for the runs).
+#
+# usage: benchmarks/demo/make_demo.sh [all|classifiers|inverters|copy|check]
+# env:   MNIST        ImageFolder MNIST with train/ and test/ (default ~/.cache/invkit-data/mnist)
+#        RUNS         where the full run folders go (default ~/.cache/invkit/demo_runs)
+#        BIGGAN_STEPS, DBROX_STEPS   generator steps of the inverter runs (defaults below)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+MNIST=${MNIST:-$HOME/.cache/invkit-data/mnist}
+RUNS=${RUNS:-$HOME/.cache/invkit/demo_runs}
+INVKIT=${INVKIT:-invkit}
+BIGGAN_STEPS=${BIGGAN_STEPS:-4000}
+DBROX_STEPS=${DBROX_STEPS:-6000}
+ASSETS=invkit/assets/demo
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+classifiers() {
+  MNIST="$MNIST" RUNS="$RUNS" INVKIT="$INVKIT" bash benchmarks/demo/train_demo_classifiers.sh all
+}
+
+# train_inverter NAME INVERTER CLASSIFIER_LABEL STEPS
+train_inverter() {
+  local name=$1 inverter=$2 label=$3 steps=$4
+  nice -n 10 "$INVKIT" train --classifier "$ASSETS/classifier_$label" --inverter "$inverter" --data "$MNIST" \
+    --out "$RUNS/$name" --steps "$steps" --batch-size 64 --seed 0 --device cpu \
+    --save-every 1000 --sample-every 1000 --log-every 100
+}
+
+inverters() {
+  train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" &
+  train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" &
+  wait
+  train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" &
+  train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" &
+  wait
+}
+
+copy() {
+  for name in biggan_standard biggan_robust dbrox_standard dbrox_robust; do
+    # the newest complete checkpoint of the run (step_NNNNNN folders sort by step)
+    local ckpt
+    ckpt=$(ls -d "$RUNS/$name"/checkpoints/step_* | sort | tail -n 1)
+    mkdir -p "$ASSETS/$name"
+    cp "$ckpt/config.json" "$ckpt/model.safetensors" "$ASSETS/$name/"
+  done
+  du -sh "$ASSETS"
+}
+
+check() {
+  "$INVKIT" bench --out "$RUNS/bench-check"
+}
+
+case "${1:-all}" in
+  classifiers) classifiers ;;
+  inverters) inverters ;;
+  copy) copy ;;
+  check) check ;;
+  all) classifiers; inverters; copy; check ;;
+  *) echo "usage: $0 [all|classifiers|inverters|copy|check]" >&2; exit 2 ;;
+esac
