@@ -162,10 +162,10 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
     from .plugins import get_registry
 
     entry = get_registry("classifier").resolve(cfg.arch)
-    if entry.base not in TRAINABLE:
+    if entry.base not in TRAINABLE or entry.tag != "base":
         raise InvkitError(
-            f"train-classifier trains the in-house nets ({', '.join(TRAINABLE)}), not '{cfg.arch}'; "
-            "use a pretrained classifier as it is."
+            f"train-classifier trains the in-house nets from scratch ({', '.join(t + '.base' for t in TRAINABLE)}), "
+            f"not '{cfg.arch}'; use a trained or pretrained classifier as it is."
         )
     c = train.images.shape[1]
     x = train.images.float() / 255.0
@@ -319,6 +319,8 @@ def train_classifier(
     elapsed = time.time() - t0
     if start >= total:
         elapsed = seconds
+    else:  # the trained weights are on disk before the (possibly long) evaluation starts
+        _save(out, clf, opt, cfg, total, elapsed, extra={})
 
     report = evaluate(clf, test, cfg, progress=progress, device=device)
     report.checkpoint = str(out)

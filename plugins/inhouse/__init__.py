@@ -16,7 +16,7 @@ from torch import nn
 import invkit
 from invkit.checkpoint import load_weights_file
 from invkit.classifier import Classifier, ClassifierConfig
-from invkit.errors import InvkitError
+from invkit.errors import InvkitError, WeightsNotFoundError
 
 from .models import ResNet18S, SmallCNN
 
@@ -142,9 +142,49 @@ def resnet18s(
     )
 
 
+DEMO = Path(invkit.__file__).parent / "assets" / "demo"
+DEMO_TAGS = {  # registry tag -> checkpoint folder under invkit/assets/demo (benchmarks/demo/train_demo_classifiers.sh)
+    "mnist": "classifier_standard",
+    "mnist_robust": "classifier_robust",
+}
+
+
+def _demo_factory(tag: str) -> Callable[..., Classifier]:
+    def factory(pretrained: bool = True, weights: str | None = None, **kwargs: Any) -> Classifier:
+        if pretrained and weights is None:
+            if kwargs:
+                raise InvkitError(
+                    f"smallcnn.{tag} is a trained MNIST checkpoint and takes no options "
+                    f"({', '.join(kwargs)}); use smallcnn.base to build a new network."
+                )
+            folder = DEMO / DEMO_TAGS[tag]
+            if not (folder / "model.safetensors").exists():
+                raise WeightsNotFoundError(
+                    f"the demo checkpoint '{folder}' is missing; reinstall invkit or "
+                    "run benchmarks/demo/train_demo_classifiers.sh."
+                )
+            clf = invkit.load_classifier(folder)
+        else:
+            clf = smallcnn(pretrained=False, weights=weights, **kwargs)
+        object.__setattr__(clf, "config", clf.config.with_(name=f"smallcnn.{tag}"))
+        return clf
+
+    return factory
+
+
 @invkit.hookimpl
 def register_classifiers(register: Callable[..., None]) -> None:
     register("smallcnn.base", smallcnn, description="small CNN for 28-32 px images (train: invkit train-classifier)")
+    register(
+        "smallcnn.mnist",
+        _demo_factory("mnist"),
+        description="smallcnn trained on MNIST, standard training (demo checkpoint shipped with invkit)",
+    )
+    register(
+        "smallcnn.mnist_robust",
+        _demo_factory("mnist_robust"),
+        description="smallcnn trained on MNIST with PGD, Linf eps 0.2 (demo checkpoint shipped with invkit)",
+    )
     register(
         "resnet18s.base",
         resnet18s,
