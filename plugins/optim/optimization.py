@@ -55,9 +55,9 @@ class OptimConfig:
     lr: float = 0.1  # Adam learning rate (on u for param="sigmoid", on x for param="clamp")
     lr_decay: float = 0.1  # the learning rate decays by cosine to lr * lr_decay at the last step
     normalize: bool = True  # divide the logit error by ||z||^2 (Mahendran & Vedaldi)
-    lambda_tv: float = 0.05  # weight of TV^beta
+    lambda_tv: float = 1.0  # weight of TV^beta
     tv_beta: float = 2.0  # exponent beta of the total variation (M&V use 1 or 2)
-    lambda_alpha: float = 0.01  # weight of the alpha-norm
+    lambda_alpha: float = 0.3  # weight of the alpha-norm
     alpha: float = 6.0  # exponent alpha of the alpha-norm (M&V: 6)
     alpha_center: float = 0.0  # the alpha-norm pulls pixels towards this value (MNIST background: 0)
     jitter: int = 1  # random translation of up to this many pixels per step (0: none)
