@@ -159,3 +159,13 @@ def test_presets():
     assert (mv.alpha, mv.tv_beta, mv.normalize) == (6.0, 2.0, True) and mv.lambda_tv > 0 and mv.jitter > 0
     assert (rb.lambda_tv, rb.lambda_alpha, rb.jitter, rb.normalize, rb.param) == (0.0, 0.0, 0, False, "clamp")
     assert (mv.num_classes, mv.channels, mv.resolution) == (5, 1, 8)
+
+
+def test_works_under_no_grad():
+    """Bench runners call inverters under torch.no_grad(); optim turns gradients back on for its own loop."""
+    clf = tiny_classifier()
+    z = clf.logits(torch.rand(2, 1, 8, 8))
+    inv = optim(clf, "robust", steps=30)
+    with torch.no_grad():
+        _, info = inv.invert_with_info(z, generator=torch.Generator().manual_seed(0))
+    assert info["logit_cosine"].mean() > 0.9
