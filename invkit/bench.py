@@ -310,9 +310,12 @@ class Bench:
         unused = [c for c in self.settings.checkpoints if c not in used]
         if unused:
             doc = self.checkpoint_docs[unused[0]]
+            rec = recorded_classifier(doc)
+            trained_for = f", trained for {rec.get('path') or rec.get('name')}" if rec else ""
             raise CheckpointError(
-                f"checkpoint '{unused[0]}' ({doc['name']}, {doc.get('config', {}).get('num_classes')} logits) fits "
-                "none of the (classifier, inverter) pairs; check --classifier/--inverter or drop it."
+                f"checkpoint '{unused[0]}' ({doc['name']}, {doc.get('config', {}).get('num_classes')} logits"
+                f"{trained_for}) fits none of the (classifier, inverter) pairs; check --classifier/--inverter or "
+                "drop it."
             )
         return pairs
 
