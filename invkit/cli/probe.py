@@ -171,7 +171,12 @@ def command(
     force: bool,
     out: str,
 ) -> None:
-    """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`)."""
+    """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`).
+
+    Each probe writes PNG figures, index.html and results.json into OUT/NAME/ and prints its numbers. A probe
+    whose results.json already exists is skipped unless --force, so an interrupted 'all' resumes. See
+    docs/probes.md for every probe's options and numbers.
+    """
     names = resolve_names(name)
     probes = {n: create_probe(n) for n in names}
     per_probe = split_options(parse_options(options), probes)
