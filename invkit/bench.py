@@ -466,6 +466,7 @@ class Bench:
         x = self.originals.to(self.device)
         with torch.no_grad():
             orig_logits = torch.cat([clf.logits(x[i : i + s.batch_size]) for i in range(0, len(x), s.batch_size)])
+        torch.manual_seed(s.seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
         gen = torch.Generator(device=self.device).manual_seed(s.seed)
         recons = []
         # Learned inverters run without autograd; optimisation inverters need it.

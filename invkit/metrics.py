@@ -23,6 +23,7 @@ value per image (a tensor ``(N,)``) unless it says otherwise; the bench averages
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
@@ -281,15 +282,17 @@ class measure:  # noqa: N801 - used as a context manager, reads like a function
     """Time a block and measure its peak memory.
 
     On CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus what was allocated
-    before (tensors the block allocated on the device). On CPU (Linux): the peak resident set size of the
-    process during the block minus the resident size before it; the peak is reset by writing 5 to
-    ``/proc/self/clear_refs`` and read from ``VmHWM`` in ``/proc/self/status``. Where that reset is refused,
-    ``ru_maxrss`` growth is reported instead (a lower bound: it only moves when the block sets a new
-    process-wide peak), and ``method`` says so.
+    before (tensors the block allocated on the device). On CPU with glibc (Linux): the bytes malloc has handed
+    out and not yet freed (``mallinfo2``: ``uordblks + hblkhd``; PyTorch's CPU tensors come from malloc),
+    sampled every millisecond by a background thread during the block, peak minus the value before. It counts
+    memory reused from earlier freed blocks (unlike RSS), but can miss a peak shorter than a millisecond.
+    Without glibc, the growth of the process' peak RSS (``ru_maxrss``, a lower bound) is reported. ``method``
+    says which; ``peak_total_bytes`` is the peak itself.
     """
 
-    def __init__(self, device: torch.device | str = "cpu"):
+    def __init__(self, device: torch.device | str = "cpu", interval: float = 0.001):
         self.device = torch.device(device)
+        self.interval = interval
         self.result = Measurement()
 
     def __enter__(self) -> Measurement:
@@ -300,10 +303,23 @@ class measure:  # noqa: N801 - used as a context manager, reads like a function
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
             self.result.method = "cuda max_memory_allocated - allocated before"
+        elif _malloc_in_use() is not None:
+            self._base = _malloc_in_use()
+            self.result.method = "peak malloc in use (glibc mallinfo2, sampled every 1 ms) - in use before"
+            self._peak = self._base
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
         else:
-            self._base, self.result.method = _cpu_baseline()
+            self._base = _ru_maxrss()
+            self.result.method = "ru_maxrss growth (lower bound)" if self._base is not None else "unavailable"
         self._t0 = time.perf_counter()
         return self.result
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, _malloc_in_use() or 0)
+            self._stop.wait(self.interval)
 
     def __exit__(self, *exc: Any) -> None:
         import time
@@ -315,51 +331,62 @@ class measure:  # noqa: N801 - used as a context manager, reads like a function
             self.result.peak_bytes = max(0, self.result.peak_total_bytes - self._base)
             return
         self.result.seconds = time.perf_counter() - self._t0
-        peak = self.result.peak_total_bytes = _cpu_peak(self.result.method)
-        self.result.peak_bytes = None if peak is None or self._base is None else max(0, peak - self._base)
+        if self.result.method.startswith("peak malloc"):
+            self._peak = max(self._peak, _malloc_in_use() or 0)
+            self._stop.set()
+            self._thread.join()
+            self.result.peak_total_bytes = self._peak
+            self.result.peak_bytes = max(0, self._peak - self._base)
+        elif self._base is not None:
+            self.result.peak_total_bytes = _ru_maxrss()
+            self.result.peak_bytes = max(0, (self.result.peak_total_bytes or 0) - self._base)
 
 
-def _status_kib(field: str) -> int | None:
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _load_mallinfo2() -> Any:
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
         return None
-    return None
+    fn.restype = _MallInfo2
+    return fn
 
 
-_clear_lock = threading.Lock()
+_mallinfo2 = _load_mallinfo2()
 
 
-def _cpu_baseline() -> tuple[int | None, str]:
-    with _clear_lock:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            rss = _status_kib("VmRSS")
-            if rss is not None:
-                return rss, "peak RSS (VmHWM after clear_refs) - RSS before"
-        except OSError:
-            pass
+def _malloc_in_use() -> int | None:
+    """Bytes malloc has handed out and not freed (small blocks + mmapped ones), or None without glibc."""
+    if _mallinfo2 is None:
+        return None
+    m = _mallinfo2()
+    return int(m.uordblks + m.hblkhd)
+
+
+def _ru_maxrss() -> int | None:
     try:
         import resource
-
-        scale = 1 if os.uname().sysname == "Darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale, "ru_maxrss growth (lower bound)"
-    except (ImportError, AttributeError):
-        return None, "unavailable on this platform"
-
-
-def _cpu_peak(method: str) -> int | None:
-    if method.startswith("peak RSS"):
-        return _status_kib("VmHWM")
-    if method.startswith("ru_maxrss"):
-        import resource
-
-        scale = 1 if os.uname().sysname == "Darwin" else 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-    return None
+    except ImportError:
+        return None
+    scale = 1 if os.uname().sysname == "Darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def mean(values: torch.Tensor) -> float:

@@ -102,8 +102,8 @@ DEFINITIONS = [
     ("ms / image", "wall time of the inversion calls (batched) divided by the number of images."),
     (
         "peak MB",
-        "peak memory of the inversion calls above what was in use before (see the method column of "
-        "results.csv: CUDA max_memory_allocated, or peak RSS on CPU).",
+        "peak memory the inversion calls allocated above what was in use before: CUDA max_memory_allocated on "
+        "a GPU; on CPU malloc'ed bytes in use (glibc mallinfo2, sampled every 1 ms). results.csv names the method.",
     ),
 ]
 
