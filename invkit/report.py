@@ -29,11 +29,11 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("LPIPS", "lpips", ".3f"),
     ("acc Φ(x)", "accuracy", ".3f"),
     ("top-1 agree", "top1_agreement", ".3f"),
-    ("agree | Φ(x) right", "top1_agreement_correct", ".3f"),
-    ("agree | Φ(x) wrong", "top1_agreement_incorrect", ".3f"),
+    ("agree (Φ(x) right)", "top1_agreement_correct", ".3f"),
+    ("agree (Φ(x) wrong)", "top1_agreement_incorrect", ".3f"),
     ("logit cos", "logit_cosine", ".3f"),
-    ("cos | right", "logit_cosine_correct", ".3f"),
-    ("cos | wrong", "logit_cosine_incorrect", ".3f"),
+    ("cos (right)", "logit_cosine_correct", ".3f"),
+    ("cos (wrong)", "logit_cosine_incorrect", ".3f"),
     ("instance ID", "id_accuracy", ".3f"),
     ("ms / image", "time_per_image_s", "ms"),
     ("peak MB", "peak_memory_mb", ".1f"),
@@ -222,8 +222,12 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
     headers, rows = table(doc)
     lines = ["# invkit bench report", ""]
     lines += [f"- {line}" for line in settings_lines(doc)] + [""]
-    lines += ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+
+    def cells(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    lines += [cells(headers), "|" + "|".join("---" for _ in headers) + "|"]
+    lines += [cells(r) for r in rows]
     lines += [
         "",
         "## Reconstructions",
@@ -244,7 +248,8 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[tuple[str,
         "<table>", "<table id='results'>", 1
     )
     settings = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings_lines(doc)) + "</ul>"
-    sections = [("Settings", settings), ("Comparison", table_html)]
+    style = "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left}</style>"
+    sections = [("Settings", settings), ("Comparison", style + table_html)]
     for clf, rows_ in grids.items():
         size = rows_[0][1].shape[-1]
         cells = []

@@ -396,3 +396,11 @@ def test_bench_is_reproducible(tiny, tmp_path):
     b = [r.record for r in Bench(settings(tiny, **s)).run()]
     keys = ("psnr", "ssim", "top1_agreement", "logit_cosine", "id_accuracy")
     assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+
+
+def test_markdown_table_has_one_cell_per_column(tiny, tmp_path):
+    out = tmp_path / "out"
+    list(Bench(settings(tiny), out).run())
+    rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("|")]
+    widths = {len(ln.replace("\\|", "").split("|")) for ln in rows}
+    assert len(rows) == 2 + 4 and len(widths) == 1

@@ -5,8 +5,8 @@
 #                                           via benchmarks/demo/train_demo_classifiers.sh (its exact commands)
 #   biggan_standard, biggan_robust          `invkit train --inverter biggan_proj.mnist32` against each classifier
 #   dbrox_standard, dbrox_robust            `invkit train --inverter dosovitskiy_brox.mnist` against each classifier
-# then copies config.json + model.safetensors of each final checkpoint into the assets (a few MB in all) and
-# runs `invkit bench` on the result as a check.
+# then copies config.json + model.safetensors of each final checkpoint into the assets (a few MB in all),
+# runs `invkit bench` on the result as a check and renders its report.html into docs/report-screenshot.png.
 #
 # CPU only, one thread per job, jobs in parallel where they are independent. Full MNIST (60k train digits) from
 # $MNIST; steps are the ones the demo checkpoints were made with (see benchmarks/results/*mnist* for the runs).
@@ -58,7 +58,14 @@ copy() {
 }
 
 check() {
-  "$INVKIT" bench --out "$RUNS/bench-check"
+  rm -rf "$RUNS/bench-check"
+  time "$INVKIT" bench --out "$RUNS/bench-check"
+  # the screenshot in docs/bench.md (Debian's chromium package)
+  if command -v chromium >/dev/null; then
+    chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+      --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" --screenshot=docs/report-screenshot.png \
+      --window-size=1200,1600 "file://$(realpath "$RUNS/bench-check/report.html")"
+  fi
 }
 
 case "${1:-all}" in
