@@ -21,7 +21,7 @@ MNIST=${MNIST:-$HOME/.cache/invkit-data/mnist}
 RUNS=${RUNS:-$HOME/.cache/invkit/demo_runs}
 INVKIT=${INVKIT:-invkit}
 BIGGAN_STEPS=${BIGGAN_STEPS:-4000}
-DBROX_STEPS=${DBROX_STEPS:-6000}
+DBROX_STEPS=${DBROX_STEPS:-3000}
 ASSETS=invkit/assets/demo
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
@@ -29,20 +29,22 @@ classifiers() {
   MNIST="$MNIST" RUNS="$RUNS" INVKIT="$INVKIT" bash benchmarks/demo/train_demo_classifiers.sh all
 }
 
-# train_inverter NAME INVERTER CLASSIFIER_LABEL STEPS
+# train_inverter NAME INVERTER CLASSIFIER_LABEL STEPS BATCH_SIZE
 train_inverter() {
-  local name=$1 inverter=$2 label=$3 steps=$4
+  local name=$1 inverter=$2 label=$3 steps=$4 batch=$5
   nice -n 10 "$INVKIT" train --classifier "$ASSETS/classifier_$label" --inverter "$inverter" --data "$MNIST" \
-    --out "$RUNS/$name" --steps "$steps" --batch-size 64 --seed 0 --device cpu \
-    --save-every 1000 --sample-every 1000 --log-every 100
+    --out "$RUNS/$name" --steps "$steps" --batch-size "$batch" --seed 0 --device cpu \
+    --save-every 500 --sample-every 500 --log-every 100 --keep-checkpoints 0
 }
 
 inverters() {
-  train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" &
-  train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" &
+  # dosovitskiy_brox: the baselines owner's runs (3000 steps, batch 64, see docs/baselines.md)
+  train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" 64 &
+  train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" 64 &
   wait
-  train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" &
-  train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" &
+  # biggan_proj: batch 32 as in the biggan owner's MNIST runs; BIGGAN_STEPS to be set from those runs
+  train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" 32 &
+  train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" 32 &
   wait
 }
 
