@@ -55,6 +55,7 @@ class TrainClassifierConfig:
     width: int | None = None  # network width (first layer's channels); None: the architecture's default
     data: str = "default"  # 'default', an ImageFolder folder / .tar.gz, or a torchvision set name
     data_root: str | None = None  # where torchvision-format data sets live
+    download: bool = False  # let torchvision download a missing data set (needs the network)
     input_size: int | None = None  # resize the data to this side first; None: the data's own size
     epochs: float = 5.0  # passes over the training split (ignored when ``steps`` is set)
     steps: int | None = None  # optimiser steps; overrides ``epochs``
@@ -132,8 +133,11 @@ def _in_memory(ds: ImageDataset, size: int | None) -> TensorImageDataset:
     return TensorImageDataset(u8, torch.tensor(ds.labels()), ds.classes, ds.name)
 
 
-def load_split(spec: str, split: str, root: str | None = None, size: int | None = None) -> TensorImageDataset:
-    ds = _in_memory(load_dataset(spec, split, root=root), size)
+def load_split(
+    spec: str, split: str, root: str | None = None, size: int | None = None, download: bool = False
+) -> TensorImageDataset:
+    """One split of a data set as in-memory uint8 tensors, square, optionally resized to ``size``."""
+    ds = _in_memory(load_dataset(spec, split, root=root, download=download), size)
     if ds.images.shape[-1] != ds.images.shape[-2]:
         side = max(ds.images.shape[-2:])
         ds = _in_memory(TensorImageDataset(ds.images, ds.targets, ds.classes, ds.name), side)
@@ -238,8 +242,16 @@ def train_classifier(
     _check_config(cfg)
     out = Path(out_dir)
     device = torch.device(device)
-    train = train_data if train_data is not None else load_split(cfg.data, "train", cfg.data_root, cfg.input_size)
-    test = test_data if test_data is not None else load_split(cfg.data, "test", cfg.data_root, cfg.input_size)
+    train = (
+        train_data
+        if train_data is not None
+        else load_split(cfg.data, "train", cfg.data_root, cfg.input_size, cfg.download)
+    )
+    test = (
+        test_data
+        if test_data is not None
+        else load_split(cfg.data, "test", cfg.data_root, cfg.input_size, cfg.download)
+    )
     if len(train.classes) < 2:
         raise DataError(f"training data '{cfg.data}' has {len(train.classes)} class; a classifier needs at least 2.")
     if list(test.classes) != list(train.classes) or test.images.shape[1:] != train.images.shape[1:]:

@@ -207,6 +207,7 @@ def test_trains_on_an_image_folder(tmp_path):
         (["--adv", "pgd", "--adv-steps", "0"], "adv_steps must be at least 1"),
         (["--steps", "0"], "steps must be at least 1"),
         (["--resume"], "cannot resume"),
+        (["--arch", "smallcnn.mnist"], "trains the in-house nets"),
     ],
 )
 def test_bad_options_give_one_line(tmp_path, args, expect):
@@ -234,3 +235,24 @@ def test_bad_data_gives_one_line(tmp_path):
     assert "cannot read image" in line and "2.png" in line
     line = _one_line_error(_run(["train-classifier", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o3")]))
     assert "does not exist" in line
+
+
+# ------------------------------------------------------------------------------------------ demo checkpoints
+@pytest.mark.parametrize(("name", "robust"), [("smallcnn.mnist", False), ("smallcnn.mnist_robust", True)])
+def test_demo_checkpoints_classify_mnist(name, robust, mnist_batch):
+    """The shipped demo classifiers load by name and classify the embedded MNIST digits."""
+    clf = invkit.create_classifier(name)
+    assert clf.name == name and clf.config.robust is robust
+    assert clf.config.mean != (0.5,)  # the stored MNIST statistics, not the factory default
+    x, y = mnist_batch
+    assert (clf.predict(x) == y).float().mean() >= 0.9
+    with pytest.raises(invkit.InvkitError, match="takes no options"):
+        invkit.create_classifier(name, width=8)
+
+
+def test_demo_tag_round_trips_through_a_checkpoint(tmp_path):
+    clf = invkit.create_classifier("smallcnn.mnist")
+    clf.save(tmp_path / "c")
+    again = invkit.load_classifier(tmp_path / "c")
+    x = torch.rand(2, 1, 28, 28)
+    assert again.name == "smallcnn.mnist" and torch.equal(clf.logits(x), again.logits(x))

@@ -30,6 +30,7 @@ from ._ui import console, progress_bars
     "val/), a .tar.gz of one, or mnist/fashionmnist/cifar10/cifar100 under --data-root.",
 )
 @click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@click.option("--download", is_flag=True, help="Let torchvision download a missing data set (needs the network).")
 @click.option("--input-size", type=int, default=None, help="Resize the data to this side first [its own size].")
 @click.option(
     "--out",
