@@ -280,9 +280,16 @@ class Bench:
             registry.resolve(name)  # UnknownNameError with suggestions
 
     def label(self, spec: str) -> str:
-        if spec in self.settings.classifier_labels:
-            return self.settings.classifier_labels[spec]
-        return Path(spec).name if _is_folder_spec(spec) else spec
+        """The name a classifier goes by in tables and file names (unique within the run)."""
+        if not hasattr(self, "_labels"):
+            self._labels: dict[str, str] = {}
+            for sp in self.settings.classifiers:
+                base = self.settings.classifier_labels.get(sp) or (Path(sp).name if _is_folder_spec(sp) else sp)
+                label, i = base, 2
+                while label in self._labels.values():
+                    label, i = f"{base}#{i}", i + 1
+                self._labels[sp] = label
+        return self._labels[spec]
 
     def _plan(self) -> list[Pair]:
         """Every (classifier, inverter) pair with its checkpoint; raise before anything runs when one is missing."""

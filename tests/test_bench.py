@@ -404,3 +404,11 @@ def test_markdown_table_has_one_cell_per_column(tiny, tmp_path):
     rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("|")]
     widths = {len(ln.replace("\\|", "").split("|")) for ln in rows}
     assert len(rows) == 2 + 4 and len(widths) == 1
+
+
+def test_classifiers_with_the_same_folder_name_get_distinct_labels(tiny, tmp_path):
+    other = tmp_path / "elsewhere" / "clf_std"
+    tiny_classifier(seed=2).save(other)
+    bench = Bench(settings(tiny, classifiers=[tiny["std"][0], str(other)], inverters=["tinyopt"], checkpoints=[]))
+    assert [p.classifier_label for p in bench.pairs] == ["clf_std", "clf_std#2"]
+    assert len({p.slug for p in bench.pairs}) == 2

@@ -70,7 +70,8 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "checkpoints",
     multiple=True,
     type=click.Path(),
-    help="Inverter checkpoint folder (repeatable); matched to pairs by inverter name and logit size.",
+    help="Inverter checkpoint folder, or an `invkit train` run folder (its newest checkpoint); repeatable. "
+    "Matched to pairs by inverter name, logit size and the classifier it records.",
 )
 @click.option("-n", "n", type=int, default=None, help="Held-out images per pair (default 50).")
 @click.option("--id-k", type=int, default=None, help="Candidates per instance identification (default 10).")
