@@ -167,13 +167,14 @@ def test_resume_continues_to_the_same_weights(tmp_path):
         torch.testing.assert_close(v, w, msg=k)
 
 
-def _image_folder(root, corrupt: bool = False):
+def _image_folder(root, corrupt: bool = False, rgb: bool = False, size: int = 28):
     for split in ("train", "test"):
         for label in ("a", "b"):
             d = root / split / label
             d.mkdir(parents=True)
             for i in range(3):
-                Image.fromarray((torch.rand(28, 28) * 255).byte().numpy(), mode="L").save(d / f"{i}.png")
+                pixels = (torch.rand(size, size, 3) if rgb else torch.rand(size, size)) * 255
+                Image.fromarray(pixels.byte().numpy()).save(d / f"{i}.png")
     if corrupt:
         (root / "train" / "b" / "2.png").write_bytes(b"not a png at all")
     return root
@@ -198,6 +199,31 @@ def test_trains_on_an_image_folder(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert invkit.load_classifier(tmp_path / "o").config.label_names == ("a", "b")
+
+
+def test_trains_resnet18s_on_rgb_images_with_sgd_and_augmentation(tmp_path):
+    data = _image_folder(tmp_path / "rgb", rgb=True, size=40)
+    cfg = TrainClassifierConfig(
+        arch="resnet18s",
+        width=4,
+        data=str(data),
+        input_size=32,
+        steps=2,
+        batch_size=4,
+        optimizer="sgd",
+        lr=0.05,
+        weight_decay=5e-4,
+        augment=True,
+        adv="pgd",
+        eps=0.03,
+        adv_steps=1,
+        eval_samples=2,
+        eval_steps=1,
+    )
+    report = train_classifier(cfg, tmp_path / "o")
+    clf = invkit.load_classifier(tmp_path / "o")
+    assert clf.name == "resnet18s.base" and clf.config.input_size == (3, 32, 32) and clf.config.robust
+    assert report.train_images == 6 and len(clf.config.mean) == 3
 
 
 @pytest.mark.parametrize(
