@@ -671,10 +671,7 @@ def _train(
         weights = trainer.inference_inverter().state_dict()
         bad = _all_finite(dict(weights)) if d.main else None
         if _broadcast_flag(d, bad is not None, device):
-            raise TrainingError(
-                f"step {step_}: weight {bad or '?'} is not finite; stopped, the last good "
-                f"checkpoint is {last_ckpt or 'none'}."
-            )
+            raise stop(f"weight {bad or '?'} of the inference inverter is not finite")
         state: dict[str, Any] = {
             "trainer": trainer.state_dict(),
             "step": step_,
@@ -748,16 +745,11 @@ def _train(
             progress(Progress("train", step, config.steps, {"img/s": ips, **losses}))
         t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
         if (config.sample_every and step % config.sample_every == 0) or last:
-            collapsed = False
+            reason = None
             if d.main:
-                collapsed = _samples(
-                    trainer, held_images, held_logits, held_noise, out, step, device, config.collapse_std
-                )
-            if _broadcast_flag(d, collapsed, device):
-                raise stop(
-                    f"samples vary by less than {config.collapse_std} across {len(held_images)} different "
-                    "logit vectors (collapse: the output no longer depends on the logits)"
-                )
+                reason = _samples(trainer, held_images, held_logits, held_noise, out, step, device, config.collapse_std)
+            if _broadcast_flag(d, reason is not None, device):
+                raise stop(reason or "the samples on rank 0 failed a check (see its log)")
         if step % config.save_every == 0 or last:
             last_ckpt = save(step) or last_ckpt
         overhead = time.perf_counter() - t_extra
@@ -794,15 +786,28 @@ def _samples(
     step: int,
     device: torch.device,
     collapse_std: float,
-) -> bool:
-    """Write the sample grid (originals above reconstructions); return whether the samples collapsed."""
+) -> str | None:
+    """Write the sample grid (originals above reconstructions); return why the run must stop, or None."""
     from .figures import save_rows
 
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # sampling must not move the training RNG
         recon = trainer.sample_images(logits, noise).float()
-    save_rows([images, recon], out / SAMPLES / f"step_{step:06d}.png", scale=max(1, 64 // images.shape[-1]))
-    return collapse_std > 0 and float(recon.std(0).mean()) < collapse_std
+    finite = bool(torch.isfinite(recon).all())
+    save_rows(
+        [images, torch.nan_to_num(recon, nan=0.0, posinf=1.0, neginf=0.0)],
+        out / SAMPLES / f"step_{step:06d}.png",
+        scale=max(1, 64 // images.shape[-1]),
+    )
+    if not finite:
+        return "the sample images are not finite (NaN/inf in the inverter's output)"
+    spread = float(recon.std(0).mean())
+    if collapse_std > 0 and spread < collapse_std:
+        return (
+            f"samples vary by {spread:.2g} < {collapse_std:g} across {len(images)} different logit vectors "
+            "(collapse: the output no longer depends on the logits)"
+        )
+    return None
 
 
 def read_run_config(out: str | os.PathLike) -> dict[str, Any] | None:

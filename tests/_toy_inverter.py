@@ -85,7 +85,7 @@ class ToyInverter(Inverter):
 class ToyTrainer(InverterTrainer):
     """Adam on MSE; ``draws`` batches per step; ``nan_at_step`` injects a NaN; $TOY_STEP_DELAY slows steps."""
 
-    OPTIONS = ("lr", "draws", "nan_at_step", "noise", "bf16", "channels_last", "g_lr")
+    OPTIONS = ("lr", "draws", "nan_at_step", "nan_weights_at_step", "noise", "bf16", "channels_last", "g_lr")
 
     def __init__(self, inverter: ToyInverter, classifier: Any, **options: Any):
         super().__init__(inverter, classifier)
@@ -94,6 +94,7 @@ class ToyTrainer(InverterTrainer):
             raise TrainingError(f"toy trainer: unknown option(s) {', '.join(sorted(unknown))}.")
         self.draws = int(options.get("draws", 2))
         self.nan_at_step = options.get("nan_at_step")
+        self.nan_weights_at_step = options.get("nan_weights_at_step")  # finite losses, NaN EMA weights
         self.noise = float(options.get("noise", 1.0))
         self.step_delay = float(os.environ.get("TOY_STEP_DELAY", "0"))  # lets a test kill the run mid-way
         self.ema = copy.deepcopy(inverter).requires_grad_(False)
@@ -115,6 +116,8 @@ class ToyTrainer(InverterTrainer):
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.inverter.parameters()):
                 e.lerp_(p, 0.5)
+            if self.nan_weights_at_step is not None and step >= int(self.nan_weights_at_step):
+                next(self.ema.parameters()).fill_(float("nan"))
         if self.step_delay:
             time.sleep(self.step_delay)
         return {"mse_loss": float(total) / self.draws}

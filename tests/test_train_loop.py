@@ -276,6 +276,13 @@ def test_nan_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     assert last["event"] == "stopped" and "nan" in last["reason"]
 
 
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    with pytest.raises(invkit.TrainingError, match="not finite") as info:
+        _run(tmp_path, steps=10, sample_every=0, options={"nan_weights_at_step": 7})
+    assert "step 10" in str(info.value) and "step_000005" in str(info.value)
+    assert latest_checkpoint(tmp_path).name == "step_000005"
+
+
 def test_collapse_of_the_samples_stops_the_run(tmp_path):
     # samples of a freshly initialised MLP vary far less than 1.0 across logits: the check must fire
     with pytest.raises(invkit.TrainingError, match="collapse"):
