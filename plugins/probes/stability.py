@@ -24,7 +24,7 @@ PAPER_IMAGENET = {"robust": {"correct": 0.54, "incorrect": 0.35}, "standard": {"
 @dataclass(frozen=True)
 class StabilityOptions:
     rounds: int = 3  # invert -> classify -> invert ... rounds
-    images: int = 0  # held-out images; 0: --num-images (ctx.num_images)
+    images: int = 1000  # held-out images (misclassified ones are rare); 0: --num-images
     show: int = 12  # columns in the figure
 
 
