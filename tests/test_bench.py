@@ -412,3 +412,29 @@ def test_classifiers_with_the_same_folder_name_get_distinct_labels(tiny, tmp_pat
     bench = Bench(settings(tiny, classifiers=[tiny["std"][0], str(other)], inverters=["tinyopt"], checkpoints=[]))
     assert [p.classifier_label for p in bench.pairs] == ["clf_std", "clf_std#2"]
     assert len({p.slug for p in bench.pairs}) == 2
+
+
+def test_default_bench_wiring_with_a_stand_in_demo_folder(tmp_path, monkeypatch):
+    """`invkit bench` with no --classifier/--inverter: both demo classifiers x the three built-in inverters,
+    each learned inverter from its own demo folder. Untrained stand-ins of the demo architectures."""
+    demo = tmp_path / "demo"
+    for label in ("standard", "robust"):
+        clf = invkit.create_classifier("smallcnn.base")
+        clf.save(demo / f"classifier_{label}")
+        invkit.create_inverter("biggan_proj.mnist32", classifier=clf).save(demo / f"biggan_{label}")
+        invkit.create_inverter("dosovitskiy_brox.mnist", classifier=clf).save(demo / f"dbrox_{label}")
+    monkeypatch.setenv("INVKIT_DEMO_DIR", str(demo))
+    out = tmp_path / "o"
+    r = _cli(["bench", "-n", "10", "--id-k", "3", "--option", "optim:steps=2", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "results.json").read_text())
+    got = {
+        (x["classifier"], x["inverter"], Path(x["checkpoint"]).name if x["checkpoint"] else None)
+        for x in doc["results"]
+    }
+    assert got == {
+        (c, i, f"{p}_{c}" if p else None)
+        for c in ("standard", "robust")
+        for i, p in (("biggan_proj", "biggan"), ("dosovitskiy_brox", "dbrox"), ("optim", None))
+    }
+    assert doc["settings"]["inverter_options"] == {"optim": {"steps": 2}}
