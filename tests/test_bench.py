@@ -438,3 +438,8 @@ def test_default_bench_wiring_with_a_stand_in_demo_folder(tmp_path, monkeypatch)
         for i, p in (("biggan_proj", "biggan"), ("dosovitskiy_brox", "dbrox"), ("optim", None))
     }
     assert doc["settings"]["inverter_options"] == {"optim": {"steps": 2}}
+
+
+def test_demo_bench_refuses_checkpoints_without_pairs(tmp_path):
+    r = _cli(["bench", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "--checkpoint needs --classifier" in r.output

@@ -142,12 +142,12 @@ def command(
     if id_k is not None:
         common["id_k"] = id_k
     if not clf_specs and not inv_names:
-        if checkpoints or data != "default":
+        if checkpoints:
             raise InvkitError(
-                "--checkpoint and --data need --classifier and --inverter; without them invkit bench "
-                "runs the demo bench."
+                "--checkpoint needs --classifier and --inverter; without them invkit bench runs the demo bench "
+                "with its own checkpoints."
             )
-        settings = demo.default_settings(**common)
+        settings = demo.default_settings(data=data, data_root=data_root, **common)
         if options:
             settings.inverter_options.update(_inverter_options(options))
     elif not clf_specs or not inv_names:
