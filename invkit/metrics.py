@@ -274,7 +274,7 @@ class Measurement:
 
     seconds: float = 0.0
     peak_bytes: int | None = None  # peak above what was in use before; None when it cannot be measured
-    peak_total_bytes: int | None = None  # the peak itself (CUDA allocated, or the process' peak RSS)
+    peak_total_bytes: int | None = None  # the peak itself (CUDA or malloc bytes in use, or peak RSS)
     method: str = ""  # how peak_bytes was measured
 
 
