@@ -17,15 +17,16 @@ or a table of known GPUs). The optimised/naive ratio is the point.
 Examples::
 
     # CPU (what benchmarks/results/throughput-biggan64-cpu-torch2.14.1.md holds)
-    nice -n 10 python benchmarks/throughput/biggan_throughput.py --device cpu --ch 96 --batch-size 4 --steps 3 \\
-        --ch 32 --batch-size 8 --steps 5
+    nice -n 10 python benchmarks/throughput/biggan_throughput.py --device cpu --ch 96 --batch-size 2 --steps 1 \\
+        --ch 32 --batch-size 4 --steps 3
     # one GPU
-    python benchmarks/throughput/biggan_throughput.py --device cuda --ch 96 --batch-size 256 --steps 20 --compile
+    python benchmarks/throughput/biggan_throughput.py --device cuda --ch 96 --batch-size 256 --steps 20 --warmup 3
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -74,15 +75,21 @@ class Setting:
     compile: bool = False
 
 
-def build(ch: int, resolution: int, num_classes: int, device: torch.device, setting: Setting):
+def build_inverter(ch: int, resolution: int, num_classes: int):
     import invkit
 
     torch.manual_seed(0)
-    inv = invkit.create_inverter(
+    return invkit.create_inverter(
         "biggan_proj.paper", ch=ch, resolution=resolution, num_classes=num_classes, channels=3
-    ).to(device)
+    )
+
+
+def make_trainer(inverter, device: torch.device, setting: Setting):
+    """A trainer for a private copy of ``inverter`` (every setting starts from the same weights)."""
+    inv = copy.deepcopy(inverter).to(device)
     if setting.channels_last:
         inv = inv.to(memory_format=torch.channels_last)
+    torch.manual_seed(1)
     trainer = inv.make_trainer(None, bf16=setting.bf16, channels_last=setting.channels_last)
     if setting.compile:
         trainer.G_train = torch.compile(trainer.G)
@@ -111,18 +118,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def flops_per_step(ch: int, batch_size: int, resolution: int, num_classes: int, device: torch.device) -> float:
-    """Model FLOPs of one training step (fp32, eager), counted by FlopCounterMode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    trainer = build(ch, resolution, num_classes, device, Setting("count", False, False))
-    next_batch, _ = batches(batch_size, resolution, num_classes, device, False)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        trainer.train_step(next_batch, 0)
-    return float(counter.get_total_flops())
-
-
 def measure(
     ch: int,
     batch_size: int,
@@ -132,15 +127,27 @@ def measure(
     num_classes: int,
     device: torch.device,
     settings: list[Setting],
-) -> list[dict]:
+    count_flops: bool,
+) -> tuple[list[dict], float | None]:
     """Time ``steps`` training steps per setting, interleaved (A, B, A, B, ...) so that a machine shared
-    with other jobs slows every setting alike."""
+    with other jobs slows every setting alike. Model FLOPs per step are counted with FlopCounterMode on an
+    unmeasured fp32 NCHW step (the first warmup step of the naive setting, or an extra one)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inverter = build_inverter(ch, resolution, num_classes)
+    flops = None
     runs = []
     for s in settings:
-        trainer = build(ch, resolution, num_classes, device, s)
+        trainer = make_trainer(inverter, device, s)
         next_batch, state = batches(batch_size, resolution, num_classes, device, s.channels_last)
-        for i in range(warmup):
-            trainer.train_step(next_batch, i)
+        for i in range(max(warmup, 1 if count_flops and flops is None and s is settings[0] else 0)):
+            if count_flops and flops is None and s is settings[0]:
+                counter = FlopCounterMode(display=False)
+                with counter:
+                    trainer.train_step(next_batch, i)
+                flops = float(counter.get_total_flops())
+            else:
+                trainer.train_step(next_batch, i)
         runs.append(
             {
                 "setting": s,
@@ -162,7 +169,7 @@ def measure(
             r["seconds"] += time.perf_counter() - t0
             r["drawn"] += r["state"]["drawn"] - before
             r["finite"] &= all(v == v and abs(v) != float("inf") for v in losses.values())
-    return [
+    rows = [
         {
             "setting": r["setting"].name,
             "ch": ch,
@@ -175,6 +182,7 @@ def measure(
         }
         for r in runs
     ]
+    return rows, flops
 
 
 def main() -> None:
@@ -226,8 +234,17 @@ def main() -> None:
     print("  img/s counts every image drawn (3 batches per step), as log.jsonl does\n")
     head = "| ch | batch | setting | steps | s | steps/s | img/s | GFLOP/step | TFLOP/s |" + (" MFU |" if peak else "")
     for ch, bs, steps in zip(chs, bss, stepss):
-        flops = None if args.no_flops else flops_per_step(ch, bs, args.resolution, args.num_classes, device)
-        rows = measure(ch, bs, steps, args.warmup, args.resolution, args.num_classes, device, settings)
+        rows, flops = measure(
+            ch,
+            bs,
+            steps,
+            args.warmup,
+            args.resolution,
+            args.num_classes,
+            device,
+            settings,
+            count_flops=not args.no_flops,
+        )
         print(head)
         print("|" + "---|" * (head.count("|") - 1))
         for r in rows:
