@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from rich.table import Table
 
@@ -105,7 +103,8 @@ def command(
 
 
 def print_report(report: TrainClassifierReport) -> None:
-    kind = "PGD-trained " + json.dumps(report.train_attack) if report.robust and report.train_attack else "standard"
+    a = report.train_attack
+    kind = f"PGD-trained: {a['norm']} eps {a['eps']:g}, {a['steps']} steps of {a['step_size']:.3g}" if a else "standard"
     table = Table(
         title=f"{report.classifier} ({kind}), {report.steps} steps, {report.seconds:.0f} s",
         title_justify="left",
