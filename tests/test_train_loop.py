@@ -155,6 +155,14 @@ def test_cached_and_on_the_fly_logits_give_the_same_run(tmp_path):
     assert a.losses == pytest.approx(b.losses, rel=1e-5)
 
 
+def test_precision_and_channels_last_reach_the_trainer(tmp_path):
+    result = _run(tmp_path, steps=2, precision="bf16", channels_last=True, lr_g=0.05)
+    doc = json.loads((tmp_path / "train_config.json").read_text())
+    assert doc["trainer_options"] == {"bf16": True, "channels_last": True, "g_lr": 0.05}
+    assert result.trainer.opt.param_groups[0]["lr"] == 0.05
+    assert all(v == v for v in result.losses.values())  # not NaN
+
+
 # ------------------------------------------------------------------------------------------------ data order
 def test_data_order_is_seeded_resumable_and_sharded():
     full = BatchStream(n=10, batch_size=4, seed=3)
