@@ -20,7 +20,8 @@ normalisation (``normalize=False`` gives the plain squared error Engstrom et al.
 kept in [0, 1] by a sigmoid parametrisation ``x = sigmoid(u)`` (default) or by clamping ``x`` after every step
 (``param="clamp"``, a projected gradient method like Engstrom et al.'s PGD). Each step may shift the image by
 a random translation of up to ``jitter`` pixels (``torch.roll``) before it enters the classifier, which
-discourages high-frequency solutions (M&V 2016). The optimiser is Adam.
+discourages high-frequency solutions (M&V 2016); the last ``1 - jitter_fraction`` of the steps run without
+jitter, so that the returned (unshifted) image is the one that matches the target. The optimiser is Adam.
 
 The inverter holds the classifier (it needs no training, so ``make_trainer`` raises ``TrainingError``); its
 checkpoint is a config.json with an empty model.safetensors, loaded with
@@ -61,6 +62,7 @@ class OptimConfig:
     alpha: float = 6.0  # exponent alpha of the alpha-norm (M&V: 6)
     alpha_center: float = 0.0  # the alpha-norm pulls pixels towards this value (MNIST background: 0)
     jitter: int = 1  # random translation of up to this many pixels per step (0: none)
+    jitter_fraction: float = 0.8  # jitter only the first fraction of the steps; the rest refine the plain image
     param: str = "sigmoid"  # "sigmoid": x = sigmoid(u); "clamp": optimise x and clamp it to [0, 1]
     init_std: float = 0.1  # start image x0 = clamp(0.5 + init_std * N(0, 1)) unless `start` is given
     batch_size: int = 256  # images optimised at once (larger batches are done in chunks)
@@ -260,7 +262,7 @@ class OptimInverter(Inverter):
         with torch.enable_grad():
             for step in range(c.steps):
                 shift = None
-                if c.jitter > 0:
+                if c.jitter > 0 and step < c.jitter_fraction * c.steps:
                     gdev = generator.device if generator is not None else torch.device("cpu")
                     s = torch.randint(-c.jitter, c.jitter + 1, (2,), generator=generator, device=gdev)
                     shift = (int(s[0]), int(s[1]))
@@ -290,7 +292,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Mahendran & Vedaldi 2015: normalised logit error + TV^2 + alpha^6 norm, with jitter, sigmoid images.
     "mv15": {},
     # Engstrom et al. 2019: no image prior, plain squared logit error, projected (clamped) image, no jitter.
-    "robust": {"normalize": False, "lambda_tv": 0.0, "lambda_alpha": 0.0, "jitter": 0, "param": "clamp", "lr": 0.01},
+    "robust": {
+        "normalize": False,
+        "lambda_tv": 0.0,
+        "lambda_alpha": 0.0,
+        "jitter": 0,
+        "param": "clamp",
+        "lr": 0.02,
+        "steps": 500,
+    },
 }
 
 
