@@ -54,7 +54,6 @@ from .checkpoint import (
     atomic_write_text,
     load_checkpoint_weights,
     load_train_state,
-    save_checkpoint,
 )
 from .classifier import Classifier
 from .data import ImageDataset, TensorImageDataset, resize, take
@@ -427,15 +426,7 @@ def write_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        save_checkpoint(
-            tmp,
-            kind="inverter",
-            name=inverter.registry_name,
-            config=inverter.config_dict(),
-            state_dict=inverter.state_dict(),
-            train_state=train_state,
-            extra=extra,
-        )
+        inverter.save(tmp, train_state=train_state, extra=extra)
         _fsync_dir(tmp)
         if final.exists():  # the same step written again: move the old one out of the way first
             final.rename(root / f".old-{final.name}-{os.getpid()}")
