@@ -321,7 +321,7 @@ SMALL = {"images": 4, "grid": 3, "scan": 300, "samples": 4, "rows": 2, "rounds":
 
 
 @pytest.mark.skipif(not (DEMO / "biggan_standard").is_dir(), reason="demo checkpoints not built yet")
-@pytest.mark.parametrize("kind", ["standard", "robust"])
+@pytest.mark.parametrize("kind", ["standard", pytest.param("robust", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("name", invkit.list_probes())
 def test_every_probe_runs_on_the_demo_checkpoints(name, kind, tmp_path):
     from invkit.cli.probe import declared_options
