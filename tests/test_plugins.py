@@ -134,3 +134,26 @@ def test_unknown_name_in_cli_is_one_line(tmp_path):
     result = CliRunner().invoke(build_cli(), ["list", "classifiers", "no_such_thing*"])
     assert result.exit_code != 0
     assert result.output.strip().startswith("Error:") and len(result.output.strip().splitlines()) == 1
+
+
+def test_example_probe_runs_through_invkit_probe(example_installed, tmp_path, monkeypatch):
+    """Issue 7: a third-party probe written from docs/plugins.md alone runs through `invkit probe`."""
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / "probes"
+    args = [
+        "probe",
+        "logit-norm",
+        "--classifier",
+        "prototype.mnist",
+        "--inverter",
+        "prototype_mix.softmax",
+        "-n",
+        "8",
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(build_cli(), args)
+    assert result.exit_code == 0, result.output
+    numbers = json.loads((out / "logit-norm" / "results.json").read_text())["numbers"]
+    assert numbers["mean_norm"] > 0 and 0 < numbers["ratio"] < 10
+    assert (out / "logit-norm" / "index.html").exists() and (out / "logit-norm" / "pairs.png").exists()
