@@ -91,7 +91,14 @@ def command(
     inv = inverter_from_spec(inverter, clf, checkpoint=checkpoint, **parse_options(options)).to(dev).eval()
     c, h, w = clf.config.input_size
     mode = "L" if c == 1 else "RGB"
-    originals = torch.stack([resize(load_image(f, mode)[None], (h, w), channels=c)[0] for f in files]).to(dev)
+    loaded = [load_image(f, mode) for f in files]
+    for f, image in zip(files, loaded):
+        if min(image.shape[-2:]) < 8:  # the same floor Classifier.check_images applies
+            raise InvkitError(
+                f"image '{f}' is {image.shape[-2]}x{image.shape[-1]} pixels, too small to classify; "
+                "use images of at least 8x8."
+            )
+    originals = torch.stack([resize(image[None], (h, w), channels=c)[0] for image in loaded]).to(dev)
     with torch.no_grad():
         logits = clf.logits(originals)
     gen = torch.Generator(device=dev).manual_seed(seed)
