@@ -24,3 +24,12 @@ def mnist_batch():
     from invkit.data import load_dataset, take
 
     return take(load_dataset("default", "test"), 16, seed=0, per_class=True)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tiny models are faster that way, and the test machine is shared."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

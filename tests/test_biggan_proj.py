@@ -28,14 +28,7 @@ import invkit
 from invkit import Classifier, ClassifierConfig, InputError, TrainingError
 from invkit.checkpoint import load_train_state, save_train_state
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small convolutions run faster on one thread, and the test machine is shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> BigGANConfig:

@@ -21,14 +21,7 @@ from torch import nn
 import invkit
 from invkit.checkpoint import load_train_state, save_train_state
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run much faster on one thread (and the test machine's cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_classifier(seed: int = 0, size: int = 8) -> invkit.Classifier:
