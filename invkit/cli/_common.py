@@ -79,6 +79,7 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+data_root_option = click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
 data_options = [
     click.option(
         "--data",
@@ -87,7 +88,7 @@ data_options = [
         help="'default' (MNIST subset shipped with invkit), an ImageFolder folder, a .tar.gz of one, "
         "or mnist/fashionmnist/cifar10/cifar100 under --data-root.",
     ),
-    click.option("--data-root", default=None, help="Where torchvision-format data sets live."),
+    data_root_option,
 ]
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 

@@ -16,7 +16,7 @@ from ..bench import Bench, BenchSettings
 from ..errors import InvkitError
 from ..progress import Progress as ProgressEvent
 from ..report import COLUMNS, fmt
-from ._common import device_option, parse_options, pick_device
+from ._common import data_root_option, device_option, parse_options, pick_device
 from ._ui import console
 
 SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
@@ -64,7 +64,7 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     help="'default' (MNIST subset shipped with invkit), an ImageFolder folder, a .tar.gz of one, or "
     "mnist/fashionmnist/cifar10/cifar100 under --data-root. Its test split is used.",
 )
-@click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@data_root_option
 @click.option(
     "--checkpoint",
     "checkpoints",

@@ -23,7 +23,14 @@ from ..train import (
     read_run_config,
     train_inverter,
 )
-from ._common import classifier_from_spec, dataset_from_spec, inverter_from_spec, parse_options, pick_device
+from ._common import (
+    classifier_from_spec,
+    data_root_option,
+    dataset_from_spec,
+    inverter_from_spec,
+    parse_options,
+    pick_device,
+)
 from ._ui import console, progress_bars
 
 _D = TrainConfig()
@@ -44,7 +51,7 @@ _D = TrainConfig()
     "train/ and test/ (or val/), a .tar.gz of one, or mnist/fashionmnist/cifar10/cifar100 under "
     "--data-root. Sample grids use the test split. [default]",
 )
-@click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@data_root_option
 @click.option(
     "--out",
     "out",

@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from ..train_classifier import REPORT_NAME, TrainClassifierConfig, TrainClassifierReport, train_classifier
-from ._common import pick_device
+from ._common import data_root_option, device_option, pick_device
 from ._ui import console, progress_bars
 
 
@@ -27,7 +27,7 @@ from ._ui import console, progress_bars
     help="'default' (MNIST subset shipped with invkit), an ImageFolder folder with train/ and test/ (or "
     "val/), a .tar.gz of one, or mnist/fashionmnist/cifar10/cifar100 under --data-root.",
 )
-@click.option("--data-root", default=None, help="Where torchvision-format data sets live.")
+@data_root_option
 @click.option("--download", is_flag=True, help="Let torchvision download a missing data set (needs the network).")
 @click.option("--input-size", type=int, default=None, help="Resize the data to this side first [its own size].")
 @click.option(
@@ -85,7 +85,7 @@ from ._ui import console, progress_bars
 )
 @click.option("--checkpoint-every", type=int, default=500, show_default=True, help="Steps between checkpoints.")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@device_option
 def command(
     out_dir: str, resume: bool, device: str, eval_eps: tuple[float, ...], eval_samples: int, **options: object
 ) -> None:
