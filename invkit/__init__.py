@@ -6,6 +6,10 @@ Library use::
     clf = invkit.create_classifier("smallcnn.mnist", checkpoint="path/to/ckpt")
     inv = invkit.load_inverter("path/to/biggan_ckpt")
     images = inv.invert(clf.logits(x))
+
+    # a registry name or a checkpoint folder, the way every CLI command takes them
+    clf = invkit.resolve_classifier("path/to/classifier_ckpt")
+    inv = invkit.resolve_inverter("optim.mv15", clf)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .hookspecs import hookimpl  # noqa: E402
 from .inverter import Inverter, InverterTrainer, load_inverter  # noqa: E402
 from .plugins import get_registry, register_plugin  # noqa: E402
 from .probe import Probe, ProbeContext, ProbeResult  # noqa: E402
+from .resolve import resolve_classifier, resolve_inverter  # noqa: E402
 
 
 def create_classifier(name: str | None = None, *, checkpoint: str | None = None, **kwargs: Any) -> Classifier:
@@ -111,4 +116,6 @@ __all__ = [
     "load_inverter",
     "register_plugin",
     "get_registry",
+    "resolve_classifier",
+    "resolve_inverter",
 ]

@@ -31,6 +31,7 @@ from .data import ImageDataset, load_dataset, resize
 from .errors import CheckpointError, DataError, InvkitError, TrainingError
 from .inverter import Inverter
 from .progress import Progress, ProgressCallback, no_progress
+from .resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
 
 RESULTS_NAME = "results.json"
 
@@ -108,11 +109,6 @@ def _spec_key(spec: str) -> str:
     return str(p.resolve()) if p.exists() else spec
 
 
-def _is_folder_spec(spec: str) -> bool:
-    p = Path(spec).expanduser()
-    return p.is_dir() or "/" in spec or spec.startswith(".")
-
-
 def _weights_digest(folder: str | os.PathLike) -> str:
     path = Path(folder) / "model.safetensors"
     h = hashlib.sha256()
@@ -124,7 +120,7 @@ def _weights_digest(folder: str | os.PathLike) -> str:
 
 def classifier_identity(spec: str) -> dict[str, str]:
     """What an inverter checkpoint may record about the classifier it was trained for (see ``match``)."""
-    if _is_folder_spec(spec) and Path(spec).expanduser().is_dir():
+    if is_checkpoint_spec(spec) and Path(spec).expanduser().is_dir():
         return {"path": str(Path(spec).expanduser().resolve()), "weights_sha256": _weights_digest(spec)}
     return {"name": spec}
 
@@ -141,7 +137,7 @@ def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
     extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
     for value in (doc.get("classifier"), extra.get("classifier"), train_cfg.get("classifier")):
         if isinstance(value, str) and value:
-            if _is_folder_spec(value):
+            if is_checkpoint_spec(value):
                 out["path"] = str(Path(value).expanduser().resolve())
             else:
                 out["name"] = value
@@ -201,6 +197,63 @@ def _stack(dataset: ImageDataset, indices: torch.Tensor) -> torch.Tensor:
     if any(im.shape != shape for im in images):  # folders of mixed sizes: bring all to the first one's
         images = [resize(im[None], tuple(shape[-2:]), channels=shape[0])[0] for im in images]
     return torch.stack(images)
+
+
+# ---------------------------------------------------------------------------------------------------- stages
+def pair_task(pair: Pair) -> str:
+    """The progress task name of a pair (``classifier x inverter``)."""
+    return f"{pair.classifier_label} x {pair.inverter}"
+
+
+def classifier_logits(classifier: Classifier, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits ``(N, num_classes)`` of ``images`` (``(N, C, H, W)`` in [0, 1]), ``batch_size`` at a time, no autograd."""
+    with torch.no_grad():
+        return torch.cat([classifier.logits(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def invert_logits(
+    inverter: Inverter,
+    logits: torch.Tensor,
+    *,
+    seed: int,
+    batch_size: int,
+    progress: ProgressCallback = no_progress,
+    task: str = "invert",
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Reconstruct images from ``logits``, seeded and timed.
+
+    Learned inverters run without autograd, after one untimed call (lazy initialisation is not inversion
+    time); optimisation inverters need autograd and report their steps to ``progress``. The global RNG is
+    seeded too, for inverters that also draw from it (jitter).
+
+    Returns:
+        Reconstructions ``(N, C, H, W)`` float in [0, 1] on the inverter's device, and the timing fields of a
+        result record (``time_per_image_s`` in seconds, peak memory in MiB and how it was measured).
+    """
+    device = logits.device
+    torch.manual_seed(seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
+    gen = torch.Generator(device=device).manual_seed(seed)
+    learned = getattr(inverter, "trainable", False)
+    grad = torch.no_grad() if learned else contextlib.nullcontext()
+    progress(Progress(task, 0, len(logits), {}))
+    if hasattr(inverter, "progress"):  # optimisation inverters report their steps
+        inverter.progress = progress
+    if learned:
+        with torch.no_grad():
+            inverter.invert(logits[:1], generator=torch.Generator(device=device).manual_seed(seed))
+    recons = []
+    with metrics.measure(device) as m, grad:
+        for i in range(0, len(logits), batch_size):
+            recons.append(inverter.invert(logits[i : i + batch_size].detach(), generator=gen).detach())
+            progress(Progress(task, min(i + batch_size, len(logits)), len(logits), {}))
+    recon = torch.cat(recons).float().clamp(0, 1)
+    return recon, {
+        "time_per_image_s": m.seconds / len(logits),
+        "peak_memory_mb": None if m.peak_bytes is None else m.peak_bytes / 2**20,
+        "peak_total_mb": None if m.peak_total_bytes is None else m.peak_total_bytes / 2**20,
+        "memory_method": m.method,
+        "device": str(device),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- runner
@@ -268,9 +321,7 @@ class Bench:
             raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {exc}).") from None
 
     def _load_classifier(self, spec: str) -> Classifier:
-        from .cli._common import classifier_from_spec  # spec resolution is shared with the other commands
-
-        return classifier_from_spec(spec).to(self.device).eval()
+        return resolve_classifier(spec).to(self.device).eval()
 
     def _check_inverter_names(self) -> None:
         from .plugins import get_registry
@@ -284,7 +335,7 @@ class Bench:
         if not hasattr(self, "_labels"):
             self._labels: dict[str, str] = {}
             for sp in self.settings.classifiers:
-                base = self.settings.classifier_labels.get(sp) or (Path(sp).name if _is_folder_spec(sp) else sp)
+                base = self.settings.classifier_labels.get(sp) or (Path(sp).name if is_checkpoint_spec(sp) else sp)
                 label, i = base, 2
                 while label in self._labels.values():
                     label, i = f"{base}#{i}", i + 1
@@ -411,14 +462,13 @@ class Bench:
         )
 
     def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
-        from .cli._common import inverter_from_spec
-
+        """The pair's inverter: loaded from its checkpoint, trained here, or built fresh; plus training facts."""
         if pair.checkpoint is not None:
-            inv = inverter_from_spec(pair.inverter, clf, checkpoint=pair.checkpoint)
+            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint)
             return inv.to(self.device).eval(), {}
         if pair.train:
             return self._train(pair, clf)
-        inv = inverter_from_spec(pair.inverter, clf, **self._options(pair.inverter))
+        inv = resolve_inverter(pair.inverter, clf, **self._options(pair.inverter))
         return inv.to(self.device).eval(), {}
 
     def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
@@ -466,65 +516,19 @@ class Bench:
         }
 
     def _run_pair(self, pair: Pair) -> dict[str, Any]:
+        """The data path of one pair: images -> classifier -> logits -> inverter -> reconstructions -> metrics."""
         s = self.settings
         clf = self.classifiers[pair.classifier_spec]
         inv, train_info = self._inverter(pair, clf)
-        task = f"{pair.classifier_label} x {pair.inverter}"
-        x = self.originals.to(self.device)
-        with torch.no_grad():
-            orig_logits = torch.cat([clf.logits(x[i : i + s.batch_size]) for i in range(0, len(x), s.batch_size)])
-        torch.manual_seed(s.seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
-        gen = torch.Generator(device=self.device).manual_seed(s.seed)
-        recons = []
-        # Learned inverters run without autograd; optimisation inverters need it.
-        grad = torch.no_grad() if getattr(inv, "trainable", False) else contextlib.nullcontext()
-        self.progress(Progress(task, 0, len(x), {}))
-        if hasattr(inv, "progress"):  # optimisation inverters report their steps
-            inv.progress = self.progress
-        if getattr(inv, "trainable", False):  # one untimed call first: lazy initialisation is not inversion time
-            with torch.no_grad():
-                inv.invert(orig_logits[:1], generator=torch.Generator(device=self.device).manual_seed(s.seed))
-        with metrics.measure(self.device) as m, grad:
-            for i in range(0, len(x), s.batch_size):
-                recons.append(inv.invert(orig_logits[i : i + s.batch_size].detach(), generator=gen).detach())
-                self.progress(Progress(task, min(i + s.batch_size, len(x)), len(x), {}))
-        recon = torch.cat(recons).float().clamp(0, 1)
-        with torch.no_grad():
-            recon_logits = torch.cat(
-                [clf.logits(recon[i : i + s.batch_size]) for i in range(0, len(recon), s.batch_size)]
-            )
-        recon_px = resize(recon, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1]).cpu()
-        orig = self.originals
-        record: dict[str, Any] = {
-            "key": pair.key,
-            "classifier": pair.classifier_label,
-            "classifier_name": clf.name,
-            "robust": bool(clf.config.robust),
-            "inverter": pair.inverter,
-            "inverter_name": inv.registry_name,
-            "checkpoint": pair.checkpoint,
-            "n": len(orig),
-            "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
-            "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
-            "lpips": None,
-            "lpips_status": self.lpips_message,
-        }
-        if self.lpips_ok:
-            record["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
-        record.update(metrics.classifier_agreement(recon_logits.cpu(), orig_logits.cpu(), self.labels))
-        hits = metrics.identification_hits(recon_px, orig, self.distractors)
-        record.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
-        record.update(
-            {
-                "time_per_image_s": m.seconds / len(orig),
-                "peak_memory_mb": None if m.peak_bytes is None else m.peak_bytes / 2**20,
-                "peak_total_mb": None if m.peak_total_bytes is None else m.peak_total_bytes / 2**20,
-                "memory_method": m.method,
-                "device": str(self.device),
-                "recon_shape": list(recon.shape[1:]),
-                "inverter_config": inv.config_dict(),
-            }
+        images = self.originals.to(self.device)
+        logits = classifier_logits(clf, images, s.batch_size)
+        recon, timing = invert_logits(
+            inv, logits, seed=s.seed, batch_size=s.batch_size, progress=self.progress, task=pair_task(pair)
         )
+        recon_logits = classifier_logits(clf, recon, s.batch_size)
+        record = self._describe(pair, clf, inv)
+        record.update(self._score(recon, recon_logits, logits))
+        record.update(timing | {"recon_shape": list(recon.shape[1:]), "inverter_config": inv.config_dict()})
         record.update(train_info)
         if self.out is not None:
             from .checkpoint import atomic_save_safetensors
@@ -532,6 +536,41 @@ class Bench:
             g = min(s.grid_images, len(recon))
             atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu()})
         return record
+
+    def _describe(self, pair: Pair, clf: Classifier, inv: Inverter) -> dict[str, Any]:
+        """The record's identifying fields: which classifier, inverter and checkpoint."""
+        return {
+            "key": pair.key,
+            "classifier": pair.classifier_label,
+            "classifier_name": clf.name,
+            "robust": bool(clf.config.robust),
+            "inverter": pair.inverter,
+            "inverter_name": inv.registry_name,
+            "checkpoint": pair.checkpoint,
+            "n": len(self.originals),
+        }
+
+    def _score(self, recon: torch.Tensor, recon_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, Any]:
+        """Every metric of docs/bench.md for reconstructions ``recon`` of ``self.originals``.
+
+        Pixel metrics compare at the originals' size and channels; classifier agreement compares the
+        classifier's logits of the reconstructions with those of the originals.
+        """
+        s = self.settings
+        orig = self.originals
+        recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()
+        scores: dict[str, Any] = {
+            "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
+            "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
+            "lpips": None,
+            "lpips_status": self.lpips_message,
+        }
+        if self.lpips_ok:
+            scores["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
+        scores.update(metrics.classifier_agreement(recon_logits.cpu(), logits.cpu(), self.labels))
+        hits = metrics.identification_hits(recon_px, orig, self.distractors)
+        scores.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
+        return scores
 
     # ------------------------------------------------------------------------------------------ writing
     def document(self) -> dict[str, Any]:

@@ -2,51 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 import torch
 
-from .. import create_classifier, create_inverter
-from ..classifier import Classifier
 from ..data import ImageDataset, load_dataset
 from ..errors import InvkitError
-from ..inverter import Inverter
-
-
-def classifier_from_spec(spec: str, weights: str | None = None, **kwargs: Any) -> Classifier:
-    """A classifier from a registry name (``resnet152.tv_in1k``) or an invkit checkpoint folder."""
-    path = Path(spec).expanduser()
-    if path.is_dir() or (("/" in spec or spec.startswith(".")) and not path.exists()):
-        if weights is not None:
-            raise InvkitError("--weights is for registry names; a checkpoint folder already holds its weights.")
-        return create_classifier(checkpoint=str(path))
-    if weights is not None:
-        kwargs["weights"] = weights
-    return create_classifier(spec, **kwargs)
-
-
-def inverter_from_spec(
-    spec: str | None, classifier: Classifier, checkpoint: str | None = None, **kwargs: Any
-) -> Inverter:
-    """An inverter from a checkpoint folder, or a registry name built fresh for ``classifier``."""
-    if checkpoint is not None:
-        inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
-        if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
-            raise InvkitError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
-        if inv.num_classes != classifier.num_classes:
-            raise InvkitError(
-                f"checkpoint '{checkpoint}' inverts {inv.num_classes} logits but {classifier.name} "
-                f"gives {classifier.num_classes}; use the checkpoint trained for this classifier."
-            )
-        return inv
-    if spec is None:
-        raise InvkitError("give --inverter NAME or --checkpoint DIR.")
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        return inverter_from_spec(None, classifier, checkpoint=str(path))
-    return create_inverter(spec, classifier=classifier, **kwargs)
+from ..resolve import resolve_classifier as classifier_from_spec  # noqa: F401 - the library's spec resolution
+from ..resolve import resolve_inverter as inverter_from_spec  # noqa: F401
 
 
 def dataset_from_spec(
