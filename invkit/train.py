@@ -552,12 +552,34 @@ def _train(
     progress: ProgressCallback,
     d: _Dist,
 ) -> TrainResult:
+    """One run, stage by stage: output folder -> trainer -> images and their logits -> resume -> the loop."""
     _check_config(config, d.world)
     out = Path(config.out)
     device = torch.device(config.device)
     if device.type == "cuda" and d.active:
         device = torch.device("cuda", d.local_rank)
+    existing = _open_out(out, resume, d)
+    trainer = _setup_trainer(config, classifier, inverter, trainer_options, device, d)  # models now on device
+    cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
+    source = _training_source(config, train_set, inverter.image_shape, classifier, device, cache, d)
+    held = _heldout(config, heldout_set, inverter, source, device)
+    step, position = 0, 0
+    if resume and existing is not None:
+        step, position = _restore(trainer, existing, config.seed, device, d)
+    stream = BatchStream(len(source), config.batch_size, config.seed, d.rank, d.world, position)
+    if d.main:
+        run = {"trainer_options": trainer_options, "world_size": d.world, "device": str(device)}
+        _write_run_config(out, config, inverter, classifier, run | {"train_images": len(source), "cache_logits": cache})
+        _trim_log(out / LOG_FILE, step)
+    last_ckpt = existing if resume else None
+    checkpoint_extra = {"classifier": classifier.name, "train_config": config.to_dict()}
+    return _loop(
+        config, trainer, inverter, source, stream, held, out, device, d, step, last_ckpt, checkpoint_extra, progress
+    )
 
+
+def _open_out(out: Path, resume: bool, d: _Dist) -> Path | None:
+    """The newest checkpoint already in ``out`` (refused unless ``resume``); leftovers of a killed run removed."""
     existing = latest_checkpoint(out)
     if existing is not None and not resume:
         raise TrainingError(
@@ -567,18 +589,26 @@ def _train(
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
         _clean_partial(out)
+    return existing
 
-    # --- model and trainer -------------------------------------------------------------------------------
-    bf16 = config.precision == "bf16"
+
+def _setup_trainer(
+    config: TrainConfig,
+    classifier: Classifier,
+    inverter: Inverter,
+    trainer_options: dict[str, Any],
+    device: torch.device,
+    d: _Dist,
+) -> InverterTrainer:
+    """Models on ``device``, per-rank seeds, the inverter's trainer (wrapped for DDP when distributed)."""
     if config.precision is not None:
-        trainer_options.setdefault("bf16", bf16)
+        trainer_options.setdefault("bf16", config.precision == "bf16")
     if config.channels_last is not None:
         trainer_options.setdefault("channels_last", config.channels_last)
-    channels_last = bool(config.channels_last)
-    classifier = classifier.to(device).eval()
-    inverter = inverter.to(device)
-    if channels_last:
-        inverter = inverter.to(memory_format=torch.channels_last)
+    classifier.to(device).eval()
+    inverter.to(device)
+    if config.channels_last:
+        inverter.to(memory_format=torch.channels_last)
     # Per-rank randomness (noise, auxiliary-network init); DDP broadcasts rank 0's weights when wrapping.
     torch.manual_seed(derive_seed(config.seed, "train", d.rank))
     random.seed(derive_seed(config.seed, "python", d.rank))
@@ -592,65 +622,107 @@ def _train(
             return DistributedDataParallel(module, device_ids=ids, **kwargs)
 
         trainer.distribute(wrap)
+    return trainer
 
-    # --- data ----------------------------------------------------------------------------------------------
-    cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
-    shape = inverter.image_shape
+
+def _training_source(
+    config: TrainConfig,
+    train_set: ImageDataset,
+    shape: tuple[int, int, int],
+    classifier: Classifier,
+    device: torch.device,
+    cache: bool,
+    d: _Dist,
+) -> _Source:
+    """The training images at the inverter's shape and the frozen classifier's logits of them."""
     if d.active and not d.main:  # rank 0 decodes a folder into the shared cache first
         import torch.distributed as dist
 
         dist.barrier()
+    bf16, channels_last = config.precision == "bf16", bool(config.channels_last)
     source = _Source(train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
     if d.active and d.main:
         import torch.distributed as dist
 
         dist.barrier()
-    held_images, _ = take(
+    return source
+
+
+@dataclass
+class _Held:
+    """The fixed held-out images of the sample grids, with their logits and noise (same every grid)."""
+
+    images: torch.Tensor  # (sample_count, C, H, W) in [0, 1], at the inverter's shape
+    logits: torch.Tensor  # (sample_count, num_classes)
+    noise: torch.Tensor | None  # (sample_count, noise_dim), or None for a deterministic inverter
+
+
+def _heldout(
+    config: TrainConfig, heldout_set: ImageDataset, inverter: Inverter, source: _Source, device: torch.device
+) -> _Held:
+    shape = inverter.image_shape
+    images, _ = take(
         heldout_set,
         config.sample_count,
         seed=derive_seed(config.seed, "heldout") % 2**31,
         per_class=hasattr(heldout_set, "labels"),
     )
-    held_images = resize(held_images, shape[-1], shape[0]).to(device)
-    held_logits = source._logits(held_images)
-    held_noise = None
+    images = resize(images, shape[-1], shape[0]).to(device)
+    logits = source._logits(images)
+    noise = None
     if inverter.noise_dim:
         g = torch.Generator().manual_seed(derive_seed(config.seed, "sample-noise"))
-        held_noise = torch.randn(len(held_images), inverter.noise_dim, generator=g).to(device)
+        noise = torch.randn(len(images), inverter.noise_dim, generator=g).to(device)
+    return _Held(images, logits, noise)
 
-    # --- resume ----------------------------------------------------------------------------------------------
-    step, position = 0, 0
-    if resume and existing is not None:
-        state = load_train_state(existing / TRAIN_STATE_NAME)
-        trainer.inference_inverter().load_state_dict(load_checkpoint_weights(existing))
-        if "inverter" in state:
-            trainer.inverter.load_state_dict(state["inverter"])
-        trainer.load_state_dict(state["trainer"])
-        step, position = int(state["step"]), int(state["position"])
-        rngs = state["rng"]
-        if len(rngs) == d.world:
-            _set_rng_state(rngs[d.rank], device)
-        else:  # another number of processes: the run goes on, but not bit-identically
-            torch.manual_seed(derive_seed(config.seed, "train", d.rank, "resume", step))
-    stream = BatchStream(len(source), config.batch_size, config.seed, d.rank, d.world, position)
 
-    if d.main:
-        doc = {
-            "train": config.to_dict(),
-            "inverter": {"name": inverter.registry_name, "config": inverter.config_dict()},
-            "classifier": {"name": classifier.name, "num_classes": classifier.num_classes},
-            "trainer_options": trainer_options,
-            "world_size": d.world,
-            "device": str(device),
-            "train_images": len(source),
-            "cache_logits": cache,
-            "torch": torch.__version__,
-            "invkit": __version__,
-        }
-        atomic_write_text(out / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
-        _trim_log(out / LOG_FILE, step)
+def _restore(trainer: InverterTrainer, checkpoint: Path, seed: int, device: torch.device, d: _Dist) -> tuple[int, int]:
+    """Load a checkpoint's weights and training state into ``trainer``; return (step, data position)."""
+    state = load_train_state(checkpoint / TRAIN_STATE_NAME)
+    trainer.inference_inverter().load_state_dict(load_checkpoint_weights(checkpoint))
+    if "inverter" in state:
+        trainer.inverter.load_state_dict(state["inverter"])
+    trainer.load_state_dict(state["trainer"])
+    step, position = int(state["step"]), int(state["position"])
+    rngs = state["rng"]
+    if len(rngs) == d.world:
+        _set_rng_state(rngs[d.rank], device)
+    else:  # another number of processes: the run goes on, but not bit-identically
+        torch.manual_seed(derive_seed(seed, "train", d.rank, "resume", step))
+    return step, position
 
-    # --- the loop --------------------------------------------------------------------------------------------
+
+def _write_run_config(
+    out: Path, config: TrainConfig, inverter: Inverter, classifier: Classifier, run: dict[str, Any]
+) -> None:
+    """``OUT/train_config.json``: the resolved run, the models and the machine."""
+    doc = {
+        "train": config.to_dict(),
+        "inverter": {"name": inverter.registry_name, "config": inverter.config_dict()},
+        "classifier": {"name": classifier.name, "num_classes": classifier.num_classes},
+        **run,
+        "torch": torch.__version__,
+        "invkit": __version__,
+    }
+    atomic_write_text(out / CONFIG_FILE, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _loop(
+    config: TrainConfig,
+    trainer: InverterTrainer,
+    inverter: Inverter,
+    source: _Source,
+    stream: BatchStream,
+    held: _Held,
+    out: Path,
+    device: torch.device,
+    d: _Dist,
+    step: int,
+    last_ckpt: Path | None,
+    checkpoint_extra: dict[str, Any],
+    progress: ProgressCallback,
+) -> TrainResult:
+    """Step until ``config.steps``: train, check the losses, log, draw samples, write checkpoints."""
     counted = [0]
 
     def next_batch() -> Batch:
@@ -674,7 +746,7 @@ def _train(
             state["inverter"] = dict(trainer.inverter.state_dict())
         path = None
         if d.main:
-            extra = {"step": step_, "classifier": classifier.name, "train_config": config.to_dict()}
+            extra = {"step": step_} | checkpoint_extra
             path = write_checkpoint(out, step_, trainer.inference_inverter(), state, extra, config.keep_checkpoints)
         if d.active:
             import torch.distributed as dist
@@ -691,7 +763,6 @@ def _train(
             f"step {step}: {reason}; stopped, {where} (resume it with --resume, perhaps with lower --lr-g/--lr-d)."
         )
 
-    last_ckpt = existing if resume else None
     losses: dict[str, float] = {}
     history: dict[str, deque] = {}
     t_start = t_log = time.perf_counter()
@@ -702,16 +773,9 @@ def _train(
         raw = trainer.train_step(next_batch, step)
         step += 1
         losses = _mean_over_ranks(d, raw, device)
-        bad = [k for k, v in losses.items() if not np.isfinite(v)]
-        if bad:
-            raise stop(f"loss {bad[0]} is {losses[bad[0]]}")
-        if config.stuck_steps:
-            for k, v in losses.items():
-                if "loss" in k:
-                    h = history.setdefault(k, deque(maxlen=config.stuck_steps))
-                    h.append(v)
-                    if len(h) == config.stuck_steps and max(h) - min(h) <= 1e-7 * max(1.0, abs(v)):
-                        raise stop(f"loss {k} has stayed at {v:.6g} for {config.stuck_steps} steps (collapse)")
+        reason = _bad_losses(losses, history, config.stuck_steps)
+        if reason:
+            raise stop(reason)
         imgs_log += counted[0]
         total_imgs += counted[0]
         counted[0] = 0
@@ -723,22 +787,17 @@ def _train(
             ips = imgs_log / max(now - t_log, 1e-9)
             t_log, imgs_log = now, 0
             if d.main:
-                line = {
-                    "step": step,
-                    "time": round(now - t_start, 3),
-                    "img_per_s": round(ips, 2),
-                    "epoch": round(stream.position / len(source), 4),
-                    **losses,
-                }
+                epoch = round(stream.position / len(source), 4)
+                line = {"step": step, "time": round(now - t_start, 3), "img_per_s": round(ips, 2), "epoch": epoch}
                 with open(out / LOG_FILE, "a") as f:
-                    f.write(json.dumps(line) + "\n")
+                    f.write(json.dumps(line | losses) + "\n")
         if d.main:
             progress(Progress("train", step, config.steps, {"img/s": ips, **losses}))
         t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
         if (config.sample_every and step % config.sample_every == 0) or last:
             reason = None
             if d.main:
-                reason = _samples(trainer, held_images, held_logits, held_noise, out, step, device, config.collapse_std)
+                reason = _samples(trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std)
             if _broadcast_flag(d, reason is not None, device):
                 raise stop(reason or "the samples on rank 0 failed a check (see its log)")
         if step % config.save_every == 0 or last:
@@ -754,6 +813,21 @@ def _train(
         images_per_s=total_imgs / elapsed if elapsed > 0 and total_imgs else 0.0,
         trainer=trainer,
     )
+
+
+def _bad_losses(losses: dict[str, float], history: dict[str, deque], stuck_steps: int) -> str | None:
+    """Why the run must stop after these losses (non-finite, or a loss stuck for ``stuck_steps``), or None."""
+    bad = [k for k, v in losses.items() if not np.isfinite(v)]
+    if bad:
+        return f"loss {bad[0]} is {losses[bad[0]]}"
+    if stuck_steps:
+        for k, v in losses.items():
+            if "loss" in k:
+                h = history.setdefault(k, deque(maxlen=stuck_steps))
+                h.append(v)
+                if len(h) == stuck_steps and max(h) - min(h) <= 1e-7 * max(1.0, abs(v)):
+                    return f"loss {k} has stayed at {v:.6g} for {stuck_steps} steps (collapse)"
+    return None
 
 
 def _mean_over_ranks(d: _Dist, losses: dict[str, float], device: torch.device) -> dict[str, float]:
