@@ -46,12 +46,16 @@ def create_classifier(name: str | None = None, *, checkpoint: str | None = None,
     """
     if checkpoint is not None:
         clf = load_classifier(checkpoint)
-        if name is not None and get_registry("classifier").resolve(name).base != clf.config.name.split(".")[0]:
-            raise CheckpointError(f"checkpoint '{checkpoint}' holds {clf.config.name}, not {name}.")
+        if name is not None and get_registry("classifier").resolve(name).base != clf.registry_name.split(".")[0]:
+            raise CheckpointError(f"checkpoint '{checkpoint}' holds {clf.registry_name}, not {name}.")
         return clf
     if name is None:
         raise InvkitError("give a classifier name or a checkpoint folder.")
-    return get_registry("classifier").create(name, **kwargs)
+    entry = get_registry("classifier").resolve(name)
+    clf = entry.factory(**kwargs)
+    if isinstance(clf, Classifier):
+        clf.registry_name = clf.registry_name or entry.name
+    return clf
 
 
 def create_inverter(

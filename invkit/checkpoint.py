@@ -126,11 +126,43 @@ def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the checkpoint is corrupt.") from None
-    if not isinstance(doc, dict) or "name" not in doc or "invkit_kind" not in doc:
-        raise CheckpointError(f"'{path}' lacks 'name' and 'invkit_kind'; it was not written by invkit.")
+    if not isinstance(doc, dict) or "invkit_kind" not in doc:
+        raise CheckpointError(f"'{path}' lacks 'invkit_kind'; it was not written by invkit.")
     if kind is not None and doc["invkit_kind"] != kind:
         raise CheckpointError(f"'{directory}' holds a {doc['invkit_kind']} checkpoint, not a {kind}.")
+    if not isinstance(doc.get("name"), str) or not doc["name"]:
+        doc["name"] = _inferred_name(doc, directory)
     return doc
+
+
+def _inferred_name(doc: dict[str, Any], directory: Path) -> str:
+    """The registry name of a checkpoint whose ``config.json`` has none (written before invkit stored the name
+    of objects built without the registry): from the run that wrote it, else a one-line error saying what to do.
+    """
+    candidates: list[Any] = []
+    if doc["invkit_kind"] == "inverter":
+        train_cfg = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
+        candidates.append(train_cfg.get("inverter"))  # invkit train and bench --train-steps record it
+        run = directory.parent.parent / "train_config.json"  # OUT/checkpoints/step_N -> OUT/train_config.json
+        if run.is_file():
+            try:
+                run_doc = json.loads(run.read_text())
+                candidates += [run_doc.get("inverter", {}).get("name"), run_doc.get("train", {}).get("inverter")]
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+                pass
+    else:
+        cfg = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        clf_cfg = cfg.get("classifier_config") if isinstance(cfg.get("classifier_config"), dict) else {}
+        candidates.append(clf_cfg.get("name"))
+    for name in candidates:
+        if isinstance(name, str) and name:
+            return name
+    kind = doc["invkit_kind"]
+    raise CheckpointError(
+        f"'{directory / CONFIG_NAME}' does not say which {kind} it holds (its \"name\" is empty: it was saved "
+        f"from a {kind} built without the registry); write the registered name into it, e.g. "
+        f'"name": "NAME.TAG" (see `invkit list {kind}s`).'
+    )
 
 
 def load_checkpoint_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

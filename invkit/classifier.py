@@ -66,7 +66,13 @@ class Classifier(nn.Module):
         config: the preprocessing config.
         init_kwargs: JSON-serialisable arguments that rebuild the network through the registry factory
             (stored in a checkpoint's ``config.json``).
+
+    Attributes:
+        registry_name: the ``name.tag`` whose factory rebuilds this classifier (set by ``create_classifier``
+            and ``load_classifier``); empty for one built directly, then ``config.name`` stands for it.
     """
+
+    registry_name: str = ""
 
     def __init__(self, network: nn.Module, config: ClassifierConfig, init_kwargs: dict[str, Any] | None = None):
         super().__init__()
@@ -142,13 +148,26 @@ class Classifier(nn.Module):
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """Save as an invkit checkpoint folder (config.json + model.safetensors)."""
+        """Save as an invkit checkpoint folder (config.json + model.safetensors).
+
+        ``config.json`` records the registry name ``load_classifier`` rebuilds the network with:
+        ``registry_name``, else ``config.name`` when that is registered, else the name inferred from the plugin
+        that registered the network's class (``Registry.infer_name``), else ``config.name`` as it is.
+        """
         from .checkpoint import save_checkpoint
 
+        name = self.registry_name
+        if not name:
+            from .plugins import get_registry
+
+            registry = get_registry("classifier")
+            name = self.config.name
+            if name not in registry:
+                name = registry.infer_name(self) or name
         return save_checkpoint(
             directory,
             kind="classifier",
-            name=self.config.name,
+            name=name,
             config={"init_kwargs": self.init_kwargs, "classifier_config": self.config.to_dict()},
             state_dict=self.network.state_dict(),
             extra=extra,
@@ -175,6 +194,7 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
     clf = entry.factory(pretrained=False, **cfg.get("init_kwargs", {}))
     if not isinstance(clf, Classifier):
         raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
+    clf.registry_name = entry.name
     if "classifier_config" in cfg:  # keep labels, provenance and preprocessing stored with the weights
         object.__setattr__(clf, "config", ClassifierConfig.from_dict(cfg["classifier_config"]))
         clf._mean = torch.tensor(clf.config.mean).view(1, -1, 1, 1)  # the buffers follow the stored mean/std

@@ -132,9 +132,33 @@ class Inverter(nn.Module, abc.ABC):
         train_state: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Path:
-        """Save as an invkit checkpoint folder."""
+        """Save as an invkit checkpoint folder (config.json + model.safetensors).
+
+        ``config.json`` records the registry name (``registry_name``) that ``load_inverter`` rebuilds the
+        inverter with; for an inverter built without the registry it is inferred from the plugin that
+        registered its class (``Registry.infer_name``).
+
+        Args:
+            directory: the folder; created if missing. Files are replaced atomically.
+            train_state: optional training state for resuming (``invkit.checkpoint.save_train_state``).
+            extra: more JSON fields for ``config.json``.
+
+        Raises:
+            CheckpointError: no registry name is known and none can be inferred (nothing is written).
+        """
         from .checkpoint import save_checkpoint
 
+        if not self.registry_name:
+            from .plugins import get_registry
+
+            inferred = get_registry("inverter").infer_name(self)
+            if inferred is None:
+                raise CheckpointError(
+                    f"cannot save this {type(self).__name__}: it has no registry name, so the checkpoint could not "
+                    "be loaded; build it with invkit.create_inverter(NAME, ...) or set inverter.registry_name = "
+                    "'NAME.TAG' (see `invkit list inverters`)."
+                )
+            self.registry_name = inferred
         return save_checkpoint(
             directory,
             kind="inverter",
@@ -203,10 +227,17 @@ def load_inverter(
 ) -> Inverter:
     """Rebuild an inverter from an invkit checkpoint folder.
 
+    The registry name stored in ``config.json`` picks the factory, which is called with the stored config;
+    the inverter's ``registry_name`` is that name (the full ``name.tag``).
+
     Args:
         directory: the checkpoint folder.
         classifier: passed to the factory; needed by inverters that run the classifier (``optim``).
         map_location: device for the weights.
+
+    Raises:
+        CheckpointError: missing, corrupt or unnamed checkpoint, or weights that do not fit.
+        UnknownNameError: the stored name is not registered (its plugin is not installed).
     """
     from .checkpoint import load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
@@ -214,6 +245,7 @@ def load_inverter(
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
     inv = entry.factory(classifier=classifier, **doc.get("config", {}))
+    inv.registry_name = inv.registry_name or entry.name
     state = load_checkpoint_weights(directory)
     try:
         inv.load_state_dict(state, strict=True)

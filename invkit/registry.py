@@ -96,3 +96,20 @@ class Registry:
 
     def create(self, name: str, **kwargs: Any) -> Any:
         return self.resolve(name).factory(**kwargs)
+
+    def infer_name(self, obj: Any) -> str | None:
+        """The one registered name whose factory builds objects like ``obj``, or None when none or several do.
+
+        A factory matches when it is ``obj``'s class (or a base of it), or when it is defined in the module
+        that defines ``obj``'s class or, for a classifier, its ``network``'s class: the usual plugin layout of
+        a factory function next to the class it builds. Used to name objects built without the registry.
+        """
+        modules = {type(obj).__module__}
+        if getattr(obj, "network", None) is not None:
+            modules.add(type(obj.network).__module__)
+        hits = []
+        for entry in self._entries.values():
+            f = entry.factory
+            if (isinstance(f, type) and isinstance(obj, f)) or getattr(f, "__module__", None) in modules:
+                hits.append(entry.name)
+        return hits[0] if len(hits) == 1 else None

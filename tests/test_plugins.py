@@ -157,3 +157,106 @@ def test_example_probe_runs_through_invkit_probe(example_installed, tmp_path, mo
     numbers = json.loads((out / "logit-norm" / "results.json").read_text())["numbers"]
     assert numbers["mean_norm"] > 0 and 0 < numbers["ratio"] < 10
     assert (out / "logit-norm" / "index.html").exists() and (out / "logit-norm" / "pairs.png").exists()
+
+
+# ------------------------------------------------------------------------ issue 14 point 1: names in checkpoints
+def test_outside_inverter_saved_without_the_registry_benches_from_its_folder(example_installed, tmp_path):
+    """An outside author builds the inverter with the plugin's own factory, saves it and benches the folder."""
+    from invkit_prototypes.plugin import make_classifier, make_inverter
+
+    inv = make_inverter(classifier=make_classifier())
+    assert inv.registry_name == ""  # built without invkit.create_inverter
+    ck = tmp_path / "ck"
+    inv.save(ck)
+    assert json.loads((ck / "config.json").read_text())["name"] == "prototype_mix.softmax"
+    assert invkit.load_inverter(ck).registry_name == "prototype_mix.softmax"
+    out = tmp_path / "bench"
+    args = ["bench", "--classifier", "prototype.mnist", "--inverter", "prototype_mix", "--checkpoint", str(ck)]
+    result = CliRunner().invoke(build_cli(), [*args, "-n", "10", "--id-k", "5", "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((out / "results.json").read_text())["results"]
+    assert record["inverter_name"] == "prototype_mix.softmax" and record["checkpoint"] == str(ck)
+    assert record["top1_agreement"] > 0.5  # the prototype mixture keeps the class: a real inversion was benched
+
+
+def test_load_restores_the_registry_name_of_registry_built_objects(example_installed, tmp_path):
+    clf = invkit.create_classifier("prototype")  # a bare name: the full name.tag is recorded
+    assert clf.registry_name == "prototype.mnist"
+    clf.save(tmp_path / "clf")
+    assert invkit.load_classifier(tmp_path / "clf").registry_name == "prototype.mnist"
+    inv = invkit.create_inverter("prototype_mix", classifier=clf)
+    inv.save(tmp_path / "inv")
+    loaded = invkit.resolve_inverter(
+        "prototype_mix", invkit.resolve_classifier(str(tmp_path / "clf")), str(tmp_path / "inv")
+    )
+    assert loaded.registry_name == "prototype_mix.softmax"
+
+
+def test_classifier_whose_config_name_is_not_registered_saves_under_its_registry_name(example_installed, tmp_path):
+    from invkit_prototypes.plugin import make_classifier
+
+    clf = make_classifier()
+    object.__setattr__(clf, "config", clf.config.with_(name="my-prototypes"))  # a display name, not a registry one
+    clf.save(tmp_path / "clf")
+    assert json.loads((tmp_path / "clf" / "config.json").read_text())["name"] == "prototype.mnist"
+    assert invkit.load_classifier(tmp_path / "clf").registry_name == "prototype.mnist"
+
+
+def test_unnamed_old_checkpoints_load_when_the_name_can_be_inferred(example_installed, tmp_path):
+    clf = invkit.create_classifier("prototype.mnist")
+    inv = invkit.create_inverter("prototype_mix", classifier=clf)
+    # an inverter checkpoint of an `invkit train` run, written before names were stored: the run's config says
+    run_ck = tmp_path / "run" / "checkpoints" / "step_000010"
+    inv.save(run_ck)
+    _blank_name(run_ck)
+    (tmp_path / "run" / "train_config.json").write_text(json.dumps({"train": {"inverter": "prototype_mix"}}))
+    assert invkit.load_inverter(run_ck).registry_name == "prototype_mix.softmax"
+    # the same, recorded in the checkpoint's own train_config
+    own = tmp_path / "own"
+    inv.save(own, extra={"train_config": {"inverter": "prototype_mix.softmax"}})
+    _blank_name(own, drop=True)
+    assert invkit.load_inverter(own).registry_name == "prototype_mix.softmax"
+    # a classifier: its stored ClassifierConfig names it
+    clf.save(tmp_path / "clf")
+    _blank_name(tmp_path / "clf")
+    assert invkit.load_classifier(tmp_path / "clf").registry_name == "prototype.mnist"
+
+
+def test_unnamed_old_checkpoint_that_cannot_be_inferred_says_what_to_do(example_installed, tmp_path):
+    inv = invkit.create_inverter("prototype_mix", classifier=invkit.create_classifier("prototype.mnist"))
+    inv.save(tmp_path / "ck")
+    _blank_name(tmp_path / "ck")
+    with pytest.raises(invkit.CheckpointError, match=r'does not say which inverter.*"name": "NAME.TAG"'):
+        invkit.load_inverter(tmp_path / "ck")
+    args = ["bench", "--classifier", "prototype.mnist", "--inverter", "prototype_mix", "--checkpoint"]
+    result = CliRunner().invoke(build_cli(), [*args, str(tmp_path / "ck"), "--out", str(tmp_path / "o")])
+    assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1
+    assert "does not say which inverter" in result.output
+
+
+def test_inverter_without_any_known_name_refuses_to_save(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Cfg:
+        num_classes: int = 10
+        channels: int = 1
+        resolution: int = 8
+
+    class Nameless(invkit.Inverter):  # no plugin registered a factory for it, so no name can be inferred
+        def invert(self, logits, noise=None, generator=None):
+            return torch.zeros(len(logits), 1, 8, 8)
+
+    inv = Nameless(Cfg())
+    with pytest.raises(invkit.CheckpointError, match="no registry name"):
+        inv.save(tmp_path / "ck")
+    assert not (tmp_path / "ck" / "config.json").exists()
+
+
+def _blank_name(folder: Path, drop: bool = False) -> None:
+    doc = json.loads((folder / "config.json").read_text())
+    if drop:
+        del doc["name"]
+    else:
+        doc["name"] = ""
+    (folder / "config.json").write_text(json.dumps(doc))
