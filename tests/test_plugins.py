@@ -260,3 +260,38 @@ def _blank_name(folder: Path, drop: bool = False) -> None:
     else:
         doc["name"] = ""
     (folder / "config.json").write_text(json.dumps(doc))
+
+
+def test_list_takes_a_pattern_alone(example_installed, monkeypatch):
+    """Issue 14 point 2: `invkit list '*proto*'`, as plugins.md writes it, searches every kind."""
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    result = runner.invoke(build_cli(), ["list", "*proto*"])
+    assert result.exit_code == 0, result.output
+    assert "prototype.mnist" in result.output and "prototype_mix.softmax" in result.output
+    assert "biggan_proj" not in result.output
+    result = runner.invoke(build_cli(), ["list", "inverter", "proto*"])  # singular kinds work too
+    assert (
+        result.exit_code == 0 and "prototype_mix.softmax" in result.output and "prototype.mnist " not in result.output
+    )
+    result = runner.invoke(build_cli(), ["list", "logit-norm"])  # a plain name is a pattern as well
+    assert result.exit_code == 0 and "logit-norm" in result.output
+    for args in (["list", "nothing*like*this"], ["list", "robots", "x*"]):
+        result = runner.invoke(build_cli(), args)
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error:")
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_plugins_command_shows_module_names_whole(example_installed, monkeypatch, columns):
+    """Issue 14 point 7: module names were cut with an ellipsis at 80 columns."""
+    monkeypatch.setenv("COLUMNS", columns)
+    result = CliRunner().invoke(build_cli(), ["plugins"])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
+    if columns == "80":  # wide enough to show each module on one line
+        for info in invkit.plugins.plugin_infos():
+            assert info.module in result.output
+    else:  # narrower: folded, but every character is there
+        flat = "".join(line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") >= 3)
+        assert "invkit_plugins.dosovitskiy_brox" in flat and "invkit_prototypes.plugin" in flat

@@ -12,10 +12,23 @@ KINDS = {"classifiers": "classifier", "inverters": "inverter", "probes": "probe"
 
 
 @click.command("list")
-@click.argument("kind", required=False, type=click.Choice(["all", *KINDS]), default="all")
-@click.argument("pattern", required=False, default="*")
-def command(kind: str, pattern: str) -> None:
-    """List registered names, optionally of one KIND and matching a wildcard PATTERN (e.g. 'resnet*')."""
+@click.argument("kind_or_pattern", metavar="[KIND|PATTERN]", required=False, default="all")
+@click.argument("pattern", required=False, default=None)
+def command(kind_or_pattern: str, pattern: str | None) -> None:
+    """List registered names, optionally of one KIND (all, classifiers, inverters, probes) and matching a
+    wildcard PATTERN: `invkit list`, `invkit list inverters`, `invkit list '*proto*'`,
+    `invkit list classifiers 'resnet*'`."""
+    kind = kind_or_pattern
+    singular = {v: k for k, v in KINDS.items()}
+    kind = singular.get(kind, kind)  # 'classifier' as well as 'classifiers'
+    if pattern is None and kind not in ("all", *KINDS):
+        kind, pattern = "all", kind_or_pattern  # a pattern alone: search every kind
+    if kind not in ("all", *KINDS):
+        raise click.BadParameter(
+            f"'{kind_or_pattern}' is not a kind; use all, {', '.join(KINDS)}, or give the pattern alone.",
+            param_hint="KIND",
+        )
+    pattern = pattern or "*"
     kinds = list(KINDS) if kind == "all" else [kind]
     found = {k: get_registry(KINDS[k]).entries(pattern) for k in kinds}
     if pattern != "*" and not any(found.values()):
