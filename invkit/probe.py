@@ -8,7 +8,9 @@ pictures, a probe also reports a number.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from .errors import InputError
 from .progress import ProgressCallback, no_progress
+
+RESULTS_NAME = "results.json"
 
 
 @dataclass
@@ -69,11 +74,65 @@ class ProbeResult:
 
 
 class Probe(abc.ABC):
-    """Base class of every probe. ``name`` is set from the registry; ``description`` is one line."""
+    """Base class of every probe.
+
+    Attributes:
+        name: the registry name (set by ``invkit.create_probe``).
+        description: one line, shown by ``invkit list``.
+        options: optional; a dataclass instance whose fields are the options the probe takes
+            (``--option key=value`` / ``ProbeContext.options``) and their defaults. A probe that declares
+            them gets unknown keys refused by ``run_probe`` before it runs; one that does not receives every
+            key unchecked.
+    """
 
     name: str = ""
     description: str = ""
+    options: Any = None
 
     @abc.abstractmethod
     def run(self, ctx: ProbeContext) -> ProbeResult:
         """Run the experiment, write figures under ``ctx.out`` and return the numbers."""
+
+
+def declared_options(probe: Any) -> set[str] | None:
+    """The option names a probe declares (fields of its ``options`` dataclass), or None if it declares none."""
+    options = getattr(probe, "options", None)
+    if options is not None and dataclasses.is_dataclass(options):
+        return {f.name for f in dataclasses.fields(options)}
+    return None
+
+
+def run_probe(
+    probe: Probe, ctx: ProbeContext, run_info: dict[str, Any] | None = None, *, write: bool = True
+) -> ProbeResult:
+    """Run a probe the way ``invkit probe`` does: check its options, run it, write ``ctx.out/results.json``.
+
+    ``results.json`` is the ``ProbeResult`` as JSON plus a ``run`` section (``run_info`` and the seconds the
+    probe took), written atomically and last, so a folder holding it holds a finished run.
+
+    Args:
+        probe: the probe (``invkit.create_probe``).
+        ctx: what it runs on; ``ctx.out`` must exist.
+        run_info: what to record about the run (classifier, inverter, data, seed, ...).
+        write: False to only run (and check) it.
+
+    Raises:
+        InputError: an option in ``ctx.options`` that the probe does not declare (see ``Probe.options``).
+        InvkitError: whatever the probe raises for input it cannot use.
+    """
+    from .checkpoint import atomic_write_text
+
+    declared = declared_options(probe)
+    unknown = sorted(set(ctx.options) - declared) if declared is not None else []
+    if unknown:
+        raise InputError(
+            f"{probe.name or type(probe).__name__} has no option '{unknown[0]}'; its options are: "
+            f"{', '.join(sorted(declared or ())) or 'none'}."
+        )
+    started = time.perf_counter()
+    result = probe.run(ctx)
+    if write:
+        doc = json.loads(result.to_json())
+        doc["run"] = dict(run_info or {}) | {"seconds": round(time.perf_counter() - started, 2)}
+        atomic_write_text(Path(ctx.out) / RESULTS_NAME, json.dumps(doc, indent=2, sort_keys=True, default=float))
+    return result

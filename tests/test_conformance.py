@@ -1,73 +1,116 @@
-"""The same checks for every registered inverter: shape and range, seeding, save/load, bad logits.
+"""The same checks for every registered name, through the public ``invkit.testing`` module.
 
-Parametrised over the registry, so an inverter added by a built-in plugin is covered without a new test
-(after timm's tests/test_models.py). Large presets are built at a reduced width (``ch``/``width`` options
-where the inverter has them) so the suite stays fast; their architecture is checked in their own tests.
+Parametrised over the registries, so a name added by a built-in plugin is covered without a new test (after
+timm's tests/test_models.py); plugin authors call the same functions from their own tests (docs/plugins.md).
+Large presets are built at a reduced width (``ch``/``width_mult``) so the suite stays fast; their
+architecture is checked in their own tests. The checker is tested too: a broken plugin must fail it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
-from torch import nn
 
 import invkit
-from invkit.classifier import Classifier, ClassifierConfig
-
-
-def _tiny_classifier() -> Classifier:
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 10)
-    )
-    return Classifier(
-        net, ClassifierConfig(name="tiny.conformance", num_classes=10, input_size=(1, 28, 28), mean=(0.5,), std=(0.5,))
-    )
-
+import invkit.testing
+from invkit.probe import declared_options
+from invkit.testing import ConformanceError
 
 # Reduced widths for the big presets, and few optimisation steps for optim: config fields of each method.
 SMALL = {"biggan_proj": {"ch": 4}, "dosovitskiy_brox": {"width_mult": 0.125}, "optim": {"steps": 3}}
-
-
-def _build(name: str) -> invkit.Inverter:
-    return invkit.create_inverter(name, classifier=_tiny_classifier(), **SMALL.get(name.split(".")[0], {}))
-
-
-def _invert(inv: invkit.Inverter, logits: torch.Tensor, seed: int) -> torch.Tensor:
-    context = torch.enable_grad() if inv.registry_name.startswith("optim") else torch.no_grad()
-    with context:
-        return inv.invert(logits, generator=torch.Generator().manual_seed(seed))
+# One training step for one preset of each learned method; the larger presets share its code.
+TRAIN_STEPS = {"biggan_proj.mnist32": 1, "dosovitskiy_brox.mnist": 1}
+# Probe options that keep every probe to a few small images.
+SMALL_PROBE = {"images": 4, "grid": 3, "scan": 300, "samples": 4, "rows": 2, "rounds": 1, "per_class": 5, "levels": 3}
+# Classifiers: the default tag of each small architecture (the big ones are checked in test_classifiers_published).
+SMALL_CLASSIFIERS = ["smallcnn", "resnet18s"]
 
 
 @pytest.mark.parametrize("name", invkit.list_inverters())
 def test_inverter_conformance(name, tmp_path):
-    clf = _tiny_classifier()
-    inv = _build(name).eval()
-    assert inv.num_classes == 10 and inv.image_shape[0] == 1
-    logits = clf.logits(torch.rand(2, 1, 28, 28))
-    out = _invert(inv, logits, seed=1)
-    again = _invert(inv, logits, seed=1)
-    assert out.shape == (2, *inv.image_shape)
-    assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
-    assert torch.equal(out, again), "the same generator seed must give the same images"
-
-    inv.save(tmp_path / "ck")
-    loaded = invkit.load_inverter(tmp_path / "ck", classifier=clf)
-    assert loaded.config == inv.config
-    assert torch.equal(_invert(loaded, logits, seed=1), out)
-
-    with pytest.raises(invkit.InputError, match=r"\(N, 10\)"):
-        inv.invert(torch.randn(2, 7))
-    with pytest.raises(invkit.InputError):
-        inv.invert(torch.randn(10))
+    options = SMALL.get(name.split(".")[0], {})
+    invkit.testing.check_inverter(name, tmp_path, options=options, train_steps=TRAIN_STEPS.get(name, 0))
 
 
-@pytest.mark.parametrize("name", invkit.list_inverters())
-def test_inverter_is_trainable_or_says_why_not(name):
-    inv = _build(name)
-    if inv.trainable:
-        trainer = inv.make_trainer(_tiny_classifier())
-        assert isinstance(trainer, invkit.InverterTrainer)
-    else:
-        with pytest.raises(invkit.TrainingError, match="no training step"):
-            inv.make_trainer(_tiny_classifier())
+@pytest.mark.parametrize("name", invkit.list_probes())
+def test_probe_conformance(name, tmp_path):
+    options = {k: v for k, v in SMALL_PROBE.items() if k in (declared_options(invkit.create_probe(name)) or ())}
+    invkit.testing.check_probe(name, tmp_path, options=options)
+
+
+@pytest.mark.parametrize("name", SMALL_CLASSIFIERS)
+def test_classifier_conformance(name, tmp_path):
+    invkit.testing.check_classifier(name, tmp_path)
+
+
+# ------------------------------------------------------------------------------------- the checker itself
+@dataclass
+class _Cfg:
+    num_classes: int = 10
+    channels: int = 1
+    resolution: int = 16
+    noise_dim: int = 0
+
+
+class _Broken(invkit.Inverter):
+    """An inverter that breaks one rule at a time, chosen by ``fault``."""
+
+    fault = ""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def invert(self, logits, noise=None, generator=None):
+        if self.fault != "no_check":
+            logits = self.check_logits(logits)
+        n, r = len(logits), self.config.resolution
+        if self.fault == "range":
+            return torch.full((n, 1, r, r), 2.0)
+        if self.fault == "unseeded":
+            return torch.rand(n, 1, r, r)  # ignores the generator
+        return torch.rand(n, 1, r, r, generator=generator)
+
+
+@pytest.fixture
+def broken_plugin():
+    class Plugin:
+        @invkit.hookimpl
+        def register_inverters(self, register):
+            for fault in ("ok", "range", "unseeded", "no_check"):
+                cls = type(f"Broken_{fault}", (_Broken,), {"fault": fault})
+                register(f"broken.{fault}", lambda classifier=None, _cls=cls, **kw: _cls(_Cfg(**kw)))
+
+    invkit.register_plugin(Plugin(), name="broken")
+    yield
+    invkit.plugins.unregister_plugin("broken")
+
+
+@pytest.mark.parametrize(
+    "fault,message",
+    [("range", r"outside \[0, 1\]"), ("unseeded", "same generator seed"), ("no_check", "wrong size")],
+)
+def test_check_inverter_catches_broken_inverters(broken_plugin, tmp_path, fault, message):
+    invkit.testing.check_inverter("broken.ok", tmp_path / "ok")  # the unbroken one passes
+    with pytest.raises(ConformanceError, match=message):
+        invkit.testing.check_inverter(f"broken.{fault}", tmp_path / fault)
+
+
+def test_check_probe_catches_an_unseeded_probe(tmp_path):
+    class Unseeded(invkit.Probe):
+        def run(self, ctx):
+            return invkit.ProbeResult(probe=self.name, numbers={"draw": float(torch.rand(1))})
+
+    class Plugin:
+        @invkit.hookimpl
+        def register_probes(self, register):
+            register("unseeded-probe", Unseeded)
+
+    invkit.register_plugin(Plugin(), name="unseeded")
+    try:
+        with pytest.raises(ConformanceError, match="ctx.generator"):
+            invkit.testing.check_probe("unseeded-probe", tmp_path)
+    finally:
+        invkit.plugins.unregister_plugin("unseeded")

@@ -248,6 +248,26 @@ def test_cli_probe_writes_results_prints_numbers_and_resumes(checkpoints, tmp_pa
     assert json.loads((out / "class-spread" / "results.json").read_text())["numbers"]["classes"] == 3
 
 
+def test_cli_probe_passes_inverter_options_to_the_inverter(checkpoints, tmp_path):
+    """Issue 14 point 3: --inverter-option reaches an inverter built from its name; --option stays the probe's."""
+    clf, _ = checkpoints
+    out = tmp_path / "out"
+    base = ["probe", "noise-interpolate", "--classifier", clf, "--inverter", "tinyinv.test", "-n", "4"]
+    ok = run_cli([*base, "--inverter-option", "resolution=16", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    run = json.loads((out / "noise-interpolate" / "results.json").read_text())["run"]
+    assert run["inverter_options"] == {"resolution": 16}
+    # noise_dim=0 makes the inverter deterministic, which this probe refuses: the option arrived
+    from click.testing import CliRunner
+
+    from invkit.cli import build_cli
+
+    det = CliRunner().invoke(build_cli(), [*base, "--inverter-option", "noise_dim=0", "--out", str(tmp_path / "d")])
+    assert det.exit_code != 0 and "stochastic" in det.output
+    ckpt = run_cli([*base[:4], "--checkpoint", checkpoints[1], "--inverter-option", "x=1", "--out", str(out)])
+    assert ckpt.exit_code != 0 and "checkpoint" in ckpt.output
+
+
 def test_cli_probe_wildcard_with_per_probe_options(checkpoints, tmp_path):
     clf, inv = checkpoints
     out = tmp_path / "out"

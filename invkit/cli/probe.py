@@ -7,9 +7,6 @@ folder with ``results.json`` holds a finished run). A probe whose ``results.json
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +15,10 @@ import torch
 from rich.table import Table
 
 from .. import create_probe, list_probes
-from ..checkpoint import atomic_write_text
 from ..data import load_dataset
 from ..errors import InvkitError
 from ..plugins import get_registry
-from ..probe import ProbeContext, ProbeResult
+from ..probe import ProbeContext, ProbeResult, declared_options, run_probe
 from ..progress import Progress
 from ._common import (
     apply,
@@ -47,14 +43,6 @@ def resolve_names(name: str) -> list[str]:
             raise InvkitError(f"no probe matches '{name}'; run `invkit list probes` to see every name.")
         return names
     return [get_registry("probe").resolve(name).name]
-
-
-def declared_options(probe: Any) -> set[str] | None:
-    """The option names a probe declares (fields of its ``options`` dataclass), or None if it declares none."""
-    options = getattr(probe, "options", None)
-    if options is not None and dataclasses.is_dataclass(options):
-        return {f.name for f in dataclasses.fields(options)}
-    return None
 
 
 def split_options(options: dict[str, Any], probes: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -134,6 +122,14 @@ def print_result(result: ProbeResult, folder: Path) -> None:
 @click.option("--weights", default=None, help="Weights file for a registry-name classifier.")
 @click.option("--inverter", "inverter_spec", default=None, help="Inverter registry name (or checkpoint folder).")
 @click.option("--checkpoint", default=None, help="Inverter checkpoint folder (trained for this classifier).")
+@click.option(
+    "--inverter-option",
+    "inverter_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of an inverter built from its name (repeatable), e.g. 'steps=50' for optim; --option goes to "
+    "the probes.",
+)
 @apply(data_options)
 @click.option(
     "--ood-data",
@@ -161,6 +157,7 @@ def command(
     weights: str | None,
     inverter_spec: str | None,
     checkpoint: str | None,
+    inverter_options: tuple[str, ...],
     data: str,
     data_root: str | None,
     ood_data: str | None,
@@ -180,6 +177,9 @@ def command(
     names = resolve_names(name)
     probes = {n: create_probe(n) for n in names}
     per_probe = split_options(parse_options(options), probes)
+    inv_opts = parse_options(inverter_options)
+    if inv_opts and (checkpoint is not None or (inverter_spec is not None and Path(inverter_spec).is_dir())):
+        raise click.UsageError("--inverter-option is for an inverter built from its name; a checkpoint has its config.")
     out_dir = Path(out).expanduser()
     todo = [n for n in names if force or not (out_dir / n / "results.json").exists()]
     for n in names:
@@ -189,7 +189,7 @@ def command(
         return
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
-    inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint).to(dev).eval()
+    inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
     dataset = dataset_from_spec(data, "test", root=data_root)
     extra = {"ood": load_dataset(ood_data, "test", root=data_root)} if ood_data else {}
     failed: list[tuple[str, str]] = []
@@ -212,26 +212,23 @@ def command(
                 options=per_probe[n],
                 progress=progress,
             )
-            started = time.perf_counter()
-            try:
-                result = probes[n].run(ctx)
-            except InvkitError as exc:
-                if len(todo) == 1:
-                    raise
-                failed.append((n, str(exc)))
-                continue
-            doc = json.loads(result.to_json())
-            doc["run"] = {
+            run_info = {
                 "classifier": classifier.name,
                 "inverter": inverter.registry_name,
+                "inverter_options": inv_opts,
                 "data": getattr(dataset, "name", data),
                 "num_images": num_images,
                 "seed": seed,
                 "options": per_probe[n],
                 "device": str(dev),
-                "seconds": round(time.perf_counter() - started, 2),
             }
-            atomic_write_text(folder / "results.json", json.dumps(doc, indent=2, sort_keys=True, default=float))
+            try:
+                result = run_probe(probes[n], ctx, run_info)  # writes results.json last
+            except InvkitError as exc:
+                if len(todo) == 1:
+                    raise
+                failed.append((n, str(exc)))
+                continue
             results.append((result, folder))
     for result, folder in results:
         print_result(result, folder)
