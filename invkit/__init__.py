@@ -31,7 +31,7 @@ from .errors import (  # noqa: E402
 )
 from .hookspecs import hookimpl  # noqa: E402
 from .inverter import Inverter, InverterTrainer, load_inverter  # noqa: E402
-from .plugins import get_registry, register_plugin  # noqa: E402
+from .plugins import get_registry, plugin_cache_dir, register_plugin  # noqa: E402
 from .probe import Probe, ProbeContext, ProbeResult  # noqa: E402
 from .resolve import resolve_classifier, resolve_inverter  # noqa: E402
 
@@ -122,4 +122,5 @@ __all__ = [
     "get_registry",
     "resolve_classifier",
     "resolve_inverter",
+    "plugin_cache_dir",
 ]

@@ -11,11 +11,13 @@ import importlib.metadata
 import types
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
+from .errors import InvkitError
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "invkit"
@@ -131,3 +133,30 @@ def failed_plugins() -> dict[str, str]:
     """Entry points that failed to import, with the error."""
     get_plugin_manager()
     return dict(_State.failed)
+
+
+def plugin_cache_dir(plugin: str, *, create: bool = True) -> Path:
+    """The folder where a plugin keeps downloads and files it derives: ``<cache>/plugins/<plugin>``.
+
+    ``<cache>`` is invkit's cache, ``$INVKIT_CACHE`` or else ``~/.cache/invkit`` (docs/data.md), so one
+    environment variable moves every plugin's files with invkit's own, and tests that point it at a
+    temporary folder isolate plugins too.
+
+    Args:
+        plugin: the plugin's name (its entry-point name, e.g. ``prototypes``); letters, digits, ``.``, ``_``, ``-``.
+        create: create the folder (and its parents) if missing.
+
+    Raises:
+        InvkitError: a name that is empty or would leave the cache (``/``, ``..``).
+    """
+    from .data import cache_dir
+
+    if not plugin or plugin in (".", "..") or not all(c.isalnum() or c in "._-" for c in plugin):
+        raise InvkitError(
+            f"plugin cache name '{plugin}' is not a plain name; use the plugin's entry-point name "
+            "(letters, digits, '.', '_', '-')."
+        )
+    folder = cache_dir() / "plugins" / plugin
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -295,3 +295,37 @@ def test_plugins_command_shows_module_names_whole(example_installed, monkeypatch
     else:  # narrower: folded, but every character is there
         flat = "".join(line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") >= 3)
         assert "invkit_plugins.dosovitskiy_brox" in flat and "invkit_prototypes.plugin" in flat
+
+
+def test_example_plugin_own_tests_pass(example_installed, tmp_path):
+    """Issue 14 point 5: the example's own test suite uses invkit.testing, and passes."""
+    import importlib.util
+
+    path = EXAMPLE_SRC.parent / "tests" / "test_prototypes.py"
+    spec = importlib.util.spec_from_file_location("example_plugin_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tests = {n: f for n, f in vars(module).items() if n.startswith("test_") and callable(f)}
+    assert len(tests) == 4 and "invkit.testing" in path.read_text()
+    for name, test in tests.items():
+        test(tmp_path / name)
+
+
+def test_plugin_cache_dir_follows_invkit_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("INVKIT_CACHE", str(tmp_path / "c"))
+    folder = invkit.plugin_cache_dir("prototypes")
+    assert folder == tmp_path / "c" / "plugins" / "prototypes" and folder.is_dir()
+    assert not invkit.plugin_cache_dir("other", create=False).exists()
+    for bad in ("", "..", "a/b", "../x"):
+        with pytest.raises(invkit.InvkitError, match="not a plain name"):
+            invkit.plugin_cache_dir(bad)
+
+
+def test_example_probe_refuses_an_undeclared_option(example_installed, tmp_path):
+    args = ["probe", "logit-norm", "--classifier", "prototype.mnist", "--inverter", "prototype_mix", "-n", "4"]
+    result = CliRunner().invoke(build_cli(), [*args, "--option", "q=3", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "has no option 'q'; its options are: p" in result.output
+    assert not (tmp_path / "logit-norm" / "results.json").exists()
+    result = CliRunner().invoke(build_cli(), [*args, "--option", "p=1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "logit-norm" / "results.json").read_text())["numbers"]["p"] == 1

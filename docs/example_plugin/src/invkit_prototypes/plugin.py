@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +19,15 @@ import torch
 from torch import nn
 
 import invkit
-from invkit.data import load_dataset, resize
+from invkit.checkpoint import load_weights_file
+from invkit.data import load_dataset, resize, take
 from invkit.figures import img_tag, save_curves, save_grid, write_html_page
+from invkit.progress import Progress
 
 
 def class_prototypes() -> torch.Tensor:
-    """(10, 1, 28, 28) mean image of each digit in invkit's embedded MNIST training subset."""
-    data = load_dataset("default", "train")
-    images = data.images.float() / 255.0
-    labels = data.targets
+    """(10, 1, 28, 28) mean image of each digit in invkit's embedded MNIST training subset, in [0, 1]."""
+    images, labels = take(load_dataset("default", "train"))  # every image, as floats in [0, 1]
     return torch.stack([images[labels == c].mean(0) for c in range(10)])
 
 
@@ -43,9 +44,17 @@ class PrototypeNet(nn.Module):
         return -d * 100.0
 
 
-def make_classifier(pretrained: bool = True, weights: str | None = None) -> invkit.Classifier:
+def make_classifier(pretrained: bool = True, weights: str | None = None, **kwargs) -> invkit.Classifier:
+    """The factory: ``pretrained=False`` gives zero prototypes, ``weights`` a file holding ``prototypes``."""
+    if kwargs:  # invkit may pass options other classifiers take; say clearly that this one takes none
+        raise invkit.InputError(f"prototype.mnist takes no options, got {', '.join(sorted(kwargs))}.")
     net = PrototypeNet()
-    if pretrained:
+    if weights is not None:
+        state = load_weights_file(weights)  # safetensors, .npz or a state dict; refuses pickled code
+        if "prototypes" not in state or tuple(state["prototypes"].shape) != (10, 1, 28, 28):
+            raise invkit.CheckpointError(f"'{weights}' holds no (10, 1, 28, 28) tensor named 'prototypes'.")
+        net.prototypes.copy_(state["prototypes"])
+    elif pretrained:
         net.prototypes.copy_(class_prototypes())
     config = invkit.ClassifierConfig(
         name="prototype.mnist",
@@ -85,6 +94,10 @@ class PrototypeMix(invkit.Inverter):
 
 
 def make_inverter(classifier: invkit.Classifier | None = None, **config) -> PrototypeMix:
+    """The factory: ``classifier`` gives the logit size; ``config`` holds PrototypeMixConfig fields."""
+    unknown = set(config) - {f.name for f in dataclasses.fields(PrototypeMixConfig)}
+    if unknown:
+        raise invkit.InputError(f"prototype_mix has no option {', '.join(sorted(unknown))}.")
     if classifier is not None:
         config.setdefault("num_classes", classifier.num_classes)
     if config.get("num_classes", 10) != 10:
@@ -93,21 +106,27 @@ def make_inverter(classifier: invkit.Classifier | None = None, **config) -> Prot
 
 
 # ----------------------------------------------------------------------------------------------------- probe
+@dataclass(frozen=True)
+class LogitNormOptions:
+    p: float = 2.0  # order of the vector norm of the logits (2: Euclidean)
+
+
 class LogitNormProbe(invkit.Probe):
     """Do reconstructions carry as much logit mass as the originals?"""
 
-    description = "logit L2 norm of originals vs their reconstructions"
+    description = "logit norm of originals vs their reconstructions"
+    options = LogitNormOptions()  # declared: `--option p=1` works, an unknown key is refused before run()
 
     def run(self, ctx: invkit.ProbeContext) -> invkit.ProbeResult:
-        from invkit.data import take
-
-        images, _ = take(ctx.data, ctx.num_images, seed=int(torch.randint(0, 2**31, (1,), generator=ctx.generator)))
+        opts = dataclasses.replace(self.options, **ctx.options)
+        seed = int(torch.randint(0, 2**31, (1,), generator=ctx.generator))
+        images, _ = take(ctx.data, ctx.num_images, seed=seed)
         with torch.no_grad():
             z = ctx.classifier.logits(images.to(ctx.device))
             recon = ctx.inverter.invert(z, generator=ctx.generator)
             z_hat = ctx.classifier.logits(recon)
-        norms, norms_hat = z.norm(dim=1), z_hat.norm(dim=1)
-        ctx.progress(invkit.progress.Progress("logit-norm", 1, 1))
+        norms, norms_hat = z.norm(p=opts.p, dim=1).cpu(), z_hat.norm(p=opts.p, dim=1).cpu()
+        ctx.progress(Progress("logit-norm", 1, 1))
         grid = save_grid(
             torch.cat([images, resize(recon.cpu(), images.shape[-1], images.shape[1])]),
             ctx.out / "pairs.png",
@@ -119,9 +138,10 @@ class LogitNormProbe(invkit.Probe):
             list(range(len(order))),
             {"original": norms[order].tolist(), "reconstruction": norms_hat[order].tolist()},
             xlabel="image (sorted)",
-            ylabel="||logits||",
+            ylabel=f"||logits||_{opts.p:g}",
         )
         numbers = {
+            "p": opts.p,
             "mean_norm": float(norms.mean()),
             "mean_norm_reconstruction": float(norms_hat.mean()),
             "ratio": float((norms_hat / norms).mean()),
