@@ -43,9 +43,11 @@ def register_classifiers(register: Register) -> None:
 def register_inverters(register: Register) -> None:
     """Register inverter factories.
 
-    Called once, the first time any inverter is looked up or listed. ``factory(classifier=..., **options)``
-    returns an ``invkit.Inverter`` sized for that classifier (its logit dimension and image shape). An
-    inverter that can be trained also implements ``Inverter.make_trainer``.
+    Called once, the first time any inverter is looked up or listed. ``factory(classifier=..., **config)``
+    returns an ``invkit.Inverter`` sized for that classifier (its logit dimension and image shape);
+    ``invkit.load_inverter`` calls it with the config stored in a checkpoint and sets ``registry_name`` to the
+    stored name. An inverter that can be trained also implements ``Inverter.make_trainer`` (contract:
+    docs/plugins.md).
     """
 
 
@@ -54,7 +56,8 @@ def register_probes(register: Register) -> None:
     """Register probe factories.
 
     Called once, the first time any probe is looked up or listed. ``factory(**options)`` returns an
-    ``invkit.Probe``; its ``run`` receives the classifier, inverter, data and output folder.
+    ``invkit.Probe``; its ``run`` receives the classifier, inverter, data and output folder. A probe that
+    declares its options (a dataclass in ``Probe.options``) gets unknown ``--option`` keys refused for it.
     """
 
 

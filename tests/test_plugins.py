@@ -329,3 +329,11 @@ def test_example_probe_refuses_an_undeclared_option(example_installed, tmp_path)
     result = CliRunner().invoke(build_cli(), [*args, "--option", "p=1", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "logit-norm" / "results.json").read_text())["numbers"]["p"] == 1
+
+
+def test_plugins_md_shows_the_example_tests_as_they_are():
+    import re
+
+    doc = (EXAMPLE_SRC.parents[1] / "plugins.md").read_text()
+    shown = re.search(r"```python\nimport invkit\nimport invkit.testing\n(.*?)```", doc, re.S)
+    assert shown and shown.group(1).strip() in (EXAMPLE_SRC.parent / "tests" / "test_prototypes.py").read_text()
