@@ -299,7 +299,7 @@ class DosovitskiyBroxTrainer(InverterTrainer):
         if isinstance(comparator, str):
             import invkit
 
-            comparator = invkit.create_classifier(comparator)
+            comparator = invkit.resolve_classifier(comparator)  # a registry name or a classifier checkpoint folder
         comparator = comparator if comparator is not None else classifier
         if comparator is None:
             raise TrainingError("dosovitskiy_brox: training needs a classifier (or a comparator) for L_feat.")
