@@ -241,7 +241,7 @@ def check_inverter(
         train_steps: ``train_step`` calls made on a trainable inverter (0: only build the trainer).
 
     Returns:
-        The inverter built for ``classifier``.
+        The inverter built for ``classifier`` (after the ``train_steps`` steps of the trainable check).
 
     Raises:
         ConformanceError: the first broken rule, in one line.
