@@ -138,8 +138,8 @@ def print_result(result: ProbeResult, folder: Path) -> None:
 @click.option(
     "--ood-data",
     default=None,
-    help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default: FashionMNIST "
-    "if present, else Tiny ImageNet from ~/.cache/invkit-data, for grey data; MNIST for RGB.",
+    help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default, shipped with "
+    "invkit: negatives of the embedded MNIST digits for grey inverters, the MNIST digits for RGB ones.",
 )
 @click.option("-n", "--num-images", default=64, show_default=True, help="Held-out images per probe.")
 @click.option("--seed", default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
