@@ -87,12 +87,13 @@ class Registry:
             return self._entries[name]
         if name in self._defaults:
             return self._entries[self._defaults[name]]
-        candidates = list(self._entries) + list(self._defaults)
+        # A name without a tag is both an entry and its own default: count every candidate once.
+        candidates = list(dict.fromkeys([*self._entries, *self._defaults]))
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
         if not close:  # also match on the part before the tag: 'resnet15.tv_in1k' -> resnet152.*
             base = name.split(".", 1)[0]
             close = [self._defaults[b] for b in difflib.get_close_matches(base, list(self._defaults), n=3)]
-        raise UnknownNameError(self.kind, name, close)
+        raise UnknownNameError(self.kind, name, list(dict.fromkeys(close)))
 
     def create(self, name: str, **kwargs: Any) -> Any:
         return self.resolve(name).factory(**kwargs)

@@ -216,7 +216,7 @@ def command(
             try:
                 result = probes[n].run(ctx)
             except InvkitError as exc:
-                if len(todo) == 1:
+                if len(names) == 1:  # one probe asked for: its error is the command's (several: go on)
                     raise
                 failed.append((n, str(exc)))
                 continue
