@@ -3,7 +3,6 @@ each kind is tested on several members. Bad input of other kinds is in test_bad_
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -84,7 +83,7 @@ def test_no_default_reads_the_home_folder():
     for path in [*root.joinpath("invkit").rglob("*.py"), *root.joinpath("plugins").rglob("*.py")]:
         rel = path.relative_to(root).as_posix()
         text = path.read_text()
-        if ("Path.home()" in text or "expanduser(\"~" in text or "'~/" in text) and rel not in allowed:
+        if ("Path.home()" in text or 'expanduser("~' in text or "'~/" in text) and rel not in allowed:
             offenders.append(rel)
     assert offenders == []
 
@@ -124,3 +123,180 @@ def test_a_misspelt_name_suggests_each_name_once(kind, typo):
     assert suggestions and len(suggestions) == len(set(suggestions)), suggestions
     message = str(info.value)
     assert all(message.count(f" {s},") + message.count(f" {s}?") == 1 for s in suggestions), message
+
+
+# ------------------------------------------------------------------------------------------- 13. plugins that fail
+class RaisingPlugin:
+    """Registers one good name in each hook, then raises in the hook named by ``broken``."""
+
+    def __init__(self, broken: str):
+        self.broken = broken
+
+    def _maybe_raise(self, hook: str) -> None:
+        if hook == self.broken:
+            raise RuntimeError(f"boom in {hook}")
+
+    @invkit.hookimpl
+    def register_classifiers(self, register):
+        register("raising_clf.x", tiny_classifier)
+        self._maybe_raise("register_classifiers")
+
+    @invkit.hookimpl
+    def register_inverters(self, register):
+        register("raising_inv.x", tiny_inverter)
+        self._maybe_raise("register_inverters")
+
+    @invkit.hookimpl
+    def register_probes(self, register):
+        register("raising-probe", lambda **kw: None)
+        self._maybe_raise("register_probes")
+
+
+@pytest.mark.parametrize(
+    ("hook", "kind", "own"),
+    [
+        ("register_classifiers", "classifier", "raising_clf.x"),
+        ("register_inverters", "inverter", "raising_inv.x"),
+        ("register_probes", "probe", "raising-probe"),
+    ],
+)
+def test_a_register_hook_that_raises_skips_that_plugin_with_a_warning(hook, kind, own):
+    invkit.register_plugin(RaisingPlugin(hook), name="raiser")
+    with pytest.warns(UserWarning, match=f"invkit plugin 'raiser' failed in its {hook} hook.*boom"):
+        names = invkit.get_registry(kind).names()
+    assert own not in names  # none of a failing hook's names, not half of them
+    assert {"smallcnn.base", "biggan_proj.mnist32", "ood"} & set(names)  # the built-in ones are all there
+    assert "boom" in invkit.plugins.failed_plugins()["raiser"]
+    # the plugin's other hooks still work
+    other = {"classifier": "raising_clf.x", "inverter": "raising_inv.x", "probe": "raising-probe"}
+    assert all(n in invkit.get_registry(k) for k, n in other.items() if k != kind)
+
+
+def test_a_broken_plugin_does_not_break_list_or_invert(tmp_path):
+    invkit.register_plugin(RaisingPlugin("register_inverters"), name="raiser")
+    with pytest.warns(UserWarning, match="raiser"):
+        listed = invoke(["list", "inverters"])
+    assert listed.exit_code == 0 and "biggan_proj.mnist32" in listed.text
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.fromarray((load_embedded("test").images[0, 0]).numpy()).save(image)
+    inverted = invoke(
+        ["invert", str(image), "--classifier", "smallcnn.base", "--inverter", "optim", "--option", "steps=2"]
+        + ["--out", str(tmp_path / "out"), "--device", "cpu"]
+    )
+    assert inverted.exit_code == 0, inverted.output
+    assert (tmp_path / "out" / "digit_recon.png").is_file()
+
+
+def test_a_register_commands_hook_that_raises_leaves_the_other_commands(monkeypatch):
+    class BadCommands:
+        @invkit.hookimpl
+        def register_commands(self, cli):
+            raise ImportError("no module named 'something_optional'")
+
+    invkit.register_plugin(BadCommands(), name="badcommands")
+    with pytest.warns(UserWarning, match="'badcommands' failed in its register_commands hook"):
+        cli = build_cli()
+    result = CliRunner().invoke(cli, ["list", "probes"])
+    assert result.exit_code == 0 and "ood" in result.output
+
+
+@pytest.mark.parametrize("bad_name", ["has space.x", "a.b.c", "wild*", ""])
+def test_a_plugin_registering_an_invalid_name_is_skipped_whole(bad_name):
+    class BadName:
+        @invkit.hookimpl
+        def register_classifiers(self, register):
+            register("fine_name.x", tiny_classifier)
+            register(bad_name, tiny_classifier)
+
+    invkit.register_plugin(BadName(), name="badname")
+    with pytest.warns(UserWarning, match="'badname' failed in its register_classifiers hook.*invalid classifier"):
+        names = invkit.list_classifiers()
+    assert "fine_name.x" not in names and "smallcnn.base" in names
+
+
+def _install_entry_point(tmp_path, monkeypatch, name: str, module_source: str) -> None:
+    site = tmp_path / f"site_{name}"
+    dist = site / f"{name}_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(f"[invkit]\n{name} = {name}_mod\n")
+    (site / f"{name}_mod.py").write_text(module_source)
+    monkeypatch.syspath_prepend(str(site))
+    invkit.plugins.reset()
+
+
+def test_an_installed_plugin_whose_hook_has_the_wrong_signature_is_skipped(tmp_path, monkeypatch):
+    _install_entry_point(
+        tmp_path,
+        monkeypatch,
+        "wrongsig",
+        "import invkit\n\n@invkit.hookimpl\ndef register_classifiers(register, extra):\n    pass\n",
+    )
+    with pytest.warns(UserWarning, match="'wrongsig' could not be registered"):
+        names = invkit.list_classifiers()
+    assert "smallcnn.base" in names and "wrongsig" in invkit.plugins.failed_plugins()
+
+
+def test_an_installed_plugin_whose_hook_raises_is_skipped_and_named_by_invkit_plugins(tmp_path, monkeypatch):
+    _install_entry_point(
+        tmp_path,
+        monkeypatch,
+        "hookraise",
+        "import invkit\n\n@invkit.hookimpl\ndef register_probes(register):\n    raise KeyError('oops')\n",
+    )
+    with pytest.warns(UserWarning, match="hookraise"):
+        result = invoke(["plugins"])
+    assert result.exit_code == 0
+    assert "plugin 'hookraise' is skipped: failed in its register_probes hook: KeyError" in result.text
+
+
+class DupA:
+    @invkit.hookimpl
+    def register_classifiers(self, register):
+        register("dup.x", tiny_classifier)
+        register("only_a.x", tiny_classifier)
+
+    @invkit.hookimpl
+    def register_probes(self, register):
+        register("dup-probe", lambda **kw: None)
+
+
+class DupB:
+    @invkit.hookimpl
+    def register_classifiers(self, register):
+        register("dup.x", tiny_classifier)
+
+    @invkit.hookimpl
+    def register_probes(self, register):
+        register("dup-probe", lambda **kw: None)
+
+
+def test_two_plugins_with_one_name_block_only_that_name():
+    invkit.register_plugin(DupA(), name="plugin_a")
+    invkit.register_plugin(DupB(), name="plugin_b")
+    assert invkit.create_classifier("only_a.x").name == "tinyprobe.test"  # other names work
+    assert invkit.create_classifier("smallcnn.base").num_classes == 10
+    for kind, name in (("classifier", "dup.x"), ("classifier", "dup"), ("probe", "dup-probe")):
+        with pytest.raises(invkit.errors.AmbiguousNameError) as info:
+            invkit.get_registry(kind).resolve(name)
+        assert "plugin_a" in str(info.value) and "plugin_b" in str(info.value)
+    assert invkit.get_registry("classifier").conflicts() == {"dup.x": ["plugin_b", "plugin_a"]} or invkit.get_registry(
+        "classifier"
+    ).conflicts() == {"dup.x": ["plugin_a", "plugin_b"]}
+
+
+def test_two_plugins_with_one_name_through_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    invkit.register_plugin(DupA(), name="plugin_a")
+    invkit.register_plugin(DupB(), name="plugin_b")
+    listed = invoke(["list", "classifiers"])
+    assert listed.exit_code == 0 and "smallcnn.base" in listed.text and "(conflict)" in listed.text
+    used = invoke(
+        ["probe", "dup-probe", "--classifier", "smallcnn.base", "--inverter", "optim", "--out", str(tmp_path)]
+    )
+    assert used.exit_code == 1
+    assert "probe 'dup-probe' is registered by several plugins" in used.text and "plugin_a" in used.text
+    shown = invoke(["plugins"])
+    assert "classifier 'dup.x' is registered by" in shown.text

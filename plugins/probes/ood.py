@@ -28,6 +28,7 @@ from invkit.metrics import ssim
 
 from . import _common as C
 
+
 def mnist_negatives() -> TensorImageDataset:
     """The embedded MNIST train split with every pixel inverted (``255 - x``), named ``default:train:negative``."""
     digits = load_embedded("train")
