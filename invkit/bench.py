@@ -414,7 +414,8 @@ class Bench:
         from .cli._common import inverter_from_spec
 
         if pair.checkpoint is not None:
-            inv = inverter_from_spec(pair.inverter, clf, checkpoint=pair.checkpoint)
+            # --option for an inverter read from a checkpoint would be ignored: inverter_from_spec refuses it
+            inv = inverter_from_spec(pair.inverter, clf, checkpoint=pair.checkpoint, **self._options(pair.inverter))
             return inv.to(self.device).eval(), {}
         if pair.train:
             return self._train(pair, clf)

@@ -300,3 +300,82 @@ def test_two_plugins_with_one_name_through_the_cli(tmp_path, monkeypatch):
     assert "probe 'dup-probe' is registered by several plugins" in used.text and "plugin_a" in used.text
     shown = invoke(["plugins"])
     assert "classifier 'dup.x' is registered by" in shown.text
+
+
+# ----------------------------------------------------------------------------------------------- 9. silent defaults
+DEMO = Path(invkit.__file__).parent / "assets" / "demo"
+
+
+@pytest.fixture
+def digit(tmp_path) -> str:
+    from PIL import Image
+
+    path = tmp_path / "digit.png"
+    Image.fromarray(load_embedded("test").images[0, 0].numpy()).save(path)
+    return str(path)
+
+
+def invert_args(digit: str, *more: str) -> list[str]:
+    return ["invert", digit, "--classifier", str(DEMO / "classifier_standard"), *more]
+
+
+@pytest.mark.parametrize("inverter", ["biggan_proj.mnist32", "biggan_proj", "dosovitskiy_brox.mnist"])
+def test_invert_refuses_a_learned_inverter_without_checkpoint(inverter, digit, tmp_path):
+    out = tmp_path / "out"
+    result = invoke(invert_args(digit, "--inverter", inverter, "--out", str(out)))
+    assert result.exit_code == 1
+    assert "learned inverter and has only random weights without --checkpoint" in result.text
+    assert not out.exists()
+
+
+def test_probe_refuses_a_learned_inverter_without_checkpoint(tmp_path):
+    result = invoke(
+        ["probe", "ood", "--classifier", str(DEMO / "classifier_standard"), "--inverter", "biggan_proj.mnist32"]
+        + ["--out", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1 and "only random weights without --checkpoint" in result.text
+
+
+@pytest.mark.parametrize("how", ["--checkpoint", "--inverter"])
+def test_invert_refuses_options_that_a_checkpoint_would_ignore(how, digit, tmp_path):
+    args = invert_args(digit, how, str(DEMO / "biggan_standard"), "--option", "cbn_hidden=4", "--option", "ch=2")
+    result = invoke([*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "--option cbn_hidden, ch is for an inverter built fresh" in result.text and "config.json" in result.text
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_alone_and_optim_with_options_still_invert(digit, tmp_path):
+    result = invoke(invert_args(digit, "--checkpoint", str(DEMO / "biggan_standard"), "--out", str(tmp_path / "a")))
+    assert result.exit_code == 0, result.output
+    result = invoke(invert_args(digit, "--inverter", "optim", "--option", "steps=2", "--out", str(tmp_path / "b")))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a" / "digit_recon.png").is_file() and (tmp_path / "b" / "digit_recon.png").is_file()
+
+
+def test_a_plugin_inverter_is_known_as_learned_from_its_class_without_building_weights(tiny_models):
+    from test_probes import TinyInverter, TinyInverterConfig
+
+    from invkit.cli._common import inverter_from_spec
+
+    class Learned(TinyInverter):
+        trainable = True
+
+    built = []
+
+    def factory(classifier=None, **config):
+        inv = Learned(TinyInverterConfig(**config))
+        built.append(inv.net.weight.device.type)
+        return inv
+
+    class Plugin:
+        @invkit.hookimpl
+        def register_inverters(self, register):
+            register("learned_tiny.x", factory)
+
+    invkit.register_plugin(Plugin(), name="learned_tiny")
+    clf, _ = tiny_models
+    with pytest.raises(invkit.InvkitError, match="learned_tiny.x is a learned inverter"):
+        inverter_from_spec("learned_tiny.x", clf)
+    assert built == ["meta"]  # found out on the meta device: no weights were initialised
+    assert inverter_from_spec("learned_tiny.x", clf, untrained=True).trainable  # what invkit train asks for

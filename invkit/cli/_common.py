@@ -28,10 +28,25 @@ def classifier_from_spec(spec: str, weights: str | None = None, **kwargs: Any) -
 
 
 def inverter_from_spec(
-    spec: str | None, classifier: Classifier, checkpoint: str | None = None, **kwargs: Any
+    spec: str | None,
+    classifier: Classifier,
+    checkpoint: str | None = None,
+    *,
+    untrained: bool = False,
+    **kwargs: Any,
 ) -> Inverter:
-    """An inverter from a checkpoint folder, or a registry name built fresh for ``classifier``."""
+    """An inverter from a checkpoint folder, or a registry name built fresh for ``classifier``.
+
+    Nothing is defaulted silently: settings (``kwargs``, from ``--option``) given with a checkpoint, whose
+    settings come from its config.json, are refused, and so is a learned inverter built fresh (random weights)
+    unless ``untrained`` (``invkit train``, which trains it).
+    """
     if checkpoint is not None:
+        if kwargs:
+            raise InvkitError(
+                f"--option {', '.join(sorted(kwargs))} is for an inverter built fresh; checkpoint '{checkpoint}' "
+                "keeps the settings it was trained with (its config.json). Drop --option or --checkpoint."
+            )
         inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
         if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
             raise InvkitError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
@@ -45,8 +60,29 @@ def inverter_from_spec(
         raise InvkitError("give --inverter NAME or --checkpoint DIR.")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return inverter_from_spec(None, classifier, checkpoint=str(path))
+        return inverter_from_spec(None, classifier, checkpoint=str(path), **kwargs)
+    if not untrained and _is_learned(spec, classifier, kwargs):
+        raise InvkitError(
+            f"{spec} is a learned inverter and has only random weights without --checkpoint; train one "
+            f"(`invkit train --classifier ... --inverter {spec} --out DIR`) and pass --checkpoint DIR."
+        )
     return create_inverter(spec, classifier=classifier, **kwargs)
+
+
+def _is_learned(spec: str, classifier: Classifier, kwargs: dict[str, Any]) -> bool:
+    """Whether ``spec`` builds a trainable inverter, found without building its weights (on the meta device)."""
+    from ..plugins import get_registry
+
+    flag = getattr(get_registry("inverter").resolve(spec).factory, "trainable", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        with torch.device("meta"):
+            return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))
+    except InvkitError:
+        raise  # bad options: the same one line the real build would give
+    except Exception:  # noqa: BLE001 - a factory that cannot run on the meta device: build it for real
+        return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))
 
 
 def dataset_from_spec(
