@@ -379,3 +379,102 @@ def test_a_plugin_inverter_is_known_as_learned_from_its_class_without_building_w
         inverter_from_spec("learned_tiny.x", clf)
     assert built == ["meta"]  # found out on the meta device: no weights were initialised
     assert inverter_from_spec("learned_tiny.x", clf, untrained=True).trainable  # what invkit train asks for
+
+
+# ---------------------------------------------------------------------------- 10. weights from common training scripts
+@pytest.fixture(scope="module")
+def resnet152_state():
+    import torchvision
+
+    torch.manual_seed(5)
+    return torchvision.models.resnet152().eval().state_dict()
+
+
+def _same_network(clf, state) -> bool:
+    mine = clf.network.state_dict()
+    return set(mine) == set(state) and all(torch.equal(mine[k], state[k].float()) for k in state)
+
+
+@pytest.mark.parametrize("wrapper", [pytest.param("bare", marks=pytest.mark.slow), "state_dict"])
+def test_resnet152_saved_from_dataparallel_loads(resnet152_state, wrapper, tmp_path, monkeypatch):
+    monkeypatch.setenv("INVKIT_OFFLINE", "1")
+    prefixed = {f"module.{k}": v for k, v in resnet152_state.items()}
+    saved = prefixed if wrapper == "bare" else {wrapper: prefixed, "epoch": 90, "best_acc1": torch.tensor(77.1)}
+    torch.save(saved, tmp_path / "checkpoint.pth.tar")
+    clf = invkit.create_classifier("resnet152.tv_in1k", weights=str(tmp_path / "checkpoint.pth.tar"))
+    assert _same_network(clf, resnet152_state)
+
+
+@pytest.mark.parametrize("arch", ["smallcnn.base", "resnet18s.base"])
+def test_weights_that_do_not_fit_say_what_is_missing_and_unexpected_briefly(arch, tmp_path):
+    state = {f"module.{k}": v for k, v in invkit.create_classifier(arch).network.state_dict().items()}
+    last = sorted(k for k in state if k.endswith(".weight"))[-1]
+    del state[last]
+    state["module.head.weight"] = torch.zeros(3)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "bad.pth")
+    with pytest.raises(invkit.errors.CheckpointError) as info:
+        invkit.create_classifier(arch, weights=str(tmp_path / "bad.pth"))
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400, message
+    assert "after stripping the prefix 'module.'" in message
+    assert f"missing {last[len('module.') :]}" in message and "unexpected head.weight" in message
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["module.", "_orig_mod.", "module._orig_mod.", "model.", "net."],  # DataParallel, compile, Lightning
+)
+@pytest.mark.parametrize("wrapper", [None, "state_dict", "model", "model_state_dict", "net"])
+def test_smallcnn_weights_from_training_scripts_load(prefix, wrapper, tmp_path):
+    source = invkit.create_classifier("smallcnn.base")
+    state = {prefix + k: v for k, v in source.network.state_dict().items()}
+    obj = state if wrapper is None else {wrapper: state, "epoch": 7, "optimizer": {"lr": 0.1}}
+    torch.save(obj, tmp_path / "w.pt")
+    torch.manual_seed(123)  # a different random initialisation: only loading makes the networks equal
+    clf = invkit.create_classifier("smallcnn.base", weights=str(tmp_path / "w.pt"))
+    assert _same_network(clf, source.network.state_dict())
+
+
+def test_a_mismatched_inverter_checkpoint_names_keys_briefly(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    clf = invkit.load_classifier(DEMO / "classifier_standard")
+    inv = invkit.load_inverter(DEMO / "biggan_standard", classifier=clf)
+    folder = inv.save(tmp_path / "ck")
+    state = load_file(str(Path(folder) / "model.safetensors"))
+    dropped = sorted(state)[:5]
+    for k in dropped:
+        del state[k]
+    save_file(state, str(Path(folder) / "model.safetensors"))
+    with pytest.raises(invkit.errors.CheckpointError) as info:
+        invkit.load_inverter(folder, classifier=clf)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 400 and "(5 in all)" in message and dropped[0] in message
+
+
+@pytest.mark.parametrize("wrapper", [None, "state_dict"])
+def test_convert_weights_unwraps_and_strips_the_dataparallel_prefix(wrapper, tmp_path):
+    from safetensors.torch import load_file
+
+    net = invkit.create_classifier("smallcnn.base").network
+    state = {f"module.{k}": v for k, v in net.state_dict().items()}
+    torch.save(state if wrapper is None else {wrapper: state, "epoch": 1}, tmp_path / "in.pth")
+    result = invoke(["convert-weights", str(tmp_path / "in.pth"), str(tmp_path / "out.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert "stripped the prefix 'module.'" in result.text
+    assert set(load_file(str(tmp_path / "out.safetensors"))) == set(net.state_dict())
+    kept = invoke(["convert-weights", str(tmp_path / "in.pth"), str(tmp_path / "k.safetensors"), "--keep-prefix"])
+    assert kept.exit_code == 0 and set(load_file(str(tmp_path / "k.safetensors"))) == set(state)
+
+
+def test_strip_prefix_picks_the_prefix_that_makes_keys_fit():
+    from invkit.state_dict import shared_prefix, strip_prefix
+
+    expected = {"conv1.weight", "fc.weight", "fc.bias"}
+    state = {"module.model.conv1.weight": 1, "module.model.fc.weight": 2, "module.model.fc.bias": 3}
+    assert shared_prefix(state) == "module.model."
+    assert strip_prefix(state, expected) == ({"conv1.weight": 1, "fc.weight": 2, "fc.bias": 3}, "module.model.")
+    assert strip_prefix({k[7:]: v for k, v in state.items()}, expected)[1] == "model."
+    assert strip_prefix({"fc.weight": 1, "fc.bias": 2}, expected) == ({"fc.weight": 1, "fc.bias": 2}, "")  # fits
+    assert strip_prefix({"fc.weight": 1, "fc.bias": 2}, {"head.weight"})[1] == ""  # stripping would not help
+    assert strip_prefix(state)[1] == "module."  # without a target: only wrapper prefixes
