@@ -132,27 +132,49 @@ def classifier_identity(spec: str) -> dict[str, str]:
 def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
     """The classifier an inverter checkpoint says it was trained for, from its ``config.json``.
 
-    ``invkit train`` writes ``classifier`` (the registry name) and ``train_config.classifier`` (the spec it
-    was given: a name or a checkpoint folder). A ``classifier`` dict with ``name``/``checkpoint``/``path``/
-    ``weights_sha256`` is read too. Empty when the checkpoint does not say.
+    ``invkit train`` writes ``classifier`` (the registry name), ``classifier_identity`` (absolute folder and
+    weights digest) and ``train_config.classifier`` (the spec it was given: a name or a checkpoint folder). A
+    ``classifier`` dict with ``name``/``checkpoint``/``path``/``weights_sha256`` is read too. Empty when the
+    checkpoint does not say.
+
+    A relative folder recorded in a checkpoint was relative to the folder the run was started from, which is
+    unknown here: it is kept as ``relpath`` and never resolved against the current folder (see
+    ``_identity_matches``).
     """
     out: dict[str, str] = {}
     train_cfg = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
     extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
-    for value in (doc.get("classifier"), extra.get("classifier"), train_cfg.get("classifier")):
+
+    def folder(value: str) -> None:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            out.setdefault("path", str(p.resolve()))
+        else:
+            out.setdefault("relpath", p.as_posix())
+
+    values = (doc.get("classifier_identity"), doc.get("classifier"), extra.get("classifier"))
+    for value in (*values, train_cfg.get("classifier")):
         if isinstance(value, str) and value:
             if _is_folder_spec(value):
-                out["path"] = str(Path(value).expanduser().resolve())
+                folder(value)
             else:
                 out["name"] = value
         elif isinstance(value, dict):
             for k in ("name", "weights_sha256"):
                 if isinstance(value.get(k), str):
-                    out[k] = value[k]
+                    out.setdefault(k, value[k])
             for k in ("checkpoint", "path"):
                 if isinstance(value.get(k), str):
-                    out["path"] = str(Path(value[k]).expanduser().resolve())
+                    folder(value[k])
     return out
+
+
+def _relpath_matches(relpath: str, path: str) -> bool:
+    """Whether an absolute folder can be the one a relative path recorded elsewhere named: its last parts are
+    the relative path's (``..`` and ``.`` parts dropped), e.g. ``/x/invkit/assets/demo/clf`` for
+    ``invkit/assets/demo/clf``."""
+    parts = [p for p in Path(relpath).parts if p not in ("..", ".")]
+    return bool(parts) and list(Path(path).parts[-len(parts) :]) == parts
 
 
 def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> bool:
@@ -161,8 +183,12 @@ def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> b
     ident = classifier_identity(spec)
     if "weights_sha256" in recorded and "weights_sha256" in ident:
         return recorded["weights_sha256"] == ident["weights_sha256"]
-    if "path" in recorded or "path" in ident:
-        return recorded.get("path") is not None and recorded.get("path") == ident.get("path")
+    if "path" in recorded and "path" in ident:
+        return recorded["path"] == ident["path"]
+    if "relpath" in recorded and "path" in ident:
+        return _relpath_matches(recorded["relpath"], ident["path"])
+    if "path" in recorded or "relpath" in recorded or "path" in ident:
+        return False
     return "name" in recorded and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
 
 
@@ -318,7 +344,7 @@ class Bench:
         if unused:
             doc = self.checkpoint_docs[unused[0]]
             rec = recorded_classifier(doc)
-            trained_for = f", trained for {rec.get('path') or rec.get('name')}" if rec else ""
+            trained_for = f", trained for {rec.get('path') or rec.get('relpath') or rec.get('name')}" if rec else ""
             raise CheckpointError(
                 f"checkpoint '{unused[0]}' ({doc['name']}, {doc.get('config', {}).get('num_classes')} logits"
                 f"{trained_for}) fits none of the (classifier, inverter) pairs; check --classifier/--inverter or "

@@ -658,6 +658,10 @@ def _train(
         counted[0] += config.batch_size
         return source.batch(idx, start)
 
+    from .bench import classifier_identity
+
+    identity = classifier_identity(config.classifier) if config.classifier else {"name": classifier.name}
+
     def save(step_: int) -> Path | None:
         weights = trainer.inference_inverter().state_dict()
         bad = _all_finite(dict(weights)) if d.main else None
@@ -675,6 +679,7 @@ def _train(
         path = None
         if d.main:
             extra = {"step": step_, "classifier": classifier.name, "train_config": config.to_dict()}
+            extra["classifier_identity"] = identity  # absolute folder + digest: found from any working folder
             path = write_checkpoint(out, step_, trainer.inference_inverter(), state, extra, config.keep_checkpoints)
         if d.active:
             import torch.distributed as dist

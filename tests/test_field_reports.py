@@ -3,6 +3,7 @@ each kind is tested on several members. Bad input of other kinds is in test_bad_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -478,3 +479,84 @@ def test_strip_prefix_picks_the_prefix_that_makes_keys_fit():
     assert strip_prefix({"fc.weight": 1, "fc.bias": 2}, expected) == ({"fc.weight": 1, "fc.bias": 2}, "")  # fits
     assert strip_prefix({"fc.weight": 1, "fc.bias": 2}, {"head.weight"})[1] == ""  # stripping would not help
     assert strip_prefix(state)[1] == "module."  # without a target: only wrapper prefixes
+
+
+# ---------------------------------------------------------------------------------------- 11. paths in checkpoints
+def _demo_doc(name: str) -> dict:
+    return json.loads((DEMO / name / "config.json").read_text())
+
+
+def test_demo_checkpoint_with_a_relative_classifier_path_fits_from_another_folder(tmp_path, monkeypatch):
+    from invkit.bench import _identity_matches, recorded_classifier
+
+    doc = _demo_doc("biggan_robust")
+    assert doc["train_config"]["classifier"] == "invkit/assets/demo/classifier_robust"  # relative, as recorded
+    monkeypatch.chdir(tmp_path)  # not the folder the run was started from
+    recorded = recorded_classifier(doc)
+    assert recorded.get("relpath") == "invkit/assets/demo/classifier_robust" and "path" not in recorded
+    robust, standard = str(DEMO / "classifier_robust"), str(DEMO / "classifier_standard")
+    assert _identity_matches(recorded, robust, invkit.load_classifier(robust))
+    assert not _identity_matches(recorded, standard, invkit.load_classifier(standard))
+
+
+def test_bench_from_another_folder_finds_the_demo_checkpoints(tmp_path, monkeypatch):
+    from invkit.bench import Bench, BenchSettings
+
+    monkeypatch.chdir(tmp_path)
+    kinds = ("standard", "robust")
+    settings = BenchSettings(
+        classifiers=[str(DEMO / f"classifier_{k}") for k in kinds],
+        inverters=["biggan_proj"],
+        checkpoints=[str(DEMO / f"biggan_{k}") for k in kinds],
+        n=10,
+        device="cpu",
+    )
+    plan = {p.classifier_label: p.checkpoint for p in Bench(settings).pairs}
+    assert plan == {f"classifier_{k}": str(DEMO / f"biggan_{k}") for k in kinds}
+
+
+@pytest.mark.parametrize(
+    ("relpath", "folder", "fits"),
+    [
+        ("runs/clf", "/data/me/runs/clf", True),
+        ("./runs/clf", "/data/me/runs/clf", True),
+        ("../me/runs/clf", "/data/me/runs/clf", True),
+        ("runs/clf", "/data/me/other/clf", False),
+        ("runs/clf", "/data/me/runs/clf2", False),
+    ],
+)
+def test_a_relative_path_matches_only_folders_that_end_with_it(relpath, folder, fits):
+    from invkit.bench import _relpath_matches
+
+    assert _relpath_matches(relpath, folder) is fits
+
+
+def test_train_records_the_classifier_folder_absolutely(tmp_path, monkeypatch):
+    import _toy_inverter
+
+    from invkit.bench import _identity_matches, recorded_classifier
+    from invkit.train import TrainConfig, build_inverter, train_inverter
+
+    _toy_inverter.register()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    clf = invkit.create_classifier("toyclf.base")
+    clf.save(work / "clf")
+    config = TrainConfig(
+        classifier="clf", inverter="toyinv.base", out="run", steps=2, batch_size=4, save_every=2, device="cpu"
+    )
+    inverter, options = build_inverter(config, clf)
+    data = load_dataset("default", "train")
+    result = train_inverter(config, clf, inverter, data, load_dataset("default"), trainer_options=options)
+    doc = json.loads((result.checkpoint / "config.json").read_text())
+    assert doc["classifier_identity"]["path"] == str((work / "clf").resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    recorded = recorded_classifier(doc)
+    assert _identity_matches(recorded, str(work / "clf"), clf)
+    other = invkit.create_classifier("toyclf.base")
+    torch.nn.init.zeros_(next(other.network.parameters()))
+    other.save(tmp_path / "other" / "clf")  # same folder name, other weights: the digest tells them apart
+    assert not _identity_matches(recorded, str(tmp_path / "other" / "clf"), other)
