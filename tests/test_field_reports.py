@@ -560,3 +560,83 @@ def test_train_records_the_classifier_folder_absolutely(tmp_path, monkeypatch):
     torch.nn.init.zeros_(next(other.network.parameters()))
     other.save(tmp_path / "other" / "clf")  # same folder name, other weights: the digest tells them apart
     assert not _identity_matches(recorded, str(tmp_path / "other" / "clf"), other)
+
+
+# ------------------------------------------------------------------------------------------------------ 12. memory
+def _toy_train(out, **changes):
+    import _toy_inverter
+
+    from invkit.train import TrainConfig, build_inverter, train_inverter
+
+    _toy_inverter.register()
+    fields = dict(classifier="toyclf.base", inverter="toyinv.base", out=str(out), steps=2, batch_size=8)
+    fields.update(save_every=2, sample_every=2, device="cpu")
+    config = TrainConfig(**(fields | changes))
+    clf = invkit.create_classifier("toyclf.base")
+    inverter, options = build_inverter(config, clf)
+    data = load_dataset("default", "train")
+    return train_inverter(config, clf, inverter, data, load_dataset("default"), trainer_options=options)
+
+
+def test_train_refuses_a_batch_larger_than_the_data_set(tmp_path):
+    with pytest.raises(invkit.TrainingError, match="--batch-size 100000 is larger than the 2000 training images"):
+        _toy_train(tmp_path / "run", batch_size=100000)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_train_and_train_classifier_refuse_a_batch_larger_than_the_data_set(tmp_path):
+    clf = str(DEMO / "classifier_standard")
+    result = invoke(
+        ["train", "--classifier", clf, "--inverter", "biggan_proj.mnist32", "--batch-size", "100000"]
+        + ["--steps", "1", "--device", "cpu", "--out", str(tmp_path / "inv")]
+    )
+    assert result.exit_code == 1 and "larger than the 2000 training images; use at most 2000" in result.text
+    assert not (tmp_path / "inv").exists()
+    result = invoke(["train-classifier", "--batch-size", "2001", "--steps", "1", "--out", str(tmp_path / "clf")])
+    assert result.exit_code == 1 and "--batch-size 2001 is larger than the 2000 training images" in result.text
+    assert not (tmp_path / "clf").exists()
+
+
+def test_train_stops_early_when_the_batch_cannot_fit_and_says_what_would(tmp_path, monkeypatch):
+    import invkit.memory
+
+    free = {"bytes": 0}
+    monkeypatch.setattr(invkit.memory, "available_bytes", lambda device: free["bytes"])
+    free["bytes"] = 64 * 1024  # 64 KiB: not even the weights fit
+    with pytest.raises(invkit.TrainingError, match="even one image does not fit") as info:
+        _toy_train(tmp_path / "a")
+    assert "\n" not in str(info.value) and not (tmp_path / "a").exists()
+    for free["bytes"] in (2 * 2**20, 3 * 2**20):  # a few MiB: some batches fit, 1000 does not
+        with pytest.raises(invkit.TrainingError, match=r"use --batch-size (\d+) or less") as info:
+            _toy_train(tmp_path / "b", batch_size=1000)
+        import re
+
+        fits = int(re.search(r"use --batch-size (\d+) or less", str(info.value)).group(1))
+        assert 1 <= fits < 1000
+        with pytest.raises(invkit.TrainingError, match="or less"):  # one more than it says does not fit
+            _toy_train(tmp_path / f"c{fits}", batch_size=fits + 1)
+        assert _toy_train(tmp_path / f"d{fits}", batch_size=fits).step == 2  # what it says fits
+
+
+def test_the_estimate_grows_with_the_batch_and_the_model():
+    from invkit.memory import activation_bytes, parameter_bytes
+
+    clf = invkit.load_classifier(DEMO / "classifier_standard")
+    per = [activation_bytes([clf.network], lambda n=n: clf.logits(torch.zeros(n, 1, 28, 28))) for n in (1, 2, 8)]
+    assert per[0] > 0 and per[1] == 2 * per[0] and per[2] == 8 * per[0]
+    small = invkit.create_inverter("biggan_proj.mnist32", classifier=clf)
+    logits = clf.logits(torch.zeros(2, 1, 28, 28)).detach()
+    g = torch.Generator().manual_seed(0)
+    assert activation_bytes([small], lambda: small.eval().invert(logits, generator=g)) > per[1]
+    assert parameter_bytes([small]) == sum(
+        t.numel() * t.element_size() for t in [*small.parameters(), *small.buffers()]
+    )
+
+
+def test_train_classifier_stops_early_when_the_batch_cannot_fit(tmp_path, monkeypatch):
+    import invkit.memory
+
+    monkeypatch.setattr(invkit.memory, "available_bytes", lambda device: 2**20)
+    result = invoke(["train-classifier", "--batch-size", "2000", "--steps", "1", "--out", str(tmp_path / "clf")])
+    assert result.exit_code == 1 and "needs at least" in result.text and "GiB is free" in result.text
+    assert not (tmp_path / "clf").exists()
