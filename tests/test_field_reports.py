@@ -640,3 +640,21 @@ def test_train_classifier_stops_early_when_the_batch_cannot_fit(tmp_path, monkey
     result = invoke(["train-classifier", "--batch-size", "2000", "--steps", "1", "--out", str(tmp_path / "clf")])
     assert result.exit_code == 1 and "needs at least" in result.text and "GiB is free" in result.text
     assert not (tmp_path / "clf").exists()
+
+
+def test_the_invkit_command_prints_a_plugin_warning_as_one_line(capsys, monkeypatch):
+    import warnings
+
+    from invkit.cli import main
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() installs its own; restore after
+    invkit.register_plugin(RaisingPlugin("register_probes"), name="raiser")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with pytest.raises(SystemExit) as info:
+            main(["list", "probes"])
+    assert info.value.code == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "raiser" in ln]
+    expected = "warning: invkit plugin 'raiser' failed in its register_probes hook and is skipped: RuntimeError: "
+    assert lines == [expected + "boom in register_probes"]
