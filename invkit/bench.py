@@ -339,6 +339,11 @@ class Bench:
                     train = True
                 if ckpt is not None:
                     used.add(ckpt)
+                    if self._options(inv_name):  # a checkpoint keeps its own settings: the option would be ignored
+                        raise InvkitError(
+                            f"--option {inv_name.split('.')[0]}:{', '.join(sorted(self._options(inv_name)))} is for "
+                            f"an inverter built fresh; checkpoint '{ckpt}' keeps the settings it was trained with."
+                        )
                 pairs.append(Pair(spec, self.label(spec), inv_name, ckpt, train))
         unused = [c for c in self.settings.checkpoints if c not in used]
         if unused:

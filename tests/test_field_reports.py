@@ -346,6 +346,17 @@ def test_invert_refuses_options_that_a_checkpoint_would_ignore(how, digit, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_bench_refuses_options_that_a_checkpoint_would_ignore(tmp_path):
+    out = tmp_path / "out"
+    result = invoke(
+        ["bench", "--classifier", str(DEMO / "classifier_standard"), "--checkpoint", str(DEMO / "biggan_standard")]
+        + ["--inverter", "biggan_proj", "--option", "biggan_proj:ch=4", "-n", "10", "--out", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "--option biggan_proj:ch is for an inverter built fresh" in result.text
+    assert not out.exists() or not any(out.rglob("results.json"))
+
+
 def test_a_checkpoint_alone_and_optim_with_options_still_invert(digit, tmp_path):
     result = invoke(invert_args(digit, "--checkpoint", str(DEMO / "biggan_standard"), "--out", str(tmp_path / "a")))
     assert result.exit_code == 0, result.output
