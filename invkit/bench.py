@@ -128,27 +128,49 @@ def classifier_identity(spec: str) -> dict[str, str]:
 def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
     """The classifier an inverter checkpoint says it was trained for, from its ``config.json``.
 
-    ``invkit train`` writes ``classifier`` (the registry name) and ``train_config.classifier`` (the spec it
-    was given: a name or a checkpoint folder). A ``classifier`` dict with ``name``/``checkpoint``/``path``/
-    ``weights_sha256`` is read too. Empty when the checkpoint does not say.
+    ``invkit train`` writes ``classifier`` (the registry name), ``classifier_identity`` (absolute folder and
+    weights digest) and ``train_config.classifier`` (the spec it was given: a name or a checkpoint folder). A
+    ``classifier`` dict with ``name``/``checkpoint``/``path``/``weights_sha256`` is read too. Empty when the
+    checkpoint does not say.
+
+    A relative folder recorded in a checkpoint was relative to the folder the run was started from, which is
+    unknown here: it is kept as ``relpath`` and never resolved against the current folder (see
+    ``_identity_matches``).
     """
     out: dict[str, str] = {}
     train_cfg = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
     extra = doc.get("extra") if isinstance(doc.get("extra"), dict) else {}
-    for value in (doc.get("classifier"), extra.get("classifier"), train_cfg.get("classifier")):
+
+    def folder(value: str) -> None:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            out.setdefault("path", str(p.resolve()))
+        else:
+            out.setdefault("relpath", p.as_posix())
+
+    values = (doc.get("classifier_identity"), doc.get("classifier"), extra.get("classifier"))
+    for value in (*values, train_cfg.get("classifier")):
         if isinstance(value, str) and value:
             if is_checkpoint_spec(value):
-                out["path"] = str(Path(value).expanduser().resolve())
+                folder(value)
             else:
                 out["name"] = value
         elif isinstance(value, dict):
             for k in ("name", "weights_sha256"):
                 if isinstance(value.get(k), str):
-                    out[k] = value[k]
+                    out.setdefault(k, value[k])
             for k in ("checkpoint", "path"):
                 if isinstance(value.get(k), str):
-                    out["path"] = str(Path(value[k]).expanduser().resolve())
+                    folder(value[k])
     return out
+
+
+def _relpath_matches(relpath: str, path: str) -> bool:
+    """Whether an absolute folder can be the one a relative path recorded elsewhere named: its last parts are
+    the relative path's (``..`` and ``.`` parts dropped), e.g. ``/x/invkit/assets/demo/clf`` for
+    ``invkit/assets/demo/clf``."""
+    parts = [p for p in Path(relpath).parts if p not in ("..", ".")]
+    return bool(parts) and list(Path(path).parts[-len(parts) :]) == parts
 
 
 def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> bool:
@@ -157,8 +179,12 @@ def _identity_matches(recorded: dict[str, str], spec: str, clf: Classifier) -> b
     ident = classifier_identity(spec)
     if "weights_sha256" in recorded and "weights_sha256" in ident:
         return recorded["weights_sha256"] == ident["weights_sha256"]
-    if "path" in recorded or "path" in ident:
-        return recorded.get("path") is not None and recorded.get("path") == ident.get("path")
+    if "path" in recorded and "path" in ident:
+        return recorded["path"] == ident["path"]
+    if "relpath" in recorded and "path" in ident:
+        return _relpath_matches(recorded["relpath"], ident["path"])
+    if "path" in recorded or "relpath" in recorded or "path" in ident:
+        return False
     return "name" in recorded and recorded["name"].split(".")[0] == clf.config.name.split(".")[0]
 
 
@@ -364,12 +390,17 @@ class Bench:
                     train = True
                 if ckpt is not None:
                     used.add(ckpt)
+                    if self._options(inv_name):  # a checkpoint keeps its own settings: the option would be ignored
+                        raise InvkitError(
+                            f"--option {inv_name.split('.')[0]}:{', '.join(sorted(self._options(inv_name)))} is for "
+                            f"an inverter built fresh; checkpoint '{ckpt}' keeps the settings it was trained with."
+                        )
                 pairs.append(Pair(spec, self.label(spec), inv_name, ckpt, train))
         unused = [c for c in self.settings.checkpoints if c not in used]
         if unused:
             doc = self.checkpoint_docs[unused[0]]
             rec = recorded_classifier(doc)
-            trained_for = f", trained for {rec.get('path') or rec.get('name')}" if rec else ""
+            trained_for = f", trained for {rec.get('path') or rec.get('relpath') or rec.get('name')}" if rec else ""
             raise CheckpointError(
                 f"checkpoint '{unused[0]}' ({doc['name']}, {doc.get('config', {}).get('num_classes')} logits"
                 f"{trained_for}) fits none of the (classifier, inverter) pairs; check --classifier/--inverter or "
@@ -464,7 +495,8 @@ class Bench:
     def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
         """The pair's inverter: loaded from its checkpoint, trained here, or built fresh; plus training facts."""
         if pair.checkpoint is not None:
-            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint)
+            # --option for an inverter read from a checkpoint would be ignored: resolve_inverter refuses it
+            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint, **self._options(pair.inverter))
             return inv.to(self.device).eval(), {}
         if pair.train:
             return self._train(pair, clf)

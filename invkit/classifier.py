@@ -10,6 +10,7 @@ them); the weights are frozen.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -173,14 +174,23 @@ class Classifier(nn.Module):
             extra=extra,
         )
 
-    def load_network_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        """Load weights into the network strictly, with a one-line error naming what does not fit."""
-        try:
-            self.network.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-            detail = lines[1] if len(lines) > 1 else lines[0]
-            raise CheckpointError(f"{source} does not fit {self.name}: {detail[:300]}") from None
+    def load_network_state(self, state: Mapping[str, Any], source: str) -> None:
+        """Load weights into the network strictly, with a one-line error naming what does not fit.
+
+        ``state`` may be a checkpoint dict as training scripts save it (``{"state_dict": ..., "epoch": ...}``)
+        and its keys may share a prefix the network lacks (``module.`` from ``nn.DataParallel``): both are
+        undone first (``invkit.state_dict``).
+
+        Raises:
+            CheckpointError: keys or shapes do not fit; names a few missing and unexpected keys.
+        """
+        from .state_dict import load_strict, unwrap
+
+        inner, _ = unwrap(state)
+        if not isinstance(inner, Mapping):
+            raise CheckpointError(f"{source} holds a {type(inner).__name__}, not a state dict.")
+        tensors = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+        load_strict(self.network, tensors, source, self.name)
 
 
 def load_classifier(directory: str | os.PathLike) -> Classifier:

@@ -23,6 +23,20 @@ class UnknownNameError(InvkitError, LookupError):
         return self.args[0]
 
 
+class AmbiguousNameError(InvkitError, LookupError):
+    """A name that two or more plugins registered; it is an error only when used, never for other names."""
+
+    def __init__(self, kind: str, name: str, plugins: list[str]):
+        self.kind, self.name, self.plugins = kind, name, list(plugins)
+        super().__init__(
+            f"{kind} '{name}' is registered by several plugins ({', '.join(self.plugins)}); uninstall all but "
+            "one of them (`invkit plugins` shows where each comes from)."
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class WeightsNotFoundError(InvkitError, FileNotFoundError):
     """Pretrained weights are neither in the local caches nor at the path given."""
 

@@ -241,17 +241,12 @@ def load_inverter(
     """
     from .checkpoint import load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
+    from .state_dict import load_strict
 
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
     inv = entry.factory(classifier=classifier, **doc.get("config", {}))
     inv.registry_name = inv.registry_name or entry.name
     state = load_checkpoint_weights(directory)
-    try:
-        inv.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        raise CheckpointError(
-            f"weights in '{directory}' do not fit {doc['name']}: {(lines[1] if len(lines) > 1 else lines[0])[:300]}"
-        ) from None
+    load_strict(inv, state, f"'{Path(directory) / 'model.safetensors'}'", doc["name"])  # brief on what misfits
     return inv.to(map_location).eval()

@@ -1,8 +1,10 @@
 """Plugin discovery: one pluggy manager, fed by the ``invkit`` entry-point group.
 
 ``get_plugin_manager()`` loads every installed plugin once (built-in ones included, from invkit's own entry
-points) and the three registries are filled lazily from the hooks. A plugin that fails to import is skipped
-with a warning naming it, so one broken third-party package never takes the whole tool down.
+points) and the three registries are filled lazily from the hooks. A plugin that fails to import or to
+register, or whose ``register_*`` hook raises, is skipped with a warning naming it (and listed by
+``failed_plugins``), so one broken third-party package never takes the whole tool down. A hook that raises
+contributes none of its names: a half-registered plugin would be harder to understand than a missing one.
 """
 
 from __future__ import annotations
@@ -51,17 +53,37 @@ def get_plugin_manager() -> pluggy.PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break invkit
-                _State.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                _State.failed[ep.name] = f"failed to load: {type(exc).__name__}: {exc}"
                 warnings.warn(
                     f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {exc}", stacklevel=2
                 )
                 continue
-            pm.register(plugin, name=ep.name)
+            try:
+                pm.register(plugin, name=ep.name)
+            except Exception as exc:  # noqa: BLE001 - e.g. a hook with arguments its hookspec does not have
+                _skip(ep.name, "could not be registered", exc)
+                continue
             dist = getattr(ep, "dist", None)
             if dist is not None:
                 _State.dists[ep.name] = f"{dist.metadata['Name']} {dist.version}"
         _State.pm = pm
     return _State.pm
+
+
+def _skip(name: str, what: str, exc: BaseException) -> None:
+    """Record a plugin that is left out, and warn naming it."""
+    message = f"{type(exc).__name__}: {exc}"
+    _State.failed[name] = f"{what}: {message}" if name not in _State.failed else _State.failed[name]
+    warnings.warn(f"invkit plugin '{name}' {what} and is skipped: {message}", stacklevel=3)
+
+
+def call_hook_per_plugin(hook_name: str, **kwargs: Any) -> None:
+    """Call ``hook_name`` on each plugin on its own; a plugin whose hook raises is skipped with a warning."""
+    for impl in reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()):
+        try:
+            impl.function(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break unrelated commands
+            _skip(impl.plugin_name, f"failed in its {hook_name} hook", exc)
 
 
 def register_plugin(plugin: Any, name: str | None = None) -> None:
@@ -94,13 +116,24 @@ def _fill(kind: str, hook_name: str) -> Registry:
     registry = Registry(kind)
     pm = get_plugin_manager()
     hook = getattr(pm.hook, hook_name)
-    # Call each implementation on its own so that every name records which plugin registered it.
+    # Call each implementation on its own so that every name records which plugin registered it, and so that a
+    # hook that raises (or registers an invalid name) is skipped whole, with a warning, without the others.
     for impl in reversed(hook.get_hookimpls()):
+        names: list[tuple[str, Any, str]] = []
 
-        def register(name: str, factory: Any, description: str = "", _plugin: str = impl.plugin_name) -> None:
-            registry.register(name, factory, plugin=_plugin, description=description)
+        def register(name: str, factory: Any, description: str = "", _names: list = names) -> None:
+            registry.check_name(name)
+            if not callable(factory):
+                raise InvkitError(f"the factory registered for {kind} '{name}' is not callable")
+            _names.append((name, factory, description))
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break unrelated commands
+            _skip(impl.plugin_name, f"failed in its {hook_name} hook", exc)
+            continue
+        for name, factory, description in names:
+            registry.register(name, factory, plugin=impl.plugin_name, description=description)
     return registry
 
 
@@ -130,8 +163,12 @@ def plugin_infos() -> list[PluginInfo]:
 
 
 def failed_plugins() -> dict[str, str]:
-    """Entry points that failed to import, with the error."""
-    get_plugin_manager()
+    """Plugins left out (failed to import or register, or a hook raised), with what went wrong.
+
+    Fills the three registries first, so that a ``register_*`` hook that raises is found too.
+    """
+    for kind in ("classifier", "inverter", "probe"):
+        get_registry(kind)
     return dict(_State.failed)
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .classifier import Classifier
 from .errors import CheckpointError, InvkitError
 from .inverter import Inverter
@@ -59,15 +61,25 @@ def resolve_classifier(spec: str, weights: str | None = None, **kwargs: Any) -> 
 
 
 def resolve_inverter(
-    spec: str | None, classifier: Classifier, checkpoint: str | None = None, **kwargs: Any
+    spec: str | None,
+    classifier: Classifier,
+    checkpoint: str | None = None,
+    *,
+    untrained: bool = False,
+    **kwargs: Any,
 ) -> Inverter:
     """An inverter for ``classifier`` from a checkpoint folder, or a registry name built fresh.
+
+    Nothing is defaulted silently: options (``kwargs``, from ``--option``) given with a checkpoint, whose settings
+    come from its config.json, are refused, and so is a learned inverter built fresh (random weights) unless
+    ``untrained`` is set (``invkit train``, which trains it).
 
     Args:
         spec: a registered inverter name, a checkpoint folder, or None when ``checkpoint`` is given. With
             ``checkpoint`` too, it must name the inverter the checkpoint holds (its part before the tag).
         classifier: the classifier whose logits will be inverted (gives the logit size; ``optim`` runs it).
         checkpoint: an inverter checkpoint folder.
+        untrained: allow a learned inverter with random weights (for training it).
         **kwargs: factory options (config fields such as ``steps`` or ``ch``) for a fresh inverter.
 
     Returns:
@@ -77,11 +89,17 @@ def resolve_inverter(
         UnknownNameError: an unregistered name, or a checkpoint that stores one.
         CheckpointError: the folder is missing or corrupt, holds another inverter than ``spec``, or inverts
             another number of logits than ``classifier`` gives.
-        InvkitError: neither a name nor a checkpoint was given.
+        InvkitError: neither a name nor a checkpoint was given; options given with a checkpoint; a learned
+            inverter without a checkpoint (and not ``untrained``).
     """
     from . import create_inverter
 
     if checkpoint is not None:
+        if kwargs:
+            raise InvkitError(
+                f"--option {', '.join(sorted(kwargs))} is for an inverter built fresh; checkpoint '{checkpoint}' "
+                "keeps the settings it was trained with (its config.json). Drop --option or --checkpoint."
+            )
         inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
         if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
             raise CheckpointError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
@@ -94,5 +112,27 @@ def resolve_inverter(
     if spec is None:
         raise InvkitError("give an inverter name (--inverter NAME) or a checkpoint folder (--checkpoint DIR).")
     if Path(spec).expanduser().is_dir():
-        return resolve_inverter(None, classifier, checkpoint=str(Path(spec).expanduser()))
+        return resolve_inverter(None, classifier, checkpoint=str(Path(spec).expanduser()), **kwargs)
+    if not untrained and _is_learned(spec, classifier, kwargs):
+        raise InvkitError(
+            f"{spec} is a learned inverter and has only random weights without --checkpoint; train one "
+            f"(`invkit train --classifier ... --inverter {spec} --out DIR`) and pass --checkpoint DIR."
+        )
     return create_inverter(spec, classifier=classifier, **kwargs)
+
+
+def _is_learned(spec: str, classifier: Classifier, kwargs: dict[str, Any]) -> bool:
+    """Whether ``spec`` builds a trainable inverter, found without building its weights (on the meta device)."""
+    from . import create_inverter
+    from .plugins import get_registry
+
+    flag = getattr(get_registry("inverter").resolve(spec).factory, "trainable", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        with torch.device("meta"):
+            return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))
+    except InvkitError:
+        raise  # bad options: the same one line the real build would give
+    except Exception:  # noqa: BLE001 - a factory that cannot run on the meta device: build it for real
+        return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))

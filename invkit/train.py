@@ -541,6 +541,41 @@ def train_inverter(
             dist.destroy_process_group()
 
 
+def _device_of(module: nn.Module) -> torch.device:
+    return next((t.device for t in [*module.parameters(), *module.buffers()]), torch.device("cpu"))
+
+
+def _check_memory(
+    config: TrainConfig, classifier: Classifier, inverter: Inverter, n_images: int, device: torch.device, world: int
+) -> None:
+    """Refuse, before anything is written, a batch larger than the data set or one that cannot fit in memory
+    (a lower-bound estimate from one forward pass of two images; see ``invkit.memory``)."""
+    from .memory import activation_bytes, check_fits, parameter_bytes
+
+    if config.batch_size > n_images:
+        raise TrainingError(
+            f"--batch-size {config.batch_size} is larger than the {n_images} training images; use at most {n_images}."
+        )
+    was_training = inverter.training
+    inverter.eval()  # no running statistics or power iterations change, and no global RNG is drawn from
+    try:
+        x = torch.zeros(2, *classifier.config.input_size, device=_device_of(classifier))
+        per_cls = activation_bytes([classifier], lambda: classifier.logits(x)) / 2
+        with torch.no_grad():
+            logits = classifier.logits(x)
+        inv_device = _device_of(inverter)
+        g = torch.Generator(device=inv_device).manual_seed(0)
+        per_inv = activation_bytes([inverter], lambda: inverter.invert(logits.to(inv_device), generator=g)) / 2
+    finally:
+        inverter.train(was_training)
+    scale = 0.5 if config.precision == "bf16" else 1.0
+    per_image = int(scale * (2 * per_inv + per_cls))  # the inverter's activations and their gradients
+    fixed = 5 * parameter_bytes([inverter]) + parameter_bytes([classifier])  # + grads, Adam moments, EMA
+    # each process holds its share of the global batch; the message speaks of the global batch
+    share = config.batch_size // max(world, 1)
+    check_fits("--batch-size", share, per_image, fixed, device, TrainingError, scale=max(world, 1))
+
+
 def _train(
     config: TrainConfig,
     classifier: Classifier,
@@ -558,6 +593,7 @@ def _train(
     device = torch.device(config.device)
     if device.type == "cuda" and d.active:
         device = torch.device("cuda", d.local_rank)
+    _check_memory(config, classifier, inverter, len(train_set), device, d.world)  # before anything is written
     existing = _open_out(out, resume, d)
     trainer = _setup_trainer(config, classifier, inverter, trainer_options, device, d)  # models now on device
     cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
@@ -572,7 +608,16 @@ def _train(
         _write_run_config(out, config, inverter, classifier, run | {"train_images": len(source), "cache_logits": cache})
         _trim_log(out / LOG_FILE, step)
     last_ckpt = existing if resume else None
-    checkpoint_extra = {"classifier": classifier.name, "train_config": config.to_dict()}
+    from .bench import classifier_identity
+
+    checkpoint_extra = {
+        "classifier": classifier.name,
+        "train_config": config.to_dict(),
+        # absolute folder + digest of the classifier: the checkpoint is matched to it from any working folder
+        "classifier_identity": (
+            classifier_identity(config.classifier) if config.classifier else {"name": classifier.name}
+        ),
+    }
     return _loop(
         config, trainer, inverter, source, stream, held, out, device, d, step, last_ckpt, checkpoint_extra, progress
     )

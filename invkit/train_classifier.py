@@ -215,6 +215,20 @@ def _check_config(cfg: TrainClassifierConfig) -> None:
         raise InvkitError(f"eps_warmup is a fraction of the run in [0, 1), got {cfg.eps_warmup}.")
 
 
+def _check_memory(cfg: TrainClassifierConfig, clf: Classifier, device: torch.device) -> None:
+    """Refuse a batch that cannot fit in memory, from a lower-bound estimate (see ``invkit.memory``)."""
+    from .memory import activation_bytes, check_fits, parameter_bytes
+
+    was_training = clf.network.training
+    clf.network.eval()  # measuring must not move batch-norm statistics
+    try:
+        x = torch.zeros(2, *clf.config.input_size)
+        per_image = activation_bytes([clf.network], lambda: clf.logits(x)) // 2
+    finally:
+        clf.network.train(was_training)
+    check_fits("--batch-size", cfg.batch_size, 2 * per_image, 4 * parameter_bytes([clf.network]), device, InvkitError)
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def train_classifier(
     cfg: TrainClassifierConfig,
@@ -257,8 +271,13 @@ def train_classifier(
     if list(test.classes) != list(train.classes) or test.images.shape[1:] != train.images.shape[1:]:
         raise DataError(f"the test split of '{cfg.data}' has other classes or image shape than its train split.")
 
+    if cfg.batch_size > len(train):
+        raise InvkitError(
+            f"--batch-size {cfg.batch_size} is larger than the {len(train)} training images; use at most {len(train)}."
+        )
     torch.manual_seed(cfg.seed)
     clf = build_classifier(cfg, train)
+    _check_memory(cfg, clf, device)
     net = clf.network.to(device)
     clf.to(device)
     params = list(net.parameters())

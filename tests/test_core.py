@@ -69,8 +69,9 @@ def test_registry_rejects_bad_names_and_cross_plugin_duplicates():
     for bad in ("a.b.c", "res*", "", " x"):
         with pytest.raises(InvkitError):
             r.register(bad, lambda: None, plugin="p")
-    with pytest.raises(InvkitError, match="registered twice"):
-        r.register("resnet152.tv_in1k", lambda: None, plugin="other")
+    r.register("resnet152.tv_in1k", lambda: None, plugin="other")  # a conflict, an error only when used
+    with pytest.raises(InvkitError, match="registered by several plugins"):
+        r.resolve("resnet152.tv_in1k")
 
 
 # ------------------------------------------------------------------------------------------------- checkpoints

@@ -191,6 +191,8 @@ def test_trains_on_an_image_folder(tmp_path):
             str(tmp_path / "o"),
             "--steps",
             "1",
+            "--batch-size",
+            "6",  # the whole folder: a larger batch is refused
             "--eval-samples",
             "4",
             "--eval-steps",

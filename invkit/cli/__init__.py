@@ -58,12 +58,19 @@ def _add_builtin_commands() -> None:
 
 def build_cli() -> click.Group:
     """The ``invkit`` group with the built-in commands and those of every loaded plugin."""
-    from ..plugins import get_plugin_manager
+    from ..plugins import call_hook_per_plugin
 
     _add_builtin_commands()
-    get_plugin_manager().hook.register_commands(cli=cli)
+    call_hook_per_plugin("register_commands", cli=cli)
     return cli
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    click.echo(f"warning: {message}", err=True)  # one line, without the source line Python would add
+
+
 def main(argv: list[str] | None = None) -> Any:
+    import warnings
+
+    warnings.showwarning = _show_warning
     return build_cli().main(args=argv, prog_name="invkit")

@@ -1,11 +1,13 @@
 """``invkit convert-weights``: turn a published weights file into safetensors.
 
 Reads a torch state dict (``torch.load(weights_only=True)``: tensors and plain containers only), an ``.npz`` of
-plain arrays, or a safetensors file, and writes the tensors to ``DST.safetensors`` with their names unchanged,
-so any classifier that takes ``--weights`` reads the result. A checkpoint dict such as MadryLab's
-``{"model": ..., "optimizer": ..., "epoch": ...}`` is reduced to its state dict (``--key``, or ``model`` /
-``state_dict`` found automatically). A pickle that needs code to load is refused unless ``--trust-pickle`` is
-given, which runs that code: use it only on a file you trust, in an environment you trust.
+plain arrays, or a safetensors file, and writes the tensors to ``DST.safetensors``, so any classifier that takes
+``--weights`` reads the result. A checkpoint dict such as MadryLab's ``{"model": ..., "optimizer": ...,
+"epoch": ...}`` or the PyTorch ImageNet example's ``{"state_dict": ..., "epoch": ...}`` is reduced to its state
+dict (``--key``, or one of ``invkit.state_dict.WRAPPER_KEYS`` found automatically), and a prefix that a wrapper
+gave every key (``module.`` from ``nn.DataParallel``/DDP, ``_orig_mod.`` from ``torch.compile``) is stripped
+unless ``--keep-prefix``; other names are unchanged. A pickle that needs code to load is refused unless
+``--trust-pickle`` is given, which runs that code: use it only on a file you trust, in an environment you trust.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 
 from ..checkpoint import atomic_save_safetensors, load_weights_file
 from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from ..state_dict import WRAPPER_KEYS, strip_prefix, unwrap
 from ._ui import console, err_console
 
 
@@ -50,10 +53,7 @@ def select_state(obj: Any, key: str | None, source: str) -> tuple[dict[str, torc
             raise CheckpointError(f"{source} has no entry '{key}'; its entries are: {', '.join(map(str, obj))[:200]}.")
         obj, where = obj[key], f"'{key}'"
     else:
-        for k in ("model", "state_dict"):
-            if isinstance(obj.get(k), Mapping):
-                obj, where = obj[k], f"'{k}'"
-                break
+        obj, where = unwrap(obj)
     if isinstance(obj, torch.nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, Mapping):
@@ -71,8 +71,13 @@ def select_state(obj: Any, key: str | None, source: str) -> tuple[dict[str, torc
 @click.option(
     "--key",
     default=None,
-    help="Entry of a checkpoint dict that holds the state dict (default: 'model' "
-    "or 'state_dict' if present, else the top level).",
+    help="Entry of a checkpoint dict that holds the state dict (default: the first of "
+    f"{', '.join(WRAPPER_KEYS)} present, else the top level).",
+)
+@click.option(
+    "--keep-prefix",
+    is_flag=True,
+    help="Keep a 'module.' / '_orig_mod.' prefix shared by every name (stripped by default).",
 )
 @click.option(
     "--trust-pickle",
@@ -80,7 +85,7 @@ def select_state(obj: Any, key: str | None, source: str) -> tuple[dict[str, torc
     help="Load SRC with full unpickling, which can run code from the "
     "file. Only for a file you trust, in an environment you trust.",
 )
-def command(src: Path, dst: Path, key: str | None, trust_pickle: bool) -> None:
+def command(src: Path, dst: Path, key: str | None, trust_pickle: bool, keep_prefix: bool) -> None:
     """Convert SRC (torch state dict, .npz or .safetensors) to DST.safetensors, for --weights."""
     if dst.suffix != ".safetensors":
         raise click.BadParameter(f"'{dst}' must end in .safetensors", param_hint="DST")
@@ -96,9 +101,15 @@ def command(src: Path, dst: Path, key: str | None, trust_pickle: bool) -> None:
                 "the file, run this command again with --trust-pickle, in an environment you trust."
             ) from None
     tensors, where, dropped = select_state(obj, key, f"'{src}'")
-    atomic_save_safetensors(dst, tensors, {"converted_from": src.name, "taken_from": where})
+    prefix = ""
+    if not keep_prefix:
+        tensors, prefix = strip_prefix(tensors)
+    meta = {"converted_from": src.name, "taken_from": where} | ({"stripped_prefix": prefix} if prefix else {})
+    atomic_save_safetensors(dst, tensors, meta)
     n = sum(t.numel() for t in tensors.values())
     console.print(f"wrote {dst}: {len(tensors)} tensors, {n:,} values, from the {where} of {src}")
+    if prefix:
+        console.print(f"stripped the prefix '{prefix}' every name had (--keep-prefix keeps it)")
     if dropped:
         console.print(
             f"dropped {len(dropped)} non-tensor entries: {', '.join(dropped[:8])}{' ...' if len(dropped) > 8 else ''}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..plugins import failed_plugins, plugin_infos
+from ..plugins import failed_plugins, get_registry, plugin_infos
 from ._ui import console
 
 
@@ -26,4 +26,11 @@ def command() -> None:
         )
     console.print(table)
     for name, err in failed_plugins().items():
-        console.print(f"[red]plugin '{name}' failed to load:[/red] {err}")
+        console.print(f"[red]plugin '{name}' is skipped:[/red] {err}", soft_wrap=True)
+    for kind in ("classifier", "inverter", "probe"):
+        for name, plugins in get_registry(kind).conflicts().items():
+            console.print(
+                f"[yellow]{kind} '{name}' is registered by {', '.join(plugins)}:[/yellow] using it is an error "
+                "until all but one are uninstalled",
+                soft_wrap=True,
+            )

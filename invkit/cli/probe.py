@@ -134,8 +134,8 @@ def print_result(result: ProbeResult, folder: Path) -> None:
 @click.option(
     "--ood-data",
     default=None,
-    help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default: FashionMNIST "
-    "if present, else Tiny ImageNet from ~/.cache/invkit-data, for grey data; MNIST for RGB.",
+    help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default, shipped with "
+    "invkit: negatives of the embedded MNIST digits for grey inverters, the MNIST digits for RGB ones.",
 )
 @click.option("-n", "--num-images", default=64, show_default=True, help="Held-out images per probe.")
 @click.option("--seed", default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
@@ -225,7 +225,7 @@ def command(
             try:
                 result = run_probe(probes[n], ctx, run_info)  # writes results.json last
             except InvkitError as exc:
-                if len(todo) == 1:
+                if len(names) == 1:  # one probe asked for: its error is the command's (several: go on)
                     raise
                 failed.append((n, str(exc)))
                 continue

@@ -158,7 +158,7 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     classifier = classifier_from_spec(config.classifier, config.weights)
 
     def create(name: str, clf: Any, **kw: Any) -> Inverter:
-        return inverter_from_spec(name, clf, **kw)
+        return inverter_from_spec(name, clf, untrained=True, **kw)
 
     inverter, trainer_options = build_inverter(config, classifier, create=create)
     if type(inverter).make_trainer is Inverter.make_trainer:

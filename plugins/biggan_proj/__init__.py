@@ -53,6 +53,7 @@ def _factory(tag: str):
         inv.registry_name = f"biggan_proj.{tag}"
         return inv
 
+    factory.trainable = True  # type: ignore[attr-defined]  # learned: read before building (no weights yet)
     return factory
 
 

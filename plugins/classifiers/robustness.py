@@ -27,6 +27,7 @@ import torch
 
 from invkit.classifier import Classifier, ClassifierConfig
 from invkit.errors import CheckpointError, InputError, InvkitError
+from invkit.state_dict import strip_prefix
 
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 
@@ -114,6 +115,7 @@ def unwrap(raw: dict[str, Any], source: str) -> tuple[dict[str, torch.Tensor], t
         if any(k.startswith(prefix) for k in sd):
             # module.attacker.model.* is the same network again (the attacker shares it); it is not needed
             return tensors_only({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}, source), mean, std
+    sd = strip_prefix(sd)[0]  # a plain torchvision state dict, perhaps saved from nn.DataParallel
     if "fc.weight" in sd and "conv1.weight" in sd:
         return tensors_only(sd, source), mean, std
     sample = ", ".join(list(sd)[:3]) or "no tensors"

@@ -39,6 +39,7 @@ from torch import nn
 
 from invkit.classifier import Classifier, ClassifierConfig
 from invkit.errors import CheckpointError, InputError, InvkitError
+from invkit.state_dict import strip_prefix, unwrap
 
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 
@@ -164,8 +165,10 @@ def _torch_key(tp: str) -> tuple[str, str] | None:
 
 def tensorpack_to_torchvision(raw: dict[str, Any], source: str) -> dict[str, torch.Tensor]:
     """Convert the arrays of ``R152.npz`` (names and layouts in the module docstring) to a resnet152 state dict."""
-    if "conv1.weight" in raw and "fc.weight" in raw:  # already converted (a torchvision resnet152 state dict)
-        return tensors_only(raw, source)
+    plain = unwrap(raw)[0]
+    plain = strip_prefix(plain)[0] if isinstance(plain, dict) else plain
+    if isinstance(plain, dict) and "conv1.weight" in plain and "fc.weight" in plain:
+        return tensors_only(plain, source)  # already converted: a torchvision resnet152 state dict (wrapped or not)
     state: dict[str, torch.Tensor] = {}
     for name, value in raw.items():
         name = name[:-2] if name.endswith(":0") else name

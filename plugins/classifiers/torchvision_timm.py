@@ -15,7 +15,7 @@ from typing import Any
 from invkit.classifier import Classifier, ClassifierConfig
 from invkit.errors import InputError, InvkitError
 
-from .weights import WeightsSource, load_network, resolve_weights, tensors_only
+from .weights import WeightsSource, load_network, plain_state, resolve_weights
 
 # registry name -> (torchvision builder, weights enum member) for torchvision's own weights
 TORCHVISION_TAGS: dict[str, tuple[str, str]] = {
@@ -184,10 +184,8 @@ def build_network(name: str, num_classes: int) -> Any:
 
 def network_state(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """A published state dict for torchvision/timm, minus the Inception auxiliary head invkit does not use."""
-    if "state_dict" in raw and isinstance(raw["state_dict"], dict):
-        raw = raw["state_dict"]
-    state = tensors_only(raw, source)
-    return {k: v for k, v in state.items() if not k.startswith("AuxLogits.")}
+    state = plain_state(raw, source)  # unwrapped; a shared prefix such as 'module.' is stripped at load
+    return {k: v for k, v in state.items() if ".AuxLogits." not in f".{k}"}
 
 
 def create(

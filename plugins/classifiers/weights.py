@@ -26,6 +26,7 @@ import torch
 
 from invkit.checkpoint import load_weights_file
 from invkit.errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from invkit.state_dict import load_strict, unwrap
 
 DOCS = "docs/classifiers.md"
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes in a timm/<name> repository
@@ -167,6 +168,16 @@ def resolve_weights(name: str, source: WeightsSource, weights: str | os.PathLike
 
 
 # ------------------------------------------------------------------------------------------- state dict helpers
+def plain_state(raw: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
+    """The flat state dict in a weights file as training scripts save it, unwrapped from a checkpoint dict
+    (``{"state_dict": ..., "epoch": ...}``, ``{"model": ...}``; see ``invkit.state_dict``). A prefix every key
+    shares (``module.``) is left for ``load_network``, which strips it against the network's own keys."""
+    state, _ = unwrap(raw)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, not a state dict.")
+    return tensors_only(state, source)
+
+
 def tensors_only(state: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
     """Keep the tensors of a flat state dict, as float32 where floating; anything else is an error."""
     out: dict[str, torch.Tensor] = {}
@@ -184,17 +195,17 @@ def load_network(build: Any, state: Mapping[str, torch.Tensor], source: str, nam
     """Build a network and load ``state`` into it strictly, without paying for a random initialisation.
 
     The network is built on the meta device and the loaded tensors are assigned to it; a network that keeps
-    non-persistent buffers (which a state dict cannot fill) is built normally instead.
+    non-persistent buffers (which a state dict cannot fill) is built normally instead. A prefix every key
+    shares and the network lacks (``module.`` from ``nn.DataParallel``, ``_orig_mod.`` from ``torch.compile``)
+    is stripped first (``invkit.state_dict.load_strict``).
+
+    Raises:
+        CheckpointError: the keys or shapes do not fit; one line naming a few missing and unexpected keys.
     """
     with torch.device("meta"):
         net = build()
-    try:
-        net.load_state_dict(state, strict=True, assign=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
-        raise CheckpointError(f"{source} does not fit {name}: {detail[:300]}") from None
+    load_strict(net, state, source, name, assign=True)
     if any(t.is_meta for t in list(net.parameters()) + list(net.buffers())):
         net = build()
-        net.load_state_dict(state, strict=True)
+        load_strict(net, state, source, name)
     return net.eval()

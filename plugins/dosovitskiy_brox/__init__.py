@@ -36,15 +36,21 @@ __all__ = [
 ]
 
 
+def _learned(tag: str) -> partial:
+    factory = partial(build, tag)
+    factory.trainable = True  # type: ignore[attr-defined]  # learned: read before building (no weights yet)
+    return factory
+
+
 @invkit.hookimpl
 def register_inverters(register):
     register(
         "dosovitskiy_brox.paper",
-        partial(build, "paper"),
+        _learned("paper"),
         description="Dosovitskiy & Brox 2016 up-conv decoder + DeePSiM losses, paper widths (fc 4096x3)",
     )
     register(
         "dosovitskiy_brox.mnist",
-        partial(build, "mnist"),
+        _learned("mnist"),
         description="Dosovitskiy & Brox 2016 decoder, small widths for 32x32 MNIST (~1 MB)",
     )
