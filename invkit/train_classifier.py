@@ -38,7 +38,7 @@ from .checkpoint import (
     save_train_state,
 )
 from .classifier import Classifier
-from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset
+from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
 from .errors import DataError, InvkitError, TrainingError
 from .progress import Progress, ProgressCallback, no_progress
 
@@ -172,9 +172,16 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
             f"not '{cfg.arch}'; use a trained or pretrained classifier as it is."
         )
     c = train.images.shape[1]
-    x = train.images.float() / 255.0
-    mean = tuple(round(v, 4) for v in x.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(round(max(v, 1e-3), 4) for v in x.std(dim=(0, 2, 3)).tolist())
+    total, total_sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for i in range(0, len(train.images), 4096):  # in chunks: a memory-mapped 50k-image cache stays on disk
+        x = train.images[i : i + 4096].double() / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+        count += x[:, 0].numel()
+    mean_t = total / count
+    std_t = ((total_sq / count - mean_t**2).clamp_min(0) * count / max(count - 1, 1)).sqrt()
+    mean = tuple(round(v, 4) for v in mean_t.tolist())
+    std = tuple(round(max(v, 1e-3), 4) for v in std_t.tolist())
     kwargs: dict[str, Any] = {
         "channels": c,
         "num_classes": len(train.classes),
@@ -254,8 +261,13 @@ def train_classifier(
     )
     if len(train.classes) < 2:
         raise DataError(f"training data '{cfg.data}' has {len(train.classes)} class; a classifier needs at least 2.")
-    if list(test.classes) != list(train.classes) or test.images.shape[1:] != train.images.shape[1:]:
-        raise DataError(f"the test split of '{cfg.data}' has other classes or image shape than its train split.")
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"the test split of '{cfg.data}' has images of shape {tuple(test.images.shape[1:])}, its train split "
+            f"{tuple(train.images.shape[1:])}; give --input-size to bring both to one size."
+        )
+    # the test labels are renumbered to the train split's classes by name (a test split may have fewer)
+    test = match_classes(test, train.classes, owner=f"the train split of '{cfg.data}'")  # type: ignore[assignment]
 
     torch.manual_seed(cfg.seed)
     clf = build_classifier(cfg, train)
