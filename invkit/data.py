@@ -264,7 +264,7 @@ def decode_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
                 arr = _to_uint8(im, mode)
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error... for bad files
         raise _unreadable(path, exc) from None
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    return np.array(arr.transpose(2, 0, 1), order="C")  # a writable copy (Pillow arrays are read-only)
 
 
 def load_image(path: str | os.PathLike, mode: str = "RGB") -> torch.Tensor:

@@ -1,10 +1,11 @@
-"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or PGD-adversarial, and evaluate it.
+"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or adversarial, and evaluate it.
 
 Adversarial training follows Madry et al. 2018 ("Towards deep learning models resistant to adversarial
 attacks"): every training batch is replaced by PGD adversarial examples of the current network (the inner
 maximisation, ``invkit.adversarial.pgd``) and the network takes an optimiser step on their cross-entropy
 (the outer minimisation). Attacks are made with the network in eval mode (batch-norm statistics frozen),
-the update in train mode.
+the update in train mode. ``adv="fgsm"`` replaces PGD by one FGSM step from a random start (FGSM-RS, Wong et
+al. 2020, "Fast is better than free"), about ``adv_steps`` times cheaper per step.
 
 The run writes an invkit checkpoint folder (``config.json`` + ``model.safetensors`` via
 ``Classifier.save``), a ``train_state.safetensors`` for ``resume=True`` (optimiser, step), a ``report.json``
@@ -65,11 +66,11 @@ class TrainClassifierConfig:
     weight_decay: float = 0.0  # L2 weight decay
     augment: bool = False  # random 4 px shifts (+ horizontal flips for RGB data); off for digits
     seed: int = 0  # seeds initialisation, data order and attack random starts
-    adv: str = "none"  # "none": standard training; "pgd": PGD adversarial training (Madry et al. 2018)
+    adv: str = "none"  # "none"; "pgd": PGD training (Madry et al. 2018); "fgsm": FGSM-RS (Wong et al. 2020)
     norm: str = "linf"  # attack norm for training and the default evaluation: "linf" or "l2"
     eps: float = 0.3  # attack radius in [0, 1] pixel units (Madry et al.'s MNIST Linf setting)
-    adv_steps: int = 10  # PGD steps per training batch
-    step_size: float | None = None  # PGD step size; None: 2.5 * eps / adv_steps
+    adv_steps: int = 10  # PGD steps per training batch (fgsm: always 1)
+    step_size: float | None = None  # attack step size; None: 2.5 * eps / adv_steps (pgd), 1.25 * eps (fgsm)
     eps_warmup: float = 0.0  # fraction of the run over which the training eps ramps linearly from 0
     eval_eps: tuple[float, ...] | None = None  # eps values of the PGD evaluation; None: (eps,)
     eval_steps: int | None = None  # PGD steps of the evaluation; None: max(20, 2 * adv_steps)
@@ -88,13 +89,17 @@ class TrainClassifierConfig:
         ]
 
     def train_attack(self, eps: float | None = None) -> AttackConfig:
-        return AttackConfig(
-            norm=self.norm,
-            eps=self.eps if eps is None else eps,
-            steps=self.adv_steps,
-            step_size=self.step_size,
-            random_start=True,
-        )
+        """The attack made on every training batch: PGD, or for ``adv="fgsm"`` one step from a random start.
+
+        FGSM with random start follows Wong et al. 2020 ("Fast is better than free: revisiting adversarial
+        training"): ``delta ~ U[-eps, eps]``, one signed-gradient step of ``1.25 * eps``, projection onto the
+        eps ball and the [0, 1] clamp, which is PGD with one step, a random start and that step size.
+        """
+        eps = self.eps if eps is None else eps
+        if self.adv == "fgsm":
+            step = self.step_size if self.step_size is not None else 1.25 * eps
+            return AttackConfig(norm=self.norm, eps=eps, steps=1, step_size=step, random_start=True)
+        return AttackConfig(norm=self.norm, eps=eps, steps=self.adv_steps, step_size=self.step_size, random_start=True)
 
 
 @dataclass
@@ -189,20 +194,19 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
         "mean": mean,
         "std": std,
         "label_names": list(train.classes),
-        "robust": cfg.adv == "pgd",
+        "robust": cfg.adv != "none",
     }
     if cfg.width is not None:
         kwargs["width"] = cfg.width
-    if cfg.adv == "pgd":
-        kwargs["extra"] = {
-            "adversarial_training": {"method": "PGD (Madry et al. 2018)", **cfg.train_attack().to_dict()}
-        }
+    if cfg.adv != "none":
+        method = "PGD (Madry et al. 2018)" if cfg.adv == "pgd" else "FGSM with random start (Wong et al. 2020)"
+        kwargs["extra"] = {"adversarial_training": {"method": method, **cfg.train_attack().to_dict()}}
     return entry.factory(pretrained=False, **kwargs)
 
 
 def _check_config(cfg: TrainClassifierConfig) -> None:
-    if cfg.adv not in ("none", "pgd"):
-        raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none' or 'pgd'.")
+    if cfg.adv not in ("none", "pgd", "fgsm"):
+        raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none', 'pgd' or 'fgsm'.")
     if cfg.norm not in NORMS:
         raise InvkitError(f"unknown attack norm '{cfg.norm}'; use one of {', '.join(NORMS)}.")
     if cfg.optimizer not in ("adam", "sgd"):
@@ -307,7 +311,7 @@ def train_classifier(
             x = _augment(x, g)
         x, y = x.to(device), y.to(device)
         eps_now = cfg.eps
-        if cfg.adv == "pgd":
+        if cfg.adv != "none":
             warm = cfg.eps_warmup * total
             eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
             net.eval()
@@ -332,10 +336,10 @@ def train_classifier(
         fields = {
             "epoch": f"{done / per_epoch:.2f}",
             "loss": loss_avg,
-            "adv acc" if cfg.adv == "pgd" else "acc": acc_avg,
+            "adv acc" if cfg.adv != "none" else "acc": acc_avg,
             "img/s": round((done - start) * cfg.batch_size / max(time.time() - t0 - seconds, 1e-9)),
         }
-        if cfg.adv == "pgd" and cfg.eps_warmup > 0:
+        if cfg.adv != "none" and cfg.eps_warmup > 0:
             fields["eps"] = round(eps_now, 4)
         progress(Progress("train", done, total, fields))
         if done % cfg.checkpoint_every == 0 and done < total:
@@ -454,6 +458,6 @@ def evaluate(
         clean_accuracy=correct / n,
         eval_samples=m,
         pgd=pgd_results,
-        train_attack=cfg.train_attack().to_dict() if cfg.adv == "pgd" else None,
+        train_attack=cfg.train_attack().to_dict() if cfg.adv != "none" else None,
         config=asdict(cfg),
     )

@@ -52,10 +52,11 @@ from ._ui import console, progress_bars
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--adv",
-    type=click.Choice(["none", "pgd"]),
+    type=click.Choice(["none", "pgd", "fgsm"]),
     default="none",
     show_default=True,
-    help="'pgd': adversarial training on PGD examples (Madry et al. 2018).",
+    help="'pgd': adversarial training on PGD examples (Madry et al. 2018); 'fgsm': one FGSM step of 1.25 eps "
+    "from a random start (Wong et al. 2020).",
 )
 @click.option(
     "--norm",
@@ -66,7 +67,9 @@ from ._ui import console, progress_bars
 )
 @click.option("--eps", type=float, default=0.3, show_default=True, help="Attack radius in [0, 1] pixel units.")
 @click.option("--adv-steps", type=int, default=10, show_default=True, help="PGD steps per training batch.")
-@click.option("--step-size", type=float, default=None, help="PGD step size [2.5 * eps / adv-steps].")
+@click.option(
+    "--step-size", type=float, default=None, help="Attack step size [pgd: 2.5 * eps / adv-steps; fgsm: 1.25 * eps]."
+)
 @click.option(
     "--eps-warmup",
     type=float,
