@@ -156,8 +156,9 @@ class FolderImageDataset(ImageDataset):
 
         The array is ``<cache>/decoded/<key>.npy``, where the key hashes the folder, every file's path, size
         and modification time (ns) and ``size``: any changed, added or removed file makes a new cache, so an
-        epoch never decodes a JPEG and never sees stale pixels. Images are resized (antialiased bilinear) to
-        ``size`` x ``size``, or, when ``size`` is None, to the first image's size if they differ. A cache
+        epoch never decodes a JPEG and never sees stale pixels. Images of another size than the first are
+        resized (antialiased bilinear) to its size; for a ``size`` other than that, the images' own cache is
+        built first and resized in chunks into a second one. A cache
         folder that cannot be written gives a ``CacheWarning`` and the images are decoded into memory.
 
         Args:
@@ -170,13 +171,24 @@ class FolderImageDataset(ImageDataset):
         path = cache_dir() / "decoded" / f"{key}.npy"
         array = _open_cached(path)
         if array is None:
+            native = _image_size(self.samples[0][0])
+            if size is not None and (size, size) != native:  # resize the images' own cache, in chunks
+                base = self.materialize(None).images
 
-            def fill(out: np.ndarray) -> None:
-                for i, (p, _) in enumerate(self.samples):
-                    out[i] = _fit(decode_image(p, self.mode), out.shape[-2:])
+                def fill(out: np.ndarray) -> None:
+                    for i in range(0, len(base), 1024):
+                        x = base[i : i + 1024].float() / 255.0
+                        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+                        out[i : i + 1024] = (x * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
-            h, w = (size, size) if size is not None else _image_size(self.samples[0][0])
-            shape = (len(self.samples), 3 if self.mode == "RGB" else 1, h, w)
+                shape = (len(base), base.shape[1], size, size)
+            else:
+
+                def fill(out: np.ndarray) -> None:
+                    for i, (p, _) in enumerate(self.samples):
+                        out[i] = _fit(decode_image(p, self.mode), out.shape[-2:])
+
+                shape = (len(self.samples), 3 if self.mode == "RGB" else 1, *native)
             array = _build_cached(path, shape, fill)
         return TensorImageDataset(torch.from_numpy(array), self.targets, self.classes, self.name)
 
