@@ -76,6 +76,8 @@ class TrainClassifierConfig:
     eval_steps: int | None = None  # PGD steps of the evaluation; None: max(20, 2 * adv_steps)
     eval_samples: int | None = 1000  # test images attacked in the PGD evaluation (None: all); clean acc uses all
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    bf16: bool = False  # bfloat16 autocast for the training forward passes and attacks (evaluation stays fp32)
+    channels_last: bool = False  # channels_last memory format for the network and the training batches
 
     def __post_init__(self) -> None:
         if self.eval_eps is not None:
@@ -295,6 +297,11 @@ def train_classifier(
     def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
+    def autocast() -> torch.autocast:  # bf16 needs no loss scaling; the losses are computed in fp32
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
     perm = torch.empty(0, dtype=torch.long)
     perm_epoch = -1
     t0 = time.time() - seconds
@@ -310,18 +317,22 @@ def train_classifier(
         if cfg.augment:
             x = _augment(x, g)
         x, y = x.to(device), y.to(device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         eps_now = cfg.eps
         if cfg.adv != "none":
             warm = cfg.eps_warmup * total
             eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
             net.eval()
-            x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
+            with autocast():
+                x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
         net.train()
         net.requires_grad_(True)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        logits = clf(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast():
+            logits = clf(x)
+        loss = F.cross_entropy(logits.float(), y)
         if not torch.isfinite(loss):
             raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower --lr.")
         opt.zero_grad(set_to_none=True)

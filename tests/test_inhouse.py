@@ -331,3 +331,16 @@ def test_a_test_split_with_fewer_classes_is_mapped_by_name(tmp_path, monkeypatch
     bad = TensorImageDataset(train.images[:2], torch.tensor([0, 1]), ["a", "zz"])
     with pytest.raises(DataError, match="'zz'"):
         train_classifier(cfg, tmp_path / "n", train_data=train, test_data=bad)
+
+
+def test_bf16_channels_last_training_runs_and_saves_fp32_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = TrainClassifierConfig(
+        steps=2, batch_size=8, bf16=True, channels_last=True, adv="fgsm", eps=0.1, eval_samples=4, eval_steps=1
+    )
+    report = train_classifier(cfg, tmp_path / "b")
+    assert 0 <= report.clean_accuracy <= 1
+    weights = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in weights.values())
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["bf16"] is True
