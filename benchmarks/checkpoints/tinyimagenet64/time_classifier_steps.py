@@ -5,7 +5,9 @@ the real train split (decoded once into the uint8 cache), evaluating on 16 val i
 does not count, and reports the median wall time and process CPU time of the steps after the first two (warm-up);
 on a machine shared with other jobs the wall time is inflated by their load, CPU time much less so. Usage:
 
-    python benchmarks/checkpoints/tinyimagenet64/time_classifier_steps.py ~/.cache/invkit-data/tinyimagenet64
+    python benchmarks/checkpoints/tinyimagenet64/time_classifier_steps.py ~/.cache/invkit-data/tinyimagenet64 [bf16]
+
+With ``bf16`` every configuration runs with ``--precision bf16 --channels-last``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ CONFIGS = [  # (width, input size, adversarial training, attack steps)
 ]
 
 
-def main(root: str, steps: int = 6, batch: int = 128) -> None:
+def main(root: str, fast: bool = False, steps: int = 6, batch: int = 128) -> None:
     torch.set_num_threads(2)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}", flush=True)
+    setting = "bf16 autocast + channels_last" if fast else "fp32, NCHW"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, {setting}", flush=True)
     for width, size, adv, adv_steps in CONFIGS:
         train = load_split(root, "train", size=size)
         test = load_split(root, "val", size=size)
@@ -62,6 +65,8 @@ def main(root: str, steps: int = 6, batch: int = 128) -> None:
             eval_samples=8,
             eval_steps=1,
             checkpoint_every=10_000,
+            bf16=fast,
+            channels_last=fast,
         )
         with tempfile.TemporaryDirectory() as out:
             train_classifier(cfg, out, train_data=train, test_data=test, progress=progress)
@@ -78,4 +83,4 @@ def main(root: str, steps: int = 6, batch: int = 128) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], fast=sys.argv[2:] == ["bf16"])
