@@ -5,10 +5,13 @@ Every data set yields ``(image, label)`` with ``image`` a float tensor ``(C, H, 
 * ``"default"`` — a small MNIST subset shipped inside invkit (``invkit/assets``), so everything runs offline.
 * a folder in torchvision ``ImageFolder`` layout (``<root>/<split>/<class>/<image>`` or ``<root>/<class>/...``).
 * a ``.tar.gz`` / ``.tgz`` / ``.tar`` of such a folder, unpacked once into the cache directory.
+* a folder of Downsampled ImageNet npz batches (``train_data_batch_*.npz``, ``val_data.npz``; ``load_npz_folder``).
 * ``mnist``, ``fashionmnist``, ``cifar10``, ``cifar100`` — torchvision's format under ``root``; downloaded
   only when ``download=True``.
 
 The cache directory is ``$INVKIT_CACHE`` or ``~/.cache/invkit``; nothing is ever unpacked into a repository.
+Folders and npz batches are decoded once into memory-mapped uint8 arrays there (``materialize``), and labels are
+matched to a classifier's logits by class name (``for_classifier``), never by folder order.
 """
 
 from __future__ import annotations
@@ -158,8 +161,8 @@ class FolderImageDataset(ImageDataset):
         and modification time (ns) and ``size``: any changed, added or removed file makes a new cache, so an
         epoch never decodes a JPEG and never sees stale pixels. Images of another size than the first are
         resized (antialiased bilinear) to its size; for a ``size`` other than that, the images' own cache is
-        built first and resized in chunks into a second one. A cache
-        folder that cannot be written gives a ``CacheWarning`` and the images are decoded into memory.
+        built first and resized in chunks into a second one. A cache folder that cannot be written gives a
+        ``CacheWarning`` and the images are decoded into memory.
 
         Args:
             size: side of the square images in the array, in pixels; None keeps the images' own size.
