@@ -274,25 +274,29 @@ def test_for_classifier_uses_label_names_and_class_ids(tmp_path):
         for_classifier(ds, by_name)
 
 
-def test_probe_refuses_data_of_other_classes_with_one_line(tmp_path):
+@pytest.mark.parametrize("command", ["bench", "probe", "train"])
+def test_commands_refuse_data_of_other_classes_with_one_line(tmp_path, command):
     from click.testing import CliRunner
 
+    import invkit
     from invkit.cli import build_cli
 
     clf_dir = tmp_path / "clf"
-    import invkit
-
     invkit.create_classifier(
         "smallcnn.base", pretrained=False, channels=3, num_classes=2, input_size=8, label_names=["cat", "dog"]
     ).save(clf_dir)
-    _folder(tmp_path / "d" / "test", classes=("cat", "owl"))
-    result = CliRunner().invoke(
-        build_cli(),
-        ["probe", "iterative-stability", "--classifier", str(clf_dir), "--inverter", "optim"]
-        + ["--data", str(tmp_path / "d"), "--out", str(tmp_path / "out")],
-    )
+    for split in ("train", "test"):
+        _folder(tmp_path / "d" / split, classes=("cat", "owl"))
+    common = ["--classifier", str(clf_dir), "--data", str(tmp_path / "d"), "--out", str(tmp_path / "out")]
+    args = {
+        "bench": ["bench", "--inverter", "optim", "-n", "2"],
+        "probe": ["probe", "iterative-stability", "--inverter", "optim"],
+        "train": ["train", "--inverter", "dosovitskiy_brox.mnist", "--steps", "1", "--device", "cpu"],
+    }[command]
+    result = CliRunner().invoke(build_cli(), args + common)
     assert result.exit_code == 1, result.output
-    assert result.exit_code != 0 and "'owl'" in result.output and "Traceback" not in result.output
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert "'owl'" in lines[-1] and "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------------------------------- npz batches
