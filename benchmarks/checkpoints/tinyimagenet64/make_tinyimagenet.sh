@@ -7,10 +7,10 @@
 #   bench                                   `invkit bench` on val, n = 1000, 3 inverters x 2 classifiers
 #   probes                                  `invkit probe all` with each classifier and its biggan_proj
 #
-# STATUS: SIZED, NOT YET RUN. The step times behind the sizes below were measured on the project's shared 2-core CPU
-# (benchmarks/results/data-tinyimagenet64-cpu-torch2.14.1.md); none of these trainings has been run to the end and
-# no checkpoint in this folder comes from this script yet. Expect the wall times to be off by the load of the
-# machine they run on. Every training writes resumable state: rerun the same stage with RESUME=1 to continue.
+# STATUS: SIZED, NOT YET RUN. None of these trainings has been run, and no checkpoint in this folder comes from this
+# script yet. The classifier sizes rest on step times measured on the project's shared 2-core CPU; the inverter sizes
+# only on counted FLOPs or not at all (said where) -- see benchmarks/results/data-tinyimagenet64-cpu-torch2.14.1.md.
+# Every training writes resumable state: rerun the same stage with RESUME=1 to continue after an interruption.
 #
 # usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|inverters|copy|bench|probes|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
@@ -30,26 +30,32 @@ EPS=0.00784313725490196  # 2/255, L-inf, for the robust training and the PGD eva
 RESUME_FLAG=$([ "${RESUME:-0}" = 1 ] && echo --resume || true)
 
 # ------------------------------------------------------------------------------------------------ classifiers
-# resnet18s (3x3 stem, no max-pool) at width 32 on images resized to 32x32 (--input-size 32: the stem's choice;
-# the classifier resizes 64x64 inputs itself, so bench and the inverters still work at 64x64). Measured on the
-# shared 2-core CPU: 1.0-1.6 s per step of 128 (standard) -> ~8 min/epoch; FGSM-RS costs ~2x. 30 epochs standard
-# (~4 h) and 20 epochs FGSM-RS (~5 h) at one run per core; the standard target is >= 35% val top-1.
+# resnet18s (3x3 stem, no max-pool) at width 32 on images resized to 32x32 (--input-size 32 is the stem choice: the
+# classifier resizes 64x64 inputs itself, so bench and the inverters still work at 64x64). Measured CPU time per step
+# of 128 (time_classifier_steps.py; 391 steps per epoch):
+#   width 16 @32: 2.82 core-s | width 32 @32: 3.85 | width 16 @64: 5.42 | width 32 @64: 15.1
+#   width 32 @32 FGSM-RS: 7.89 | width 32 @32 PGD-3: see the results page | bf16 + channels_last: 9.58 (slower: off)
+# On an idle 2-core machine: standard 12.5 min/epoch -> 15 epochs ~3.1 h; FGSM-RS 25.7 min/epoch -> 10 epochs
+# ~4.3 h; one after the other, both threads each. On the shared machine (10% of it) multiply by about 5-10.
+# Expected, not measured: >= 35% val top-1 for the standard one (the target); check report.json.
 classifiers() {
   local common=(--arch resnet18s --width 32 --data "$TIN" --input-size 32 --batch-size 128 --optimizer sgd
-    --lr 0.1 --weight-decay 5e-4 --augment --norm linf --eval-eps "$EPS" --eval-steps 10 --eval-samples 1000
-    --checkpoint-every 400 --seed 0 --device "$DEVICE")
-  nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" train-classifier "${common[@]}" --epochs 30 --eps "$EPS" \
-    --out "$RUNS/classifier_standard" $RESUME_FLAG &
-  nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" train-classifier "${common[@]}" --epochs 20 --adv fgsm --eps "$EPS" \
-    --eps-warmup 0.1 --out "$RUNS/classifier_robust" $RESUME_FLAG &
-  wait
+    --lr 0.1 --weight-decay 5e-4 --augment --norm linf --eps "$EPS" --eval-eps "$EPS" --eval-steps 10
+    --eval-samples 1000 --checkpoint-every 400 --seed 0 --device "$DEVICE")
+  nice -n 10 env OMP_NUM_THREADS=2 "$INVKIT" train-classifier "${common[@]}" --epochs 15 \
+    --out "$RUNS/classifier_standard" $RESUME_FLAG
+  nice -n 10 env OMP_NUM_THREADS=2 "$INVKIT" train-classifier "${common[@]}" --epochs 10 --adv fgsm \
+    --eps-warmup 0.1 --out "$RUNS/classifier_robust" $RESUME_FLAG
 }
 
 # -------------------------------------------------------------------------------------------------- inverters
-# biggan_proj.paper (64x64, ch=96) costs ~135 GFLOP per image drawn: out of reach on a CPU (0.07 img/s measured,
-# benchmarks/results/throughput-biggan64-cpu-torch2.14.1.md). On one GPU (DEVICE=cuda, bf16 by default there):
-# batch 256, 20k G steps. On the CPU, the fallback is 32x32 output at ch=32 (say so in the results).
-# dosovitskiy_brox.paper runs at the classifier's logits -> 64x64 image; batch 64, 20k steps.
+# biggan_proj.paper (64x64, ch=96) costs 404.6 GFLOP per batch element and step (counted; 3 images drawn): out of
+# reach on a CPU (0.07 img/s measured, benchmarks/results/throughput-biggan64-cpu-torch2.14.1.md). With a GPU
+# (DEVICE=cuda, bf16 by default there): batch 256, 20k G steps = 2.1e18 FLOP, ~2 h on one H100/H200 at MFU 0.3
+# (projected, not measured). On the CPU the fallback is 32x32 output at ch=16, batch 16, 3000 G steps: by FLOP
+# scaling from the ch=32 64x64 count (185.8 GFLOP per step of 4) about 3 GFLOP per batch element, 46 GFLOP per
+# step; not timed here -- time a few steps first. Report it as 32x32 if used.
+# dosovitskiy_brox.paper (fc 4096x3 -> 64x64): batch 64, 20k steps; not timed here either.
 train_inverter() {
   local name=$1 inverter=$2 label=$3 steps=$4 batch=$5
   shift 5
@@ -60,8 +66,8 @@ train_inverter() {
 
 inverters() {
   if [ "$DEVICE" = cpu ]; then
-    train_inverter biggan_standard biggan_proj.paper standard 20000 32 --resolution 32 --ch 32
-    train_inverter biggan_robust biggan_proj.paper robust 20000 32 --resolution 32 --ch 32
+    train_inverter biggan_standard biggan_proj.paper standard 3000 16 --resolution 32 --ch 16
+    train_inverter biggan_robust biggan_proj.paper robust 3000 16 --resolution 32 --ch 16
   else
     train_inverter biggan_standard biggan_proj.paper standard 20000 256
     train_inverter biggan_robust biggan_proj.paper robust 20000 256
