@@ -34,7 +34,7 @@ RESUME_FLAG=$([ "${RESUME:-0}" = 1 ] && echo --resume || true)
 # classifier resizes 64x64 inputs itself, so bench and the inverters still work at 64x64). Measured CPU time per step
 # of 128 (time_classifier_steps.py; 391 steps per epoch):
 #   width 16 @32: 2.82 core-s | width 32 @32: 3.85 | width 16 @64: 5.42 | width 32 @64: 15.1
-#   width 32 @32 FGSM-RS: 7.89 | width 32 @32 with bf16 + channels_last: 9.58 (slower than fp32: left off)
+#   width 32 @32 FGSM-RS: 7.89 | PGD-3: 17.57 | width 32 @32 with bf16 + channels_last: 9.58 (slower than fp32: left off)
 # On an idle 2-core machine: standard 12.5 min/epoch -> 15 epochs ~3.1 h; FGSM-RS 25.7 min/epoch -> 10 epochs
 # ~4.3 h; one after the other, both threads each. On the shared machine (10% of it) multiply by about 5-10.
 # Expected, not measured: >= 35% val top-1 for the standard one (the target); check report.json.
