@@ -27,7 +27,7 @@ import torch
 from . import __version__, metrics
 from .checkpoint import atomic_write_text, load_checkpoint_weights, read_checkpoint_config
 from .classifier import Classifier
-from .data import ImageDataset, load_dataset, resize
+from .data import ImageDataset, for_classifier, load_dataset, resize
 from .errors import CheckpointError, DataError, InvkitError, TrainingError
 from .inverter import Inverter
 from .progress import Progress, ProgressCallback, no_progress
@@ -307,6 +307,7 @@ class Bench:
         self._previous = self._read_previous()
         self.dataset = self._open_data()
         self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
+        self.dataset = self._match_classes(self.dataset)
         self._check_inverter_names()
         settings.checkpoints = [_checkpoint_folder(c) for c in settings.checkpoints]
         self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
@@ -345,6 +346,18 @@ class Bench:
             raise
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {exc}).") from None
+
+    def _match_classes(self, dataset: ImageDataset) -> ImageDataset:
+        """The data labelled by the classifiers' class names (``data.for_classifier``); one numbering for all."""
+        matched = {spec: for_classifier(dataset, clf) for spec, clf in self.classifiers.items()}
+        first, *others = matched
+        for spec in others:
+            if matched[spec].labels() != matched[first].labels():
+                raise DataError(
+                    f"{self.label(first)} and {self.label(spec)} number the classes of '{self.settings.data}' "
+                    "differently; bench them in separate runs."
+                )
+        return matched[first]  # type: ignore[return-value]
 
     def _load_classifier(self, spec: str) -> Classifier:
         return resolve_classifier(spec).to(self.device).eval()

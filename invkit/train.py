@@ -56,7 +56,7 @@ from .checkpoint import (
     load_train_state,
 )
 from .classifier import Classifier
-from .data import ImageDataset, TensorImageDataset, resize, take
+from .data import ImageDataset, TensorImageDataset, for_classifier, resize, take
 from .errors import InvkitError, TrainingError
 from .inverter import Batch, Inverter, InverterTrainer
 from .progress import Progress, ProgressCallback, no_progress
@@ -520,7 +520,10 @@ def train_inverter(
 
     Raises:
         TrainingError: bad settings, an inverter with no training step, NaN/inf, a stuck loss or collapse.
+        DataError: data whose class names the classifier does not know (``invkit.data.for_classifier``).
     """
+    train_set = for_classifier(train_set, classifier)  # labels by class name, never by folder order
+    heldout_set = for_classifier(heldout_set, classifier) if heldout_set is not None else None
     d = _init_distributed(config.device)
     try:
         return _train(

@@ -1,10 +1,11 @@
-"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or PGD-adversarial, and evaluate it.
+"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or adversarial, and evaluate it.
 
 Adversarial training follows Madry et al. 2018 ("Towards deep learning models resistant to adversarial
 attacks"): every training batch is replaced by PGD adversarial examples of the current network (the inner
 maximisation, ``invkit.adversarial.pgd``) and the network takes an optimiser step on their cross-entropy
 (the outer minimisation). Attacks are made with the network in eval mode (batch-norm statistics frozen),
-the update in train mode.
+the update in train mode. ``adv="fgsm"`` replaces PGD by one FGSM step from a random start (FGSM-RS, Wong et
+al. 2020, "Fast is better than free"), about ``adv_steps`` times cheaper per step.
 
 The run writes an invkit checkpoint folder (``config.json`` + ``model.safetensors`` via
 ``Classifier.save``), a ``train_state.safetensors`` for ``resume=True`` (optimiser, step), a ``report.json``
@@ -38,7 +39,7 @@ from .checkpoint import (
     save_train_state,
 )
 from .classifier import Classifier
-from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset
+from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
 from .errors import DataError, InvkitError, TrainingError
 from .progress import Progress, ProgressCallback, no_progress
 
@@ -65,16 +66,18 @@ class TrainClassifierConfig:
     weight_decay: float = 0.0  # L2 weight decay
     augment: bool = False  # random 4 px shifts (+ horizontal flips for RGB data); off for digits
     seed: int = 0  # seeds initialisation, data order and attack random starts
-    adv: str = "none"  # "none": standard training; "pgd": PGD adversarial training (Madry et al. 2018)
+    adv: str = "none"  # "none"; "pgd": PGD training (Madry et al. 2018); "fgsm": FGSM-RS (Wong et al. 2020)
     norm: str = "linf"  # attack norm for training and the default evaluation: "linf" or "l2"
     eps: float = 0.3  # attack radius in [0, 1] pixel units (Madry et al.'s MNIST Linf setting)
-    adv_steps: int = 10  # PGD steps per training batch
-    step_size: float | None = None  # PGD step size; None: 2.5 * eps / adv_steps
+    adv_steps: int = 10  # PGD steps per training batch (fgsm: always 1)
+    step_size: float | None = None  # attack step size; None: 2.5 * eps / adv_steps (pgd), 1.25 * eps (fgsm)
     eps_warmup: float = 0.0  # fraction of the run over which the training eps ramps linearly from 0
     eval_eps: tuple[float, ...] | None = None  # eps values of the PGD evaluation; None: (eps,)
     eval_steps: int | None = None  # PGD steps of the evaluation; None: max(20, 2 * adv_steps)
     eval_samples: int | None = 1000  # test images attacked in the PGD evaluation (None: all); clean acc uses all
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    bf16: bool = False  # bfloat16 autocast for the training forward passes and attacks (evaluation stays fp32)
+    channels_last: bool = False  # channels_last memory format for the network and the training batches
 
     def __post_init__(self) -> None:
         if self.eval_eps is not None:
@@ -88,13 +91,17 @@ class TrainClassifierConfig:
         ]
 
     def train_attack(self, eps: float | None = None) -> AttackConfig:
-        return AttackConfig(
-            norm=self.norm,
-            eps=self.eps if eps is None else eps,
-            steps=self.adv_steps,
-            step_size=self.step_size,
-            random_start=True,
-        )
+        """The attack made on every training batch: PGD, or for ``adv="fgsm"`` one step from a random start.
+
+        FGSM with random start follows Wong et al. 2020 ("Fast is better than free: revisiting adversarial
+        training"): ``delta ~ U[-eps, eps]``, one signed-gradient step of ``1.25 * eps``, projection onto the
+        eps ball and the [0, 1] clamp, which is PGD with one step, a random start and that step size.
+        """
+        eps = self.eps if eps is None else eps
+        if self.adv == "fgsm":
+            step = self.step_size if self.step_size is not None else 1.25 * eps
+            return AttackConfig(norm=self.norm, eps=eps, steps=1, step_size=step, random_start=True)
+        return AttackConfig(norm=self.norm, eps=eps, steps=self.adv_steps, step_size=self.step_size, random_start=True)
 
 
 @dataclass
@@ -172,9 +179,16 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
             f"not '{cfg.arch}'; use a trained or pretrained classifier as it is."
         )
     c = train.images.shape[1]
-    x = train.images.float() / 255.0
-    mean = tuple(round(v, 4) for v in x.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(round(max(v, 1e-3), 4) for v in x.std(dim=(0, 2, 3)).tolist())
+    total, total_sq, count = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64), 0
+    for i in range(0, len(train.images), 4096):  # in chunks: a memory-mapped 50k-image cache stays on disk
+        x = train.images[i : i + 4096].double() / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        total_sq += (x * x).sum(dim=(0, 2, 3))
+        count += x[:, 0].numel()
+    mean_t = total / count
+    std_t = ((total_sq / count - mean_t**2).clamp_min(0) * count / max(count - 1, 1)).sqrt()
+    mean = tuple(round(v, 4) for v in mean_t.tolist())
+    std = tuple(round(max(v, 1e-3), 4) for v in std_t.tolist())
     kwargs: dict[str, Any] = {
         "channels": c,
         "num_classes": len(train.classes),
@@ -182,20 +196,19 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
         "mean": mean,
         "std": std,
         "label_names": list(train.classes),
-        "robust": cfg.adv == "pgd",
+        "robust": cfg.adv != "none",
     }
     if cfg.width is not None:
         kwargs["width"] = cfg.width
-    if cfg.adv == "pgd":
-        kwargs["extra"] = {
-            "adversarial_training": {"method": "PGD (Madry et al. 2018)", **cfg.train_attack().to_dict()}
-        }
+    if cfg.adv != "none":
+        method = "PGD (Madry et al. 2018)" if cfg.adv == "pgd" else "FGSM with random start (Wong et al. 2020)"
+        kwargs["extra"] = {"adversarial_training": {"method": method, **cfg.train_attack().to_dict()}}
     return entry.factory(pretrained=False, **kwargs)
 
 
 def _check_config(cfg: TrainClassifierConfig) -> None:
-    if cfg.adv not in ("none", "pgd"):
-        raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none' or 'pgd'.")
+    if cfg.adv not in ("none", "pgd", "fgsm"):
+        raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none', 'pgd' or 'fgsm'.")
     if cfg.norm not in NORMS:
         raise InvkitError(f"unknown attack norm '{cfg.norm}'; use one of {', '.join(NORMS)}.")
     if cfg.optimizer not in ("adam", "sgd"):
@@ -268,8 +281,13 @@ def train_classifier(
     )
     if len(train.classes) < 2:
         raise DataError(f"training data '{cfg.data}' has {len(train.classes)} class; a classifier needs at least 2.")
-    if list(test.classes) != list(train.classes) or test.images.shape[1:] != train.images.shape[1:]:
-        raise DataError(f"the test split of '{cfg.data}' has other classes or image shape than its train split.")
+    if test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(
+            f"the test split of '{cfg.data}' has images of shape {tuple(test.images.shape[1:])}, its train split "
+            f"{tuple(train.images.shape[1:])}; give --input-size to bring both to one size."
+        )
+    # the test labels are renumbered to the train split's classes by name (a test split may have fewer)
+    test = match_classes(test, train.classes, owner=f"the train split of '{cfg.data}'")  # type: ignore[assignment]
 
     if cfg.batch_size > len(train):
         raise InvkitError(
@@ -298,6 +316,11 @@ def train_classifier(
     def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
 
+    def autocast() -> torch.autocast:  # bf16 needs no loss scaling; the losses are computed in fp32
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
     perm = torch.empty(0, dtype=torch.long)
     perm_epoch = -1
     t0 = time.time() - seconds
@@ -313,18 +336,22 @@ def train_classifier(
         if cfg.augment:
             x = _augment(x, g)
         x, y = x.to(device), y.to(device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         eps_now = cfg.eps
-        if cfg.adv == "pgd":
+        if cfg.adv != "none":
             warm = cfg.eps_warmup * total
             eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
             net.eval()
-            x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
+            with autocast():
+                x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
         net.train()
         net.requires_grad_(True)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        logits = clf(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast():
+            logits = clf(x)
+        loss = F.cross_entropy(logits.float(), y)
         if not torch.isfinite(loss):
             raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower --lr.")
         opt.zero_grad(set_to_none=True)
@@ -339,10 +366,10 @@ def train_classifier(
         fields = {
             "epoch": f"{done / per_epoch:.2f}",
             "loss": loss_avg,
-            "adv acc" if cfg.adv == "pgd" else "acc": acc_avg,
+            "adv acc" if cfg.adv != "none" else "acc": acc_avg,
             "img/s": round((done - start) * cfg.batch_size / max(time.time() - t0 - seconds, 1e-9)),
         }
-        if cfg.adv == "pgd" and cfg.eps_warmup > 0:
+        if cfg.adv != "none" and cfg.eps_warmup > 0:
             fields["eps"] = round(eps_now, 4)
         progress(Progress("train", done, total, fields))
         if done % cfg.checkpoint_every == 0 and done < total:
@@ -461,6 +488,6 @@ def evaluate(
         clean_accuracy=correct / n,
         eval_samples=m,
         pgd=pgd_results,
-        train_attack=cfg.train_attack().to_dict() if cfg.adv == "pgd" else None,
+        train_attack=cfg.train_attack().to_dict() if cfg.adv != "none" else None,
         config=asdict(cfg),
     )

@@ -27,8 +27,8 @@ def _fails_with_one_line(args: list[str], *expected: str) -> str:
 
 @pytest.fixture
 def folder(tmp_path):
-    """An ImageFolder with two classes of 28x28 grey digits."""
-    for c in ("a", "b"):
+    """An ImageFolder with two classes of 28x28 grey digits (named like the demo classifier's classes)."""
+    for c in ("3", "7"):
         (tmp_path / "data" / "test" / c).mkdir(parents=True)
         for i in range(2):
             Image.new("L", (28, 28), 40 * i).save(tmp_path / "data" / "test" / c / f"{i}.png")
@@ -120,7 +120,7 @@ def test_image_too_small_or_corrupt(tmp_path):
 
 
 def test_corrupt_image_inside_a_data_folder_and_empty_folder(tmp_path, folder):
-    (folder / "test" / "b" / "broken.png").write_bytes(b"not a png at all")
+    (folder / "test" / "7" / "broken.png").write_bytes(b"not a png at all")
     clf = str(DEMO / "classifier_standard")
     _fails_with_one_line(
         [

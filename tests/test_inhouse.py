@@ -284,3 +284,65 @@ def test_demo_tag_round_trips_through_a_checkpoint(tmp_path):
     again = invkit.load_classifier(tmp_path / "c")
     x = torch.rand(2, 1, 28, 28)
     assert again.name == "smallcnn.mnist" and torch.equal(clf.logits(x), again.logits(x))
+
+
+def test_fgsm_with_random_start_is_one_step_of_1_25_eps_from_a_random_point():
+    cfg = TrainClassifierConfig(adv="fgsm", eps=0.1, adv_steps=7)
+    attack = cfg.train_attack()
+    assert (attack.steps, attack.random_start) == (1, True) and attack.resolved_step_size == pytest.approx(0.125)
+    assert TrainClassifierConfig(adv="fgsm", eps=0.1, step_size=0.05).train_attack().resolved_step_size == 0.05
+    clf = invkit.create_classifier("smallcnn.base", pretrained=False)
+    x = torch.rand(6, 1, 28, 28)
+    y = torch.arange(6)
+    a = attack.run(clf, x, y, generator=torch.Generator().manual_seed(0))
+    b = attack.run(clf, x, y, generator=torch.Generator().manual_seed(1))
+    assert (a - x).abs().max() <= 0.1 + 1e-6 and a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, b)  # the random start differs by seed
+
+
+def test_fgsm_training_marks_the_classifier_robust(tmp_path):
+    cfg = TrainClassifierConfig(steps=2, batch_size=16, adv="fgsm", eps=0.1, eval_samples=8, eval_steps=2)
+    report = train_classifier(cfg, tmp_path / "f")
+    assert report.robust and report.train_attack["steps"] == 1
+    assert report.train_attack["step_size"] == pytest.approx(0.125)
+    extra = invkit.load_classifier(tmp_path / "f").config.extra["adversarial_training"]
+    assert extra["method"].startswith("FGSM with random start")
+
+
+def test_a_test_split_with_fewer_classes_is_mapped_by_name(tmp_path, monkeypatch):
+    import invkit.train_classifier as tc
+    from invkit.data import TensorImageDataset
+    from invkit.errors import DataError
+
+    g = torch.Generator().manual_seed(0)
+    train = TensorImageDataset(
+        torch.randint(0, 256, (12, 1, 8, 8), generator=g, dtype=torch.uint8), torch.arange(12) % 3, ["a", "b", "c"]
+    )
+    test = TensorImageDataset(train.images[:4], torch.tensor([0, 1, 0, 1]), ["b", "c"])
+    cfg = TrainClassifierConfig(steps=1, batch_size=4, eval_samples=2, eval_steps=1)
+    seen = {}
+
+    def spy(clf, test_data, cfg, **kw):
+        seen["labels"] = test_data.labels()
+        return real_evaluate(clf, test_data, cfg, **kw)
+
+    real_evaluate = tc.evaluate
+    monkeypatch.setattr(tc, "evaluate", spy)
+    train_classifier(cfg, tmp_path / "m", train_data=train, test_data=test)
+    assert seen["labels"] == [1, 2, 1, 2]
+    bad = TensorImageDataset(train.images[:2], torch.tensor([0, 1]), ["a", "zz"])
+    with pytest.raises(DataError, match="'zz'"):
+        train_classifier(cfg, tmp_path / "n", train_data=train, test_data=bad)
+
+
+def test_bf16_channels_last_training_runs_and_saves_fp32_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = TrainClassifierConfig(
+        steps=2, batch_size=8, bf16=True, channels_last=True, adv="fgsm", eps=0.1, eval_samples=4, eval_steps=1
+    )
+    report = train_classifier(cfg, tmp_path / "b")
+    assert 0 <= report.clean_accuracy <= 1
+    weights = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in weights.values())
+    assert json.loads((tmp_path / "b" / "train_config.json").read_text())["bf16"] is True

@@ -15,7 +15,7 @@ import torch
 from rich.table import Table
 
 from .. import create_probe, list_probes
-from ..data import load_dataset
+from ..data import for_classifier, load_dataset
 from ..errors import InvkitError
 from ..plugins import get_registry
 from ..probe import ProbeContext, ProbeResult, declared_options, run_probe
@@ -190,7 +190,7 @@ def command(
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
-    dataset = dataset_from_spec(data, "test", root=data_root)
+    dataset = for_classifier(dataset_from_spec(data, "test", root=data_root), classifier)
     extra = {"ood": load_dataset(ood_data, "test", root=data_root)} if ood_data else {}
     failed: list[tuple[str, str]] = []
     results: list[tuple[ProbeResult, Path]] = []

@@ -69,7 +69,7 @@ def register(register: Any) -> None:
 
 
 def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
-    from .torchvision_timm import imagenet_label_names
+    from .torchvision_timm import imagenet_class_ids, imagenet_label_names
 
     filename, norm, eps = TAGS[tag]
     size = input_size or 224
@@ -85,6 +85,7 @@ def config(tag: str, input_size: int | None = None) -> ClassifierConfig:
         license=LICENSE,
         robust=eps != "0",
         extra={
+            "class_ids": imagenet_class_ids(1000),
             "threat_model": norm,
             "eps": eps,
             "paper": PAPER,

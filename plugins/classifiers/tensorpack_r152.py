@@ -62,7 +62,7 @@ def register(register: Any) -> None:
 
 
 def config(input_size: int | None = None) -> ClassifierConfig:
-    from .torchvision_timm import imagenet_label_names
+    from .torchvision_timm import imagenet_class_ids, imagenet_label_names
 
     size = input_size or 224
     return ClassifierConfig(
@@ -78,6 +78,7 @@ def config(input_size: int | None = None) -> ClassifierConfig:
         license=LICENSE,
         robust=True,
         extra={
+            "class_ids": imagenet_class_ids(1000),
             "threat_model": "Linf, targeted PGD",
             "eps": "16/255",
             "paper": PAPER,

@@ -84,6 +84,22 @@ def imagenet_label_names(num_classes: int, timm_cfg: Any = None) -> tuple[str, .
     return tuple(info.label_descriptions()) if info.num_classes() == num_classes else None
 
 
+def imagenet_class_ids(num_classes: int, timm_cfg: Any = None) -> list[str] | None:
+    """The WordNet ids (``n01440764`` ...) of the classes in logit order, or None when they are not ImageNet's.
+
+    Stored as ``extra["class_ids"]`` so that data folders named by WordNet id (Tiny ImageNet, ImageNet's own
+    folders, Downsampled ImageNet with ``map_clsloc.txt``) are matched to the logits by name
+    (``invkit.data.for_classifier``).
+    """
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    subset = infer_imagenet_subset(timm_cfg) if timm_cfg is not None else "imagenet-1k"
+    if subset is None:
+        return None
+    info = ImageNetInfo(subset)
+    return list(info.label_names()) if info.num_classes() == num_classes else None
+
+
 def _torchvision_weights(name: str) -> Any:
     import torchvision.models as tvm
 
@@ -114,6 +130,7 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
                 "weights": TORCHVISION_TAGS[name][1],
                 "resize_size": int(t.resize_size[0]),
                 "recipe": w.meta.get("recipe", ""),
+                "class_ids": imagenet_class_ids(len(w.meta["categories"])),
             },
         )
     else:
@@ -131,6 +148,7 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
             robust=name in ADVERSARIAL,
             extra={
                 "timm_model": f"{pc.architecture}.{pc.tag}",
+                "class_ids": imagenet_class_ids(pc.num_classes, pc),
                 "crop_pct": pc.crop_pct,
                 "origin_url": pc.origin_url or pc.url or "",
                 "paper_ids": pc.paper_ids or "",
