@@ -95,6 +95,16 @@ class Inverter(nn.Module, abc.ABC):
             )
         if not logits.is_floating_point():
             raise InputError(f"{self.registry_name}: logits must be floating point, got {logits.dtype}.")
+        if logits.shape[0] == 0:
+            raise InputError(
+                f"{self.registry_name}: the batch of logits is empty (0, {self.num_classes}); pass N >= 1 rows."
+            )
+        if not bool(torch.isfinite(logits).all()):
+            rows = sorted({int(i) for i in (~torch.isfinite(logits)).nonzero()[:, 0].tolist()})
+            raise InputError(
+                f"{self.registry_name}: logits hold NaN/inf (row(s) {', '.join(map(str, rows[:5]))}"
+                f"{', ...' if len(rows) > 5 else ''}); an image cannot be reconstructed from them."
+            )
         return logits
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -208,13 +218,14 @@ def load_inverter(
         classifier: passed to the factory; needed by inverters that run the classifier (``optim``).
         map_location: device for the weights.
     """
-    from .checkpoint import load_checkpoint_weights, read_checkpoint_config
+    from .checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
 
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
-    inv = entry.factory(classifier=classifier, **doc.get("config", {}))
+    inv = build_from_config(entry.factory, doc, directory, classifier=classifier, **doc.get("config", {}))
     state = load_checkpoint_weights(directory)
+    check_weights(state, inv, f"weights in '{directory}'")
     try:
         inv.load_state_dict(state, strict=True)
     except RuntimeError as exc:

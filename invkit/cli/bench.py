@@ -16,7 +16,15 @@ from ..bench import Bench, BenchSettings
 from ..errors import InvkitError
 from ..progress import Progress as ProgressEvent
 from ..report import COLUMNS, fmt
-from ._common import data_root_option, device_option, parse_options, pick_device
+from ._common import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    data_root_option,
+    device_option,
+    parse_options,
+    pick_device,
+)
 from ._ui import console
 
 SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
@@ -73,8 +81,10 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     help="Inverter checkpoint folder, or an `invkit train` run folder (its newest checkpoint); repeatable. "
     "Matched to pairs by inverter name, logit size and the classifier it records.",
 )
-@click.option("-n", "n", type=int, default=None, help="Held-out images per pair (default 50).")
-@click.option("--id-k", type=int, default=None, help="Candidates per instance identification (default 10).")
+@click.option("-n", "n", type=POSITIVE_INT, default=None, help="Held-out images per pair (default 50).")
+@click.option(
+    "--id-k", type=click.IntRange(min=2), default=None, help="Candidates per instance identification (default 10)."
+)
 @click.option(
     "--out",
     default="invkit-bench",
@@ -84,13 +94,13 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 )
 @click.option(
     "--train-steps",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=0,
     show_default=True,
     help="Train a learned inverter that has no checkpoint for this many steps (0: ask for a checkpoint).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the image draw and the inversions.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per inversion call.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the image draw and the inversions.")
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Images per inversion call.")
 @click.option(
     "--option",
     "options",

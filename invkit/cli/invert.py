@@ -14,7 +14,15 @@ from ..checkpoint import atomic_write_bytes, atomic_write_text
 from ..data import IMAGE_EXTENSIONS, load_image, resize
 from ..errors import DataError, InvkitError
 from ..figures import save_rows, to_pil_grid
-from ._common import classifier_from_spec, device_option, inverter_from_spec, parse_options, pick_device
+from ._common import (
+    POSITIVE_INT,
+    SEED,
+    classifier_from_spec,
+    device_option,
+    inverter_from_spec,
+    parse_options,
+    pick_device,
+)
 from ._ui import console
 
 
@@ -52,11 +60,11 @@ def _png(image: torch.Tensor) -> bytes:
 @click.option("--inverter", default=None, help="Inverter registry name (optim needs no checkpoint).")
 @click.option("--checkpoint", default=None, type=click.Path(), help="Inverter checkpoint folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs and grid.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the inverter's noise.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the inverter's noise.")
 @click.option(
     "-n",
     "samples",
-    type=int,
+    type=POSITIVE_INT,
     default=1,
     show_default=True,
     help="Reconstructions per image (different noise for stochastic inverters).",

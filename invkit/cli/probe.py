@@ -25,6 +25,8 @@ from ..plugins import get_registry
 from ..probe import ProbeContext, ProbeResult
 from ..progress import Progress
 from ._common import (
+    POSITIVE_INT,
+    SEED,
     apply,
     classifier_from_spec,
     data_options,
@@ -141,8 +143,8 @@ def print_result(result: ProbeResult, folder: Path) -> None:
     help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default: FashionMNIST "
     "if present, else Tiny ImageNet from ~/.cache/invkit-data, for grey data; MNIST for RGB.",
 )
-@click.option("-n", "--num-images", default=64, show_default=True, help="Held-out images per probe.")
-@click.option("--seed", default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
+@click.option("-n", "--num-images", type=POSITIVE_INT, default=64, show_default=True, help="Held-out images per probe.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
 @click.option(
     "--option",
     "options",

@@ -24,6 +24,11 @@ from ..train import (
     train_inverter,
 )
 from ._common import (
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    check_device,
     classifier_from_spec,
     data_root_option,
     dataset_from_spec,
@@ -59,18 +64,20 @@ _D = TrainConfig()
     type=click.Path(file_okay=False),
     help="Run folder: train_config.json, log.jsonl, samples/, checkpoints/.",
 )
-@click.option("--steps", type=int, default=None, help=f"Inverter optimisation steps (GAN: G steps). [{_D.steps}]")
+@click.option(
+    "--steps", type=NON_NEGATIVE_INT, default=None, help=f"Inverter optimisation steps (GAN: G steps). [{_D.steps}]"
+)
 @click.option(
     "--batch-size",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help=f"Global batch per data draw, split over torchrun processes. [{_D.batch_size}]",
 )
-@click.option("--resolution", type=int, default=None, help="Inverter output side. [the inverter's default]")
-@click.option("--ch", type=int, default=None, help="Inverter width (BigGAN ch). [the inverter's default]")
-@click.option("--seed", type=int, default=None, help=f"Seeds weights, data order, noise, samples. [{_D.seed}]")
-@click.option("--lr-g", type=float, default=None, help="Inverter (generator) learning rate. [the inverter's]")
-@click.option("--lr-d", type=float, default=None, help="Discriminator learning rate. [the inverter's]")
+@click.option("--resolution", type=POSITIVE_INT, default=None, help="Inverter output side. [the inverter's default]")
+@click.option("--ch", type=POSITIVE_INT, default=None, help="Inverter width (BigGAN ch). [the inverter's default]")
+@click.option("--seed", type=SEED, default=None, help=f"Seeds weights, data order, noise, samples. [{_D.seed}]")
+@click.option("--lr-g", type=POSITIVE_FLOAT, default=None, help="Inverter (generator) learning rate. [the inverter's]")
+@click.option("--lr-d", type=POSITIVE_FLOAT, default=None, help="Discriminator learning rate. [the inverter's]")
 @click.option(
     "--option",
     "-o",
@@ -79,16 +86,19 @@ _D = TrainConfig()
     metavar="KEY=VALUE",
     help="An inverter config field (e.g. cbn_hidden=64) or trainer option (e.g. num_d_steps=1); repeatable.",
 )
-@click.option("--save-every", type=int, default=None, help=f"Steps between checkpoints. [{_D.save_every}]")
+@click.option("--save-every", type=POSITIVE_INT, default=None, help=f"Steps between checkpoints. [{_D.save_every}]")
 @click.option(
     "--sample-every",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=None,
     help=f"Steps between sample grids (0: only at the end). [{_D.sample_every}]",
 )
-@click.option("--log-every", type=int, default=None, help=f"Steps between log.jsonl lines. [{_D.log_every}]")
+@click.option("--log-every", type=POSITIVE_INT, default=None, help=f"Steps between log.jsonl lines. [{_D.log_every}]")
 @click.option(
-    "--keep-checkpoints", type=int, default=None, help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]"
+    "--keep-checkpoints",
+    type=NON_NEGATIVE_INT,
+    default=None,
+    help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]",
 )
 @click.option(
     "--augment", type=click.Choice(["none", "hflip"]), default=None, help="Training-image augmentation. [none]"
@@ -97,6 +107,7 @@ _D = TrainConfig()
     "--device",
     default="auto",
     show_default=True,
+    callback=check_device,
     help="cpu, cuda or auto (under torchrun, cuda means cuda:LOCAL_RANK).",
 )
 @click.option(
