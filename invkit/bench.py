@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from . import __version__, metrics
-from .checkpoint import atomic_write_text, load_checkpoint_weights, read_checkpoint_config
+from .checkpoint import atomic_write_json, load_checkpoint_weights, read_checkpoint_config
 from .classifier import Classifier
 from .data import ImageDataset, load_dataset, resize
 from .errors import CheckpointError, DataError, InvkitError, TrainingError
@@ -370,6 +370,11 @@ class Bench:
 
     def _pick_images(self) -> None:
         labels = torch.tensor(self.dataset.labels())
+        if self.settings.n > len(labels):  # never report "n = 1500" for the 1000 images there are
+            raise InvkitError(
+                f"-n {self.settings.n} is more than the {len(labels)} images of the test split of "
+                f"'{self.settings.data}'; use -n {len(labels)} or fewer."
+            )
         self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
         self.labels = labels[self.indices]
         self.originals = _stack(self.dataset, self.indices)
@@ -558,7 +563,7 @@ class Bench:
         from .report import write_reports
 
         doc = self.document()
-        atomic_write_text(self.out / RESULTS_NAME, json.dumps(doc, indent=2, default=str) + "\n")
+        atomic_write_json(self.out / RESULTS_NAME, doc)  # NaN metrics become null: results.json stays valid JSON
         write_reports(self.out, doc)
 
 

@@ -46,7 +46,9 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
     """
     import fcntl
 
-    folder = make_dirs(Path(path).expanduser())
+    folder = Path(path).expanduser()
+    created = not folder.exists()
+    make_dirs(folder)
     lock_path = folder / LOCK_NAME
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -70,6 +72,12 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
             raise output_error(lock_path, exc) from None
         remove_stale_temps(folder)
         yield folder
+    except BaseException:
+        if created and {p.name for p in folder.iterdir()} <= {LOCK_NAME}:  # a run refused before writing anything
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+                folder.rmdir()
+        raise
     finally:
         os.close(fd)  # closing releases the lock
 

@@ -36,6 +36,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,8 +58,9 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import ImageDataset, TensorImageDataset, resize, take
-from .errors import InvkitError, TrainingError
+from .errors import CheckpointError, InvkitError, TrainingError
 from .inverter import Batch, Inverter, InverterTrainer
+from .outputs import dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
 
 CHECKPOINTS = "checkpoints"
@@ -620,9 +622,16 @@ def _train(
 
     # --- resume ----------------------------------------------------------------------------------------------
     step, position = 0, 0
+    fingerprint = dataset_fingerprint(train_set)
     if resume and existing is not None:
-        state = load_train_state(existing / TRAIN_STATE_NAME)
-        trainer.inference_inverter().load_state_dict(load_checkpoint_weights(existing))
+        _check_resumed_data(out, fingerprint, config.data)
+        existing, state, weights = _newest_loadable(out)
+        if int(state["step"]) > config.steps:
+            raise TrainingError(
+                f"--resume: the run in '{out}' is at step {int(state['step'])}, past --steps {config.steps}; "
+                "ask for more steps, not fewer (nothing was changed)."
+            )
+        trainer.inference_inverter().load_state_dict(weights)
         if "inverter" in state:
             trainer.inverter.load_state_dict(state["inverter"])
         trainer.load_state_dict(state["trainer"])
@@ -643,6 +652,7 @@ def _train(
             "world_size": d.world,
             "device": str(device),
             "train_images": len(source),
+            "data_fingerprint": fingerprint,
             "cache_logits": cache,
             "torch": torch.__version__,
             "invkit": __version__,
@@ -663,6 +673,11 @@ def _train(
         bad = _all_finite(dict(weights)) if d.main else None
         if _broadcast_flag(d, bad is not None, device):
             raise stop(f"weight {bad or '?'} of the inference inverter is not finite")
+        # A checkpoint is written only if it passes the health check the sample grids get, so "the last good
+        # checkpoint" named when a run stops is one that passed it, never one that had already collapsed.
+        reason, spread = _health(trainer, held_logits, held_noise, device, config.collapse_std) if d.main else (None, 0)
+        if _broadcast_flag(d, reason is not None, device):
+            raise stop(reason or "the samples on rank 0 failed the health check (see its log)")
         state: dict[str, Any] = {
             "trainer": trainer.state_dict(),
             "step": step_,
@@ -674,7 +689,12 @@ def _train(
             state["inverter"] = dict(trainer.inverter.state_dict())
         path = None
         if d.main:
-            extra = {"step": step_, "classifier": classifier.name, "train_config": config.to_dict()}
+            extra = {
+                "step": step_,
+                "classifier": classifier.name,
+                "train_config": config.to_dict(),
+                "health": {"sample_std": spread, "collapse_std": config.collapse_std},
+            }
             path = write_checkpoint(out, step_, trainer.inference_inverter(), state, extra, config.keep_checkpoints)
         if d.active:
             import torch.distributed as dist
@@ -682,11 +702,20 @@ def _train(
             dist.barrier()
         return path
 
-    def stop(reason: str) -> TrainingError:
+    def stop(reason: str, since: int | None = None) -> TrainingError:
+        """The error that ends the run; ``since``: the step the trouble began (checkpoints after it are suspect)."""
         if d.main:
             with open(out / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "event": "stopped", "reason": reason}) + "\n")
-        where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+        good = last_ckpt
+        if since is not None:
+            before = [p for s_, p in find_checkpoints(out) if s_ <= since]
+            good = before[-1] if before else None
+        where = (
+            f"the last good checkpoint is {good}"
+            if good
+            else ("no checkpoint from before it is kept" if since is not None else "no checkpoint was written yet")
+        )
         return TrainingError(
             f"step {step}: {reason}; stopped, {where} (resume it with --resume, perhaps with lower --lr-g/--lr-d)."
         )
@@ -711,7 +740,10 @@ def _train(
                     h = history.setdefault(k, deque(maxlen=config.stuck_steps))
                     h.append(v)
                     if len(h) == config.stuck_steps and max(h) - min(h) <= 1e-7 * max(1.0, abs(v)):
-                        raise stop(f"loss {k} has stayed at {v:.6g} for {config.stuck_steps} steps (collapse)")
+                        raise stop(
+                            f"loss {k} has stayed at {v:.6g} for {config.stuck_steps} steps (collapse)",
+                            since=step - config.stuck_steps,
+                        )
         imgs_log += counted[0]
         total_imgs += counted[0]
         counted[0] = 0
@@ -781,24 +813,82 @@ def _samples(
     """Write the sample grid (originals above reconstructions); return why the run must stop, or None."""
     from .figures import save_rows
 
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # sampling must not move the training RNG
-        recon = trainer.sample_images(logits, noise).float()
-    finite = bool(torch.isfinite(recon).all())
+    recon = _sample(trainer, logits, noise, device)
     save_rows(
         [images, torch.nan_to_num(recon, nan=0.0, posinf=1.0, neginf=0.0)],
         out / SAMPLES / f"step_{step:06d}.png",
         scale=max(1, 64 // images.shape[-1]),
     )
-    if not finite:
-        return "the sample images are not finite (NaN/inf in the inverter's output)"
+    return _health(trainer, logits, noise, device, collapse_std, recon)[0]
+
+
+def _sample(
+    trainer: InverterTrainer, logits: torch.Tensor, noise: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # sampling must not move the training RNG
+        return trainer.sample_images(logits, noise).float()
+
+
+def _health(
+    trainer: InverterTrainer,
+    logits: torch.Tensor,
+    noise: torch.Tensor | None,
+    device: torch.device,
+    collapse_std: float,
+    recon: torch.Tensor | None = None,
+) -> tuple[str | None, float]:
+    """The run's health check on the held-out samples: (why the run must stop or None, spread across inputs)."""
+    if recon is None:
+        recon = _sample(trainer, logits, noise, device)
+    if not bool(torch.isfinite(recon).all()):
+        return "the sample images are not finite (NaN/inf in the inverter's output)", float("nan")
     spread = float(recon.std(0).mean())
     if collapse_std > 0 and spread < collapse_std:
         return (
-            f"samples vary by {spread:.2g} < {collapse_std:g} across {len(images)} different logit vectors "
-            "(collapse: the output no longer depends on the logits)"
+            f"samples vary by {spread:.2g} < {collapse_std:g} across {len(recon)} different logit vectors "
+            "(collapse: the output no longer depends on the logits)",
+            spread,
         )
-    return None
+    return None, spread
+
+
+def _check_resumed_data(out: Path, fingerprint: str, data: str) -> None:
+    """Refuse to resume on other images than the run's (a relative --data seen from another folder, say)."""
+    path = out / CONFIG_FILE
+    try:
+        old = json.loads(path.read_text()).get("data_fingerprint") if path.exists() else None
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old is not None and old != fingerprint:
+        raise TrainingError(
+            f"--resume: the training data '{data}' is not the data the run in '{out}' was trained on (another "
+            "folder or other images; relative paths depend on the working folder); pass the same --data."
+        )
+
+
+def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """The newest checkpoint whose files all load, with its training state and weights.
+
+    A checkpoint cut short (disk full, a copy interrupted) is skipped with a warning naming it, and the one
+    before it is used; it is never deleted here (the run rewrites that step when it gets there again).
+    """
+    found = find_checkpoints(out)
+    problems = []
+    for _, path in reversed(found):
+        try:
+            state = load_train_state(path / TRAIN_STATE_NAME)
+            weights = load_checkpoint_weights(path)
+        except CheckpointError as exc:
+            problems.append(f"{path} ({exc})")
+            continue
+        for p in problems:
+            warnings.warn(f"skipped the unreadable checkpoint {p}; resuming from {path.name}", stacklevel=2)
+        return path, state, weights
+    raise TrainingError(
+        f"--resume: no checkpoint in '{out / CHECKPOINTS}' can be read ({'; '.join(problems)}); delete the broken "
+        "folder(s) named here, or start a new run in another --out."
+    )
 
 
 def read_run_config(out: str | os.PathLike) -> dict[str, Any] | None:

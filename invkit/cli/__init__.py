@@ -48,6 +48,8 @@ class InvkitGroup(click.Group):
                 return super().invoke(ctx)
         except InvkitError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.BadParameter as exc:  # a bad option value: one line naming the option and what it takes
+            raise click.ClickException(exc.format_message()) from None
         except OSError as exc:  # a write outside the atomic-write helpers (log lines, folders) that cannot be done
             if exc.errno not in _WRITE_ERRNOS:
                 raise

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..bench import Bench, BenchSettings
 from ..errors import InvkitError
+from ..outputs import claim_output
 from ..progress import Progress as ProgressEvent
 from ..report import COLUMNS, fmt
 from ._common import (
@@ -198,7 +199,16 @@ def run(settings: BenchSettings, out: Path) -> None:
             progress.update(tasks[event.task], visible=False)
 
     table = Table(title="invkit bench", title_justify="left", show_edge=False, header_style="bold", padding=(0, 1))
-    bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
+    with claim_output(out, "invkit bench"):  # one run per folder; a refused run leaves no new folder behind
+        bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
+        _run_live(bench, settings, table, progress, screen)
+    screen.line()
+    screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
+    screen.print(f"LPIPS: {bench.lpips_message}")
+    screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")
+
+
+def _run_live(bench: Bench, settings: BenchSettings, table: Table, progress: Progress, screen: Console) -> None:
     for header, key, _ in COLUMNS:
         table.add_column(
             SHORT.get(key, header).format(k=settings.id_k),
@@ -211,7 +221,3 @@ def run(settings: BenchSettings, out: Path) -> None:
             table.add_row(
                 *[fmt(result.record.get(key), spec) if key != "inverter" else label for _, key, spec in COLUMNS]
             )
-    screen.line()
-    screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
-    screen.print(f"LPIPS: {bench.lpips_message}")
-    screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")

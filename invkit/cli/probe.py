@@ -18,9 +18,10 @@ import torch
 from rich.table import Table
 
 from .. import create_probe, list_probes
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_json, make_dirs
 from ..data import load_dataset
 from ..errors import InvkitError
+from ..outputs import claim_output
 from ..plugins import get_registry
 from ..probe import ProbeContext, ProbeResult
 from ..progress import Progress
@@ -183,12 +184,85 @@ def command(
     probes = {n: create_probe(n) for n in names}
     per_probe = split_options(parse_options(options), probes)
     out_dir = Path(out).expanduser()
-    todo = [n for n in names if force or not (out_dir / n / "results.json").exists()]
+    settings = {
+        "classifier_spec": _spec(classifier_spec),
+        "weights": _spec(weights),
+        "inverter_spec": inverter_spec,
+        "checkpoint": _spec(checkpoint),
+        "data_spec": _spec(data),
+        "ood_data": _spec(ood_data),
+        "num_images": num_images,
+        "seed": seed,
+    }
+    todo = []
     for n in names:
-        if n not in todo:
-            err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
+        done = out_dir / n / "results.json"
+        if force or not done.exists():
+            todo.append(n)
+            continue
+        _same_settings(done, {**settings, "options": per_probe[n]})  # other settings: refuse, as bench does
+        err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
     if not todo:
         return
+    with claim_output(out_dir, "invkit probe"):
+        _run(
+            todo,
+            probes,
+            per_probe,
+            settings,
+            out_dir,
+            device,
+            classifier_spec,
+            weights,
+            inverter_spec,
+            checkpoint,
+            data,
+            data_root,
+            ood_data,
+            num_images,
+            seed,
+        )
+
+
+def _spec(spec: str | None) -> str | None:
+    """A spec as recorded: an existing path made absolute (the same folder from anywhere), a name as given."""
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def _same_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to keep (and report as done) a probe's results computed with other settings."""
+    try:
+        run = json.loads(path.read_text()).get("run", {})
+    except (OSError, ValueError, AttributeError):
+        raise InvkitError(f"'{path}' is not readable JSON; delete it or pass --force to run the probe again.") from None
+    diff = [f"{k} {run[k]!r} -> {v!r}" for k, v in settings.items() if k in run and run[k] != v]
+    if diff:
+        raise InvkitError(
+            f"'{path}' holds results of other settings ({', '.join(diff)}); use another --out, or --force to "
+            "replace them (nothing was changed)."
+        )
+
+
+def _run(
+    todo: list[str],
+    probes: dict[str, Any],
+    per_probe: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    out_dir: Path,
+    device: str,
+    classifier_spec: str,
+    weights: str | None,
+    inverter_spec: str | None,
+    checkpoint: str | None,
+    data: str,
+    data_root: str | None,
+    ood_data: str | None,
+    num_images: int,
+    seed: int,
+) -> None:
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint).to(dev).eval()
@@ -200,8 +274,7 @@ def command(
         for i, n in enumerate(todo):
             if len(todo) > 1:
                 progress(Progress(task="probes", completed=i, total=len(todo), fields={"now": n}))
-            folder = out_dir / n
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = make_dirs(out_dir / n)
             ctx = ProbeContext(
                 classifier=classifier,
                 inverter=inverter,
@@ -224,6 +297,7 @@ def command(
                 continue
             doc = json.loads(result.to_json())
             doc["run"] = {
+                **settings,
                 "classifier": classifier.name,
                 "inverter": inverter.registry_name,
                 "data": getattr(dataset, "name", data),
@@ -233,7 +307,7 @@ def command(
                 "device": str(dev),
                 "seconds": round(time.perf_counter() - started, 2),
             }
-            atomic_write_text(folder / "results.json", json.dumps(doc, indent=2, sort_keys=True, default=float))
+            atomic_write_json(folder / "results.json", doc, sort_keys=True, default=float)
             results.append((result, folder))
     for result, folder in results:
         print_result(result, folder)

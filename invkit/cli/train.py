@@ -6,13 +6,16 @@ the inverter and the data sets, draws the progress bar and prints where everythi
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import InvkitError
 from ..inverter import Inverter
+from ..outputs import claim_output
 from ..train import (
     CONFIG_FILE,
     LOG_FILE,
@@ -39,6 +42,14 @@ from ._common import (
 from ._ui import console, progress_bars
 
 _D = TrainConfig()
+
+
+def read_run_doc(out: str) -> dict[str, Any] | None:
+    """The whole train_config.json of a run folder (None when absent or unreadable)."""
+    try:
+        return json.loads((Path(out) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @click.command("train")
@@ -142,14 +153,17 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     """
     given = {k: v for k, v in given.items() if v is not None}
     if option:
-        given["options"] = parse_options(option)
+        given["options"] = parse_options(option, "--option")
+    if given.get("data") not in (None, "default") and Path(given["data"]).expanduser().exists():
+        given["data"] = str(Path(given["data"]).expanduser().resolve())  # the same data from any working folder
     stored = read_run_config(out) if resume else None
     values = TrainConfig().to_dict()
     if stored is not None:
+        fingerprinted = "data_fingerprint" in (read_run_doc(out) or {})  # the data's content decides, not its path
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} (now {given[k]!r})"
             for k in RUN_DEFINING
-            if k in given and k in stored and given[k] != stored[k]
+            if k in given and k in stored and given[k] != stored[k] and not (k == "data" and fingerprinted)
         ]
         if changed:
             raise InvkitError(
@@ -179,7 +193,7 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
 
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
-        with progress_bars() as progress:
+        with claim_output(out, "invkit train"), progress_bars() as progress:
             result = train_inverter(
                 config,
                 classifier,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from ..outputs import claim_output
 from ..train_classifier import REPORT_NAME, TrainClassifierConfig, TrainClassifierReport, train_classifier
 from ._common import (
     FRACTION,
@@ -120,7 +121,7 @@ def command(
     """
     cfg = TrainClassifierConfig(eval_eps=eval_eps or None, eval_samples=eval_samples or None, **options)  # type: ignore[arg-type]
     dev = pick_device(device)
-    with progress_bars() as progress:
+    with claim_output(out_dir, "invkit train-classifier"), progress_bars() as progress:
         report = train_classifier(cfg, out_dir, resume=resume, progress=progress, device=dev)
     print_report(report)
     console.print(f"checkpoint: {report.checkpoint}   report: {report.checkpoint}/{REPORT_NAME}")
