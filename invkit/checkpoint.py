@@ -164,6 +164,8 @@ def atomic_save_safetensors(
         )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):  # safetensors writes a file of its own (0600): give it the umask's mode
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except (OSError, SafetensorError) as exc:
         Path(tmp).unlink(missing_ok=True)
