@@ -34,7 +34,6 @@ POSITIVE_FIELDS = frozenset(
         "resolution",
         "ch",
         "cbn_hidden",
-        "steps",
         "batch_size",
         "fc_dim",
         "fc_layers",

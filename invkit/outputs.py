@@ -44,27 +44,12 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
         OutputError: the folder cannot be created or written (read-only, disk full, a file in the way).
         InvkitError: another invkit process holds the folder.
     """
-    import fcntl
-
     folder = Path(path).expanduser()
     created = not folder.exists()
     make_dirs(folder)
     lock_path = folder / LOCK_NAME
+    fd = _lock(folder, lock_path, flag)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise output_error(folder, exc) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise output_error(lock_path, exc) from None
-            holder = _read_holder(lock_path)
-            raise InvkitError(
-                f"{flag} '{folder}' is in use by another invkit run ({holder}); wait for it to finish or use "
-                f"another {flag}."
-            ) from None
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{command} pid {os.getpid()}\n".encode())
@@ -72,14 +57,43 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
             raise output_error(lock_path, exc) from None
         remove_stale_temps(folder)
         yield folder
-    except BaseException:
-        if created and {p.name for p in folder.iterdir()} <= {LOCK_NAME}:  # a run refused before writing anything
-            with contextlib.suppress(OSError):
-                lock_path.unlink()
-                folder.rmdir()
-        raise
     finally:
-        os.close(fd)  # closing releases the lock
+        # The lock file goes while the lock is still held, so the folder is left as the run wrote it; a run
+        # that opened the old file meanwhile notices (see _lock) and takes a fresh one.
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        os.close(fd)
+        if created:  # a run refused before it wrote anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _lock(folder: Path, lock_path: Path, flag: str) -> int:
+    """Open and lock ``lock_path`` (exclusive, non-blocking); the file descriptor that holds the lock."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise output_error(folder, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise output_error(lock_path, exc) from None
+            raise InvkitError(
+                f"{flag} '{folder}' is in use by another invkit run ({_read_holder(lock_path)}); wait for it to "
+                f"finish or use another {flag}."
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except OSError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file as we locked it: lock the current one instead
 
 
 def _read_holder(lock_path: Path) -> str:

@@ -78,7 +78,7 @@ class TrainClassifierConfig:
     eval_samples: int | None = 1000  # test images attacked in the PGD evaluation (None: all); clean acc uses all
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
 
-    positive_fields = ("adv_steps", "checkpoint_every", "eval_steps", "step_size")  # > 0 (see invkit.config)
+    positive_fields = ("steps", "adv_steps", "checkpoint_every", "eval_steps", "step_size")  # > 0 (see invkit.config)
 
     def __post_init__(self) -> None:
         if self.eval_eps is not None:

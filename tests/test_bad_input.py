@@ -421,6 +421,8 @@ def test_two_runs_never_share_an_out_folder(tmp_path):
         assert not (out / "results.json").exists()
     with claim_output(out, "x"):
         pass  # released when the first run ends
+    assert _cli(args).exit_code == 0
+    assert (out / "results.json").exists() and not (out / ".invkit.lock").exists()  # no lock left behind
 
 
 def test_bench_rerun_with_other_settings_is_refused(tmp_path):
