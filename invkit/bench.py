@@ -27,6 +27,7 @@ import torch
 from . import __version__, metrics
 from .checkpoint import atomic_write_json, load_checkpoint_weights, read_checkpoint_config
 from .classifier import Classifier
+from .config import check_fields
 from .data import ImageDataset, load_dataset, resize
 from .errors import CheckpointError, DataError, InvkitError, TrainingError
 from .inverter import Inverter
@@ -220,8 +221,11 @@ class Bench:
         self.out = Path(out) if out is not None else None
         self.progress = progress
         self.device = torch.device(settings.device)
+        check_fields(BenchSettings, asdict(settings), "bench settings")  # types, NaN, negative sizes, batch 0
         if settings.n < 1:
             raise InvkitError(f"-n must be at least 1, got {settings.n}.")
+        if settings.id_k < 2:
+            raise InvkitError(f"--id-k must be at least 2 (the original and a distractor), got {settings.id_k}.")
         if not settings.classifiers or not settings.inverters:
             raise InvkitError("give at least one --classifier and one --inverter.")
         self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net)

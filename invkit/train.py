@@ -466,6 +466,9 @@ def _all_finite(tensors: dict[str, torch.Tensor]) -> str | None:
 
 # ------------------------------------------------------------------------------------------------------ loop
 def _check_config(config: TrainConfig, world: int) -> None:
+    from .config import check_fields
+
+    check_fields(TrainConfig, config.to_dict(), "train config")  # types, NaN/inf, negative or zero sizes and rates
     if config.steps < 0:
         raise TrainingError(f"--steps must be >= 0, got {config.steps}.")
     if config.batch_size < 1 or config.batch_size % world:

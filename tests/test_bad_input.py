@@ -31,7 +31,7 @@ from invkit.checkpoint import (
 )
 from invkit.cli import build_cli
 from invkit.data import load_dataset, take
-from invkit.errors import CheckpointError, DataError, InputError, OutputError, TrainingError
+from invkit.errors import CheckpointError, DataError, InputError, InvkitError, OutputError, TrainingError
 from invkit.outputs import claim_output
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -40,6 +40,9 @@ import _toy_inverter  # noqa: E402
 DEMO = Path(__file__).resolve().parents[1] / "invkit" / "assets" / "demo"
 CLF = str(DEMO / "classifier_standard")
 BIGGAN = str(DEMO / "biggan_standard")
+BENCH = ["bench", "--classifier", CLF, "--inverter", "optim"]
+PROBE = ["probe", "class-spread", "--classifier", CLF, "--checkpoint", BIGGAN]
+TRAIN = ["train", "--classifier", CLF, "--inverter", "biggan_proj.mnist32", "--steps", "1"]
 
 
 def _cli(args: list[str]):
@@ -176,6 +179,14 @@ def test_disk_full_during_train_is_one_line_and_keeps_what_was_written(tmp_path,
     assert not list(out.rglob(".*.tmp")) and not list((out / "checkpoints").glob(".tmp-*"))
 
 
+def test_disk_full_during_probe_is_one_line(tmp_path, monkeypatch):
+    out = tmp_path / "p"
+    _disk_full_after(monkeypatch, allowed=1)  # the first figure, then nothing
+    _one_line_error(_cli([*PROBE, "-n", "8", "--out", str(out), "--device", "cpu"]), "disk is full")
+    assert not (out / "class-spread" / "results.json").exists()  # not reported as done
+    assert len(list(out.rglob("*.png"))) == 1 and not list(out.rglob(".*.tmp"))
+
+
 def test_safetensors_write_error_becomes_output_error(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
@@ -258,9 +269,6 @@ def test_cli_outputs_follow_the_umask(digits, tmp_path):
 
 
 # =========================================================================================== point 4: invalid values
-BENCH = ["bench", "--classifier", CLF, "--inverter", "optim"]
-PROBE = ["probe", "class-spread", "--classifier", CLF, "--checkpoint", BIGGAN]
-TRAIN = ["train", "--classifier", CLF, "--inverter", "biggan_proj.mnist32", "--steps", "1"]
 
 
 @pytest.mark.parametrize(
@@ -354,7 +362,18 @@ def test_library_values_are_checked_too():
         invkit.create_inverter("biggan_proj.mnist32", ch=0)
     with pytest.raises(InputError, match="'leak' must be a finite number"):
         invkit.create_inverter("dosovitskiy_brox.mnist", leak=float("nan"))
+    from invkit.bench import Bench, BenchSettings
+    from invkit.train import TrainConfig, train_inverter
     from invkit.train_classifier import TrainClassifierConfig, train_classifier
+
+    with pytest.raises(InputError, match="'batch_size' must be above 0"):
+        Bench(BenchSettings(classifiers=[CLF], inverters=["optim"], batch_size=0))
+    with pytest.raises(InvkitError, match="--id-k must be at least 2"):
+        Bench(BenchSettings(classifiers=[CLF], inverters=["optim"], id_k=1))
+    clf = invkit.load_classifier(CLF)
+    for bad, text in [({"lr_g": float("nan")}, "'lr_g' must be a finite number"), ({"ch": -8}, "'ch' must be above 0")]:
+        with pytest.raises(InputError, match=text):
+            train_inverter(TrainConfig(**bad), clf, None, None, None)
 
     with pytest.raises(InputError, match="'lr' must be a finite number"):
         train_classifier(TrainClassifierConfig(lr=float("nan")), "unused")
