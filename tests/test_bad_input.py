@@ -187,6 +187,23 @@ def test_disk_full_during_probe_is_one_line(tmp_path, monkeypatch):
     assert len(list(out.rglob("*.png"))) == 1 and not list(out.rglob(".*.tmp"))
 
 
+def test_disk_full_while_appending_to_the_training_log_is_one_line(tmp_path, monkeypatch, toy):
+    import builtins
+
+    real_open = builtins.open
+
+    def full_open(path, mode="r", *a, **k):
+        if str(path).endswith("log.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    out = tmp_path / "run"
+    args = ["train", "--classifier", "toyclf.base", "--inverter", "toyinv.base", "--steps", "2", "--batch-size", "8"]
+    _one_line_error(_cli([*args, "--out", str(out), "--device", "cpu"]), "log.jsonl", "disk is full")
+    assert json.loads((out / "train_config.json").read_text())
+
+
 def test_safetensors_write_error_becomes_output_error(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 

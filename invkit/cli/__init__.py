@@ -53,6 +53,10 @@ class InvkitGroup(click.Group):
         except OSError as exc:  # a write outside the atomic-write helpers (log lines, folders) that cannot be done
             if exc.errno not in _WRITE_ERRNOS:
                 raise
+            if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, not which way
+                raise click.ClickException(
+                    f"permission denied for '{exc.filename or '?'}'; check its permissions or use another folder."
+                ) from None
             from ..checkpoint import output_error
 
             raise click.ClickException(str(output_error(exc.filename or "the output folder", exc))) from None
