@@ -504,6 +504,11 @@ def test_invert_of_two_files_with_one_name_writes_two_files(tmp_path):
     assert _cli([*base, str(tmp_path / "c" / "a" / "x.png")]).exit_code == 0
     doc = json.loads((out / "invert.json").read_text())
     assert len(doc["images"]) == 3 and len({w for e in doc["images"] for w in e["written"]}) == 3
+    assert _cli([*base, str(tmp_path / "a" / "x.png")]).exit_code == 0  # inverted again: keeps its own name
+    doc = json.loads((out / "invert.json").read_text())
+    assert len(doc["images"]) == 3 and sorted(p.name for p in out.glob("*_recon.png")) == sorted(
+        w for e in doc["images"] for w in e["written"]
+    )
     _one_line_error(_cli([*base, "--seed", "5", str(tmp_path / "a" / "x.png")]), "other settings", "seed 0 -> 5")
 
 

@@ -159,12 +159,19 @@ def _previous(path: Path, settings: dict) -> list[dict]:
     return entries
 
 
-def _names(files: list[Path], samples: int, taken: dict[str, str]) -> list[list[str]]:
+def _names(
+    files: list[Path], samples: int, taken: dict[str, str], again: dict[str, list[str]] | None = None
+) -> list[list[str]]:
     """Output names per image: <stem>_recon.png, or <folder>_<stem>_recon.png (then a number) when two inputs
-    (in this run or in an earlier one into the same --out) share a stem."""
+    (in this run or in an earlier one into the same --out) share a stem; an image inverted again keeps its names."""
     stems = [f.stem for f in files]
     out = []
     for f in files:
+        kept = (again or {}).get(str(f), [])
+        if len(kept) == samples and all(taken.get(n, str(f)) == str(f) for n in kept):
+            taken.update(dict.fromkeys(kept, str(f)))
+            out.append(list(kept))
+            continue
         base = f.stem if stems.count(f.stem) == 1 else f"{f.parent.name}_{f.stem}"
         cand, i = base, 2
         while any(taken.get(n, str(f)) != str(f) for n in _recon_names(cand, samples)):
@@ -180,9 +187,11 @@ def _recon_names(stem: str, samples: int) -> list[str]:
 
 
 def _write(out_dir, files, originals, logits, rows, clf, inv, settings, samples, h) -> None:  # noqa: ANN001
-    previous = [e for e in _previous(out_dir / "invert.json", settings) if e.get("image") not in map(str, files)]
+    earlier = _previous(out_dir / "invert.json", settings)
+    previous = [e for e in earlier if e.get("image") not in map(str, files)]
     taken = {n: e["image"] for e in previous for n in e.get("written", [])}
-    names = _names(files, samples, taken)
+    again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
+    names = _names(files, samples, taken, again)
     summary = []
     table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
     for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
@@ -204,7 +213,7 @@ def _write(out_dir, files, originals, logits, rows, clf, inv, settings, samples,
         }
         summary.append(entry)
         table.add_row(
-            f.name, str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
+            str(f), str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
         )
     scale = max(1, 96 // max(h, rows[0].shape[-1]))
     save_rows([originals.cpu()] + [r.cpu() for r in rows], out_dir / "grid.png", scale=scale)
