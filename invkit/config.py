@@ -63,7 +63,7 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _check_one(name: str, value: Any, tp: Any, default: Any, positive: bool, where: str) -> Any:
+def _check_one(name: str, value: Any, tp: Any, default: Any, positive: bool, where: str, signs: bool = True) -> Any:
     """``value`` checked (and an int widened to float for a float field), or InputError."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -72,7 +72,7 @@ def _check_one(name: str, value: Any, tp: Any, default: Any, positive: bool, whe
             return None
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
-            return _check_one(name, value, inner[0], default, positive, where)
+            return _check_one(name, value, inner[0], default, positive, where, signs)
         return value  # a union of several types: left to the constructor
     if tp is bool:
         if not isinstance(value, bool):
@@ -86,8 +86,9 @@ def _check_one(name: str, value: Any, tp: Any, default: Any, positive: bool, whe
             value, ok = int(value), True  # 8.0 from a JSON writer that writes every number as a float
         if not ok or not math.isfinite(value):
             raise InputError(f"{where}: '{name}' must be {_type_name(tp)}, got {value!r}.")
-        floor = 0 if isinstance(default, int | float) and not isinstance(default, bool) and default >= 0 else None
-        if positive and value <= 0:
+        numeric_default = isinstance(default, int | float) and not isinstance(default, bool)
+        floor = 0 if signs and numeric_default and default >= 0 else None
+        if signs and positive and value <= 0:
             raise InputError(f"{where}: '{name}' must be above 0, got {value!r}.")
         if floor is not None and value < floor:
             raise InputError(f"{where}: '{name}' must be 0 or more, got {value!r}.")
@@ -107,7 +108,7 @@ def _check_one(name: str, value: Any, tp: Any, default: Any, positive: bool, whe
     return value  # Literal, custom classes: left to the constructor
 
 
-def check_fields(config_cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+def check_fields(config_cls: type, values: Mapping[str, Any], where: str, signs: bool = True) -> dict[str, Any]:
     """Check config values against a dataclass' field types and value rules (see the module docstring).
 
     Args:
@@ -115,6 +116,7 @@ def check_fields(config_cls: type, values: Mapping[str, Any], where: str) -> dic
         values: field name -> value (from ``--option``, keyword arguments or a checkpoint's ``config.json``).
             Names that are not fields are left for the caller to report (it knows its accepted extras).
         where: who the values are for, starting the message (``"biggan_proj.mnist32"``, ``"'ckpt/config.json'"``).
+        signs: apply the sign rules (not negative, above 0); False checks types and finiteness only.
 
     Returns:
         The values, with whole numbers given for float fields turned into floats.
@@ -131,5 +133,7 @@ def check_fields(config_cls: type, values: Mapping[str, Any], where: str) -> dic
         if f.name not in values:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
-        out[f.name] = _check_one(f.name, values[f.name], hints.get(f.name, Any), default, f.name in positive, where)
+        out[f.name] = _check_one(
+            f.name, values[f.name], hints.get(f.name, Any), default, f.name in positive, where, signs
+        )
     return out

@@ -305,6 +305,10 @@ def test_cli_outputs_follow_the_umask(digits, tmp_path):
         ([*PROBE, "-n", "-4"], "'-n' / '--num-images': -4 is not in the range x>=1"),
         ([*PROBE, "-n", "0"], "is not in the range x>=1"),
         ([*PROBE, "--device", "mps"], "mps"),
+        (
+            ["probe", "fgsm", "--classifier", CLF, "--checkpoint", BIGGAN, "--option", "eps=nan"],
+            "'eps' must be a finite",
+        ),
         ([*TRAIN, "-o", "cbn_hidden=abc"], "'cbn_hidden' must be a whole number, got 'abc'"),
         ([*TRAIN, "-o", "ch=-8"], "'ch' must be above 0"),
         ([*TRAIN, "-o", "g_lr=inf"], "'g_lr' must be a finite number"),

@@ -291,6 +291,8 @@ def _run(
             try:
                 result = probes[n].run(ctx)
             except InvkitError as exc:
+                if not any(folder.iterdir()):  # refused before it wrote anything: no empty folder left
+                    folder.rmdir()
                 if len(todo) == 1:
                     raise
                 failed.append((n, str(exc)))
