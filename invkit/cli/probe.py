@@ -126,6 +126,28 @@ def print_result(result: ProbeResult, folder: Path) -> None:
         console.print("figures: " + "  ".join(figures), soft_wrap=True)
 
 
+def _spec(spec: str | None) -> str | None:
+    """A spec as recorded: an existing path made absolute (the same folder from anywhere), a name as given."""
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def _same_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to keep (and report as done) a probe's results computed with other settings."""
+    try:
+        run = json.loads(path.read_text()).get("run", {})
+    except (OSError, ValueError, AttributeError):
+        raise InvkitError(f"'{path}' is not readable JSON; delete it or pass --force to run the probe again.") from None
+    diff = [f"{k} {run[k]!r} -> {v!r}" for k, v in settings.items() if k in run and run[k] != v]
+    if diff:
+        raise InvkitError(
+            f"'{path}' holds results of other settings ({', '.join(diff)}); use another --out, or --force to "
+            "replace them (nothing was changed)."
+        )
+
+
 @click.command("probe")
 @click.argument("name")
 @click.option(
@@ -204,65 +226,7 @@ def command(
         err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
     if not todo:
         return
-    with claim_output(out_dir, "invkit probe"):
-        _run(
-            todo,
-            probes,
-            per_probe,
-            settings,
-            out_dir,
-            device,
-            classifier_spec,
-            weights,
-            inverter_spec,
-            checkpoint,
-            data,
-            data_root,
-            ood_data,
-            num_images,
-            seed,
-        )
-
-
-def _spec(spec: str | None) -> str | None:
-    """A spec as recorded: an existing path made absolute (the same folder from anywhere), a name as given."""
-    if spec is None:
-        return None
-    p = Path(spec).expanduser()
-    return str(p.resolve()) if p.exists() else spec
-
-
-def _same_settings(path: Path, settings: dict[str, Any]) -> None:
-    """Refuse to keep (and report as done) a probe's results computed with other settings."""
-    try:
-        run = json.loads(path.read_text()).get("run", {})
-    except (OSError, ValueError, AttributeError):
-        raise InvkitError(f"'{path}' is not readable JSON; delete it or pass --force to run the probe again.") from None
-    diff = [f"{k} {run[k]!r} -> {v!r}" for k, v in settings.items() if k in run and run[k] != v]
-    if diff:
-        raise InvkitError(
-            f"'{path}' holds results of other settings ({', '.join(diff)}); use another --out, or --force to "
-            "replace them (nothing was changed)."
-        )
-
-
-def _run(
-    todo: list[str],
-    probes: dict[str, Any],
-    per_probe: dict[str, dict[str, Any]],
-    settings: dict[str, Any],
-    out_dir: Path,
-    device: str,
-    classifier_spec: str,
-    weights: str | None,
-    inverter_spec: str | None,
-    checkpoint: str | None,
-    data: str,
-    data_root: str | None,
-    ood_data: str | None,
-    num_images: int,
-    seed: int,
-) -> None:
+    click.get_current_context().with_resource(claim_output(out_dir, "invkit probe"))  # held until the end
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint).to(dev).eval()
