@@ -93,8 +93,6 @@ def command(
 ) -> None:
     """Invert the logits of IMAGES (files or folders): writes <name>_recon.png per image and grid.png
     (originals on top, then each row of reconstructions)."""
-    if samples < 1:
-        raise InvkitError(f"-n must be at least 1, got {samples}.")
     dev = pick_device(device)
     files = image_files(images)
     clf = classifier_from_spec(classifier_spec, weights).to(dev).eval()
@@ -120,8 +118,40 @@ def command(
         for _ in range(samples):
             rows.append(inv.invert(logits, generator=gen).detach().float().clamp(0, 1))
     out_dir = Path(out).expanduser()
-    with claim_output(out_dir, "invkit invert"):
-        _write(out_dir, files, originals, logits, rows, clf, inv, settings, samples, h)
+    click.get_current_context().with_resource(claim_output(out_dir, "invkit invert"))  # held until the end
+    earlier = _previous(out_dir / "invert.json", settings)
+    previous = [e for e in earlier if e.get("image") not in map(str, files)]
+    taken = {n: e["image"] for e in previous for n in e.get("written", [])}
+    again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
+    names = _names(files, samples, taken, again)
+    summary = []
+    table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
+    for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
+        table.add_column(col)
+    with torch.no_grad():
+        recon_logits = [clf.logits(r) for r in rows]
+    for i, f in enumerate(files):
+        written = []
+        for j, r in enumerate(rows):
+            atomic_write_bytes(out_dir / names[i][j], _png(r[i].cpu()))
+            written.append(names[i][j])
+        cos = torch.nn.functional.cosine_similarity(recon_logits[0][i], logits[i], dim=0).item()
+        entry = {
+            "image": str(f),
+            "class": int(logits[i].argmax()),
+            "recon_classes": [int(rl[i].argmax()) for rl in recon_logits],
+            "logit_cosine": cos,
+            "written": written,
+        }
+        summary.append(entry)
+        table.add_row(
+            str(f), str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
+        )
+    scale = max(1, 96 // max(h, rows[0].shape[-1]))
+    save_rows([originals.cpu()] + [r.cpu() for r in rows], out_dir / "grid.png", scale=scale)
+    atomic_write_json(out_dir / "invert.json", {**settings, "images": previous + summary})  # NaN -> null
+    console.print(table)
+    console.print(f"wrote {len(files) * samples} reconstructions and {out_dir / 'grid.png'}")
 
 
 def _settings(
@@ -184,39 +214,3 @@ def _names(
 
 def _recon_names(stem: str, samples: int) -> list[str]:
     return [f"{stem}_recon.png"] if samples == 1 else [f"{stem}_recon{j}.png" for j in range(samples)]
-
-
-def _write(out_dir, files, originals, logits, rows, clf, inv, settings, samples, h) -> None:  # noqa: ANN001
-    earlier = _previous(out_dir / "invert.json", settings)
-    previous = [e for e in earlier if e.get("image") not in map(str, files)]
-    taken = {n: e["image"] for e in previous for n in e.get("written", [])}
-    again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
-    names = _names(files, samples, taken, again)
-    summary = []
-    table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
-    for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
-        table.add_column(col)
-    with torch.no_grad():
-        recon_logits = [clf.logits(r) for r in rows]
-    for i, f in enumerate(files):
-        written = []
-        for j, r in enumerate(rows):
-            atomic_write_bytes(out_dir / names[i][j], _png(r[i].cpu()))
-            written.append(names[i][j])
-        cos = torch.nn.functional.cosine_similarity(recon_logits[0][i], logits[i], dim=0).item()
-        entry = {
-            "image": str(f),
-            "class": int(logits[i].argmax()),
-            "recon_classes": [int(rl[i].argmax()) for rl in recon_logits],
-            "logit_cosine": cos,
-            "written": written,
-        }
-        summary.append(entry)
-        table.add_row(
-            str(f), str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
-        )
-    scale = max(1, 96 // max(h, rows[0].shape[-1]))
-    save_rows([originals.cpu()] + [r.cpu() for r in rows], out_dir / "grid.png", scale=scale)
-    atomic_write_json(out_dir / "invert.json", {**settings, "images": previous + summary})  # NaN -> null
-    console.print(table)
-    console.print(f"wrote {len(files) * samples} reconstructions and {out_dir / 'grid.png'}")
