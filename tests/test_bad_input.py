@@ -566,6 +566,19 @@ def test_train_resume_from_another_folder_with_a_relative_data_path(tmp_path, mo
     assert _cli(["train", "--out", str(out), "--resume", "--steps", "10"]).exit_code == 0  # the recorded path
 
 
+TC_ARGS = ["train-classifier", "--batch-size", "8", "--eval-samples", "2", "--device", "cpu", "--out"]
+
+
+@pytest.fixture(scope="module")
+def trained_classifier(tmp_path_factory):
+    """A train-classifier run of 2 steps, trained once for the resume tests (each test works on a copy)."""
+    invkit.plugins.reset()
+    out = tmp_path_factory.mktemp("tc") / "c"
+    result = _cli([*TC_ARGS, str(out), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
@@ -577,16 +590,23 @@ def test_train_resume_from_another_folder_with_a_relative_data_path(tmp_path, mo
         (["--steps", "1"], "past the 1 steps"),
     ],
 )
-def test_train_classifier_resume_refuses_changed_settings(change, expected, tmp_path):
-    args = ["train-classifier", "--batch-size", "8", "--eval-samples", "2", "--device", "cpu", "--out"]
-    out = tmp_path / "c"
-    assert _cli([*args, str(out), "--steps", "2"]).exit_code == 0
+def test_train_classifier_resume_refuses_changed_settings(change, expected, trained_classifier, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(trained_classifier, tmp_path / "c"))
     weights = (out / "model.safetensors").read_bytes()
-    base = [a for a in args if a != "--batch-size" and a != "8"] if "--batch-size" in change else args
+    base = [a for a in TC_ARGS if a not in ("--batch-size", "8")] if "--batch-size" in change else TC_ARGS
     _one_line_error(_cli([*base, str(out), "--resume", "--steps", "4", *change]), expected)
     assert (out / "model.safetensors").read_bytes() == weights
-    ok = _cli([*args, str(out), "--resume", "--steps", "3", "--eval-samples", "3"])  # may change: steps, evaluation
+
+
+def test_train_classifier_resume_may_change_steps_and_evaluation(trained_classifier, tmp_path):
+    import shutil
+
+    out = Path(shutil.copytree(trained_classifier, tmp_path / "c"))
+    ok = _cli([*TC_ARGS, str(out), "--resume", "--steps", "3", "--eval-samples", "3"])
     assert ok.exit_code == 0, ok.output
+    assert json.loads((out / "report.json").read_text())["steps"] == 3
 
 
 # ================================================================================== point 8: which checkpoint is good
