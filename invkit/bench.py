@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from . import __version__, metrics
-from .checkpoint import atomic_write_text, load_checkpoint_weights, read_checkpoint_config
+from .checkpoint import atomic_write_json, load_checkpoint_weights, read_checkpoint_config
 from .classifier import Classifier
+from .config import check_fields
 from .data import ImageDataset, for_classifier, load_dataset, resize
 from .errors import CheckpointError, DataError, InvkitError, TrainingError
 from .inverter import Inverter
@@ -299,8 +300,11 @@ class Bench:
         self.out = Path(out) if out is not None else None
         self.progress = progress
         self.device = torch.device(settings.device)
+        check_fields(BenchSettings, asdict(settings), "bench settings")  # types, NaN, negative sizes, batch 0
         if settings.n < 1:
             raise InvkitError(f"-n must be at least 1, got {settings.n}.")
+        if settings.id_k < 2:
+            raise InvkitError(f"--id-k must be at least 2 (the original and a distractor), got {settings.id_k}.")
         if not settings.classifiers or not settings.inverters:
             raise InvkitError("give at least one --classifier and one --inverter.")
         self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net)
@@ -465,6 +469,11 @@ class Bench:
 
     def _pick_images(self) -> None:
         labels = torch.tensor(self.dataset.labels())
+        if self.settings.n > len(labels):  # never report "n = 1500" for the 1000 images there are
+            raise InvkitError(
+                f"-n {self.settings.n} is more than the {len(labels)} images of the test split of "
+                f"'{self.settings.data}'; use -n {len(labels)} or fewer."
+            )
         self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
         self.labels = labels[self.indices]
         self.originals = _stack(self.dataset, self.indices)
@@ -642,7 +651,7 @@ class Bench:
         from .report import write_reports
 
         doc = self.document()
-        atomic_write_text(self.out / RESULTS_NAME, json.dumps(doc, indent=2, default=str) + "\n")
+        atomic_write_json(self.out / RESULTS_NAME, doc)  # NaN metrics become null: results.json stays valid JSON
         write_reports(self.out, doc)
 
 

@@ -12,7 +12,10 @@ so a process killed mid-write leaves the previous checkpoint intact, never a hal
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -25,40 +28,134 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from .errors import CheckpointError, OutputError, UnsafeCheckpointError, WeightsNotFoundError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 TRAIN_STATE_NAME = "train_state.safetensors"
+TEMP_SUFFIX = ".tmp"  # atomic writes go to .NAME.XXXXXX.tmp beside NAME first
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
+def current_umask() -> int:
+    """The process' umask (read from /proc where it can be, so no other thread ever sees it changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def output_error(path: str | os.PathLike, exc: BaseException) -> OutputError:
+    """One line for a file that cannot be written, saying why (disk full, read-only, ...) and what to do."""
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code is None and ("StorageFull" in text or "No space left" in text or "os error 28" in text):
+        code = errno.ENOSPC
+    if code == errno.ENOSPC:
+        why = "the disk is full; free some space or write to another folder"
+    elif code == errno.EDQUOT:
+        why = "the disk quota is used up; free some space or write to another folder"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "the folder is not writable; choose another output folder or fix its permissions"
+    elif code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        why = "a file stands where a folder should be (or the reverse); choose another output folder"
+    else:
+        why = f"{getattr(exc, 'strerror', None) or text or type(exc).__name__}; check the output folder"
+    return OutputError(f"cannot write '{path}': {why} (files already written are kept).")
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p`` with a one-line ``OutputError`` instead of an OSError traceback."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    if not path.is_dir():
+        raise output_error(path, FileExistsError(errno.EEXIST, "not a folder"))
+    return path
+
+
+def _temp_next_to(path: Path) -> tuple[int, str]:
+    """A temporary file beside ``path`` with the mode a plain ``open(path, "w")`` would give (0666 & ~umask).
+
+    ``mkstemp`` creates files 0600; without the chmod every output would stay private whatever the umask.
+    """
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    except OSError:
+        pass  # a file system without modes (FAT, some mounts): the file is still written
+    return fd, tmp
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one.
+
+    The file gets the mode the umask gives new files (like ``open``), not mkstemp's 0600.
+
+    Raises:
+        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content.
+    """
+    path = Path(path)
+    fd, tmp = _temp_next_to(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise output_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write_bytes`` for UTF-8 text."""
     atomic_write_bytes(path, text.encode())
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float replaced by None, so ``json.dumps`` writes valid JSON (RFC 8259 has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, doc: Any, **kwargs: Any) -> None:
+    """Write ``doc`` as JSON atomically; NaN/inf become ``null`` (see ``json_safe``), never invalid JSON."""
+    kwargs.setdefault("indent", 2)
+    default = kwargs.pop("default", str)
+    text = json.dumps(json_safe(json.loads(json.dumps(doc, default=default))), allow_nan=False, **kwargs)
+    atomic_write_text(path, text + "\n")
 
 
 def atomic_save_safetensors(
     path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
 ) -> None:
+    """Save tensors to a safetensors file atomically (see ``atomic_write_bytes``).
+
+    Raises:
+        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_next_to(path)
     os.close(fd)
     try:
         # safetensors refuses shared or non-contiguous storage; checkpoints hold plain copies.
@@ -67,10 +164,32 @@ def atomic_save_safetensors(
         )
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):  # safetensors writes a file of its own (0600): give it the umask's mode
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise output_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``) that a killed writer left in ``folder`` and below.
+
+    Only call this on a folder the caller holds (see ``invkit.outputs.claim_output``): another process'
+    write in progress would lose its temporary file.
+    """
+    removed = []
+    folder = Path(folder)
+    if folder.is_dir():
+        for p in folder.rglob(f".*{TEMP_SUFFIX}"):
+            if p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------ checkpoint folders
@@ -95,8 +214,7 @@ def save_checkpoint(
         train_state: optional nested state for resuming (see ``save_train_state``).
         extra: more JSON fields for ``config.json`` (step, metrics, provenance).
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = make_dirs(directory)
     atomic_save_safetensors(directory / WEIGHTS_NAME, state_dict, {"invkit_version": __version__})
     if train_state is not None:
         save_train_state(directory / TRAIN_STATE_NAME, train_state)
@@ -122,12 +240,20 @@ def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None
     path = directory / CONFIG_NAME
     if not path.exists():
         raise CheckpointError(f"'{directory}' has no {CONFIG_NAME}; it is not an invkit checkpoint folder.")
+    if not path.is_file():
+        raise CheckpointError(f"'{path}' is not a file; a checkpoint's {CONFIG_NAME} is a JSON file written by invkit.")
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the checkpoint is corrupt.") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read '{path}' ({exc.strerror or exc}); check its permissions.") from None
     if not isinstance(doc, dict) or "invkit_kind" not in doc:
         raise CheckpointError(f"'{path}' lacks 'invkit_kind'; it was not written by invkit.")
+    if not isinstance(doc.get("name", ""), str) or not isinstance(doc.get("config", {}), dict):
+        raise CheckpointError(
+            f"'{path}': 'name' must be a registry name and 'config' a JSON object; the checkpoint is corrupt."
+        )
     if kind is not None and doc["invkit_kind"] != kind:
         raise CheckpointError(f"'{directory}' holds a {doc['invkit_kind']} checkpoint, not a {kind}.")
     if not isinstance(doc.get("name"), str) or not doc["name"]:
@@ -167,6 +293,59 @@ def _inferred_name(doc: dict[str, Any], directory: Path) -> str:
 
 def load_checkpoint_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
     return load_safetensors(Path(directory) / WEIGHTS_NAME)
+
+
+def check_weights(state: Mapping[str, torch.Tensor], model: torch.nn.Module, source: str) -> None:
+    """Refuse weights that would load without error but compute nonsense.
+
+    ``load_state_dict`` copies an int32 tensor into a float parameter, and NaN/inf weights into anything; the
+    model then returns black images or NaN. Called by ``load_inverter`` and ``load_classifier`` before loading.
+
+    Args:
+        state: the weights read from the checkpoint.
+        model: the freshly built model they are for.
+        source: what the weights are, for the message (``"weights in 'ckpt/'"``).
+
+    Raises:
+        CheckpointError: a floating-point parameter or buffer stored with an integer/bool dtype, or holding NaN/inf.
+    """
+    expected = model.state_dict()
+    for key, value in state.items():
+        want = expected.get(key)
+        if want is None or not isinstance(value, torch.Tensor) or not want.is_floating_point():
+            continue  # unexpected keys and integer buffers (BN counters) are load_state_dict's business
+        if not value.is_floating_point():
+            raise CheckpointError(
+                f"{source}: '{key}' is stored as {value.dtype} but must be floating point; the checkpoint is "
+                "corrupt or was not written by invkit (re-create it)."
+            )
+        if not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{source}: '{key}' holds {bad} NaN/inf value(s); a diverged or corrupt checkpoint cannot invert "
+                "anything: use an earlier checkpoint or retrain."
+            )
+
+
+def build_from_config(factory: Any, doc: Mapping[str, Any], directory: str | os.PathLike, **kwargs: Any) -> Any:
+    """Call a registry factory with the values a checkpoint's ``config.json`` stores, with one-line errors.
+
+    Raises:
+        CheckpointError: a value the factory's config check refuses (``"ch": "eight"``, ``-8``) or that its
+            constructor cannot build; the message names the ``config.json``.
+    """
+    from .errors import InputError
+
+    path = Path(directory) / CONFIG_NAME
+    try:
+        return factory(**kwargs)
+    except InputError as exc:
+        raise CheckpointError(f"'{path}' holds a value {doc['name']} cannot use: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, KeyError) as exc:
+        raise CheckpointError(
+            f"'{path}' cannot build {doc['name']} ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint is "
+            "corrupt or from an incompatible version."
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------------ safe loading

@@ -195,13 +195,18 @@ class Classifier(nn.Module):
 
 def load_classifier(directory: str | os.PathLike) -> Classifier:
     """Rebuild a classifier from an invkit checkpoint folder."""
-    from .checkpoint import load_checkpoint_weights, read_checkpoint_config
+    from .checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
 
     doc = read_checkpoint_config(directory, kind="classifier")
     entry = get_registry("classifier").resolve(doc["name"])
     cfg = doc.get("config", {})
-    clf = entry.factory(pretrained=False, **cfg.get("init_kwargs", {}))
+    init_kwargs = cfg.get("init_kwargs", {})
+    if not isinstance(init_kwargs, dict):
+        raise CheckpointError(
+            f"'{directory}/config.json': 'init_kwargs' must be a JSON object; the checkpoint is corrupt."
+        )
+    clf = build_from_config(entry.factory, doc, directory, pretrained=False, **init_kwargs)
     if not isinstance(clf, Classifier):
         raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
     clf.registry_name = entry.name
@@ -209,5 +214,7 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
         object.__setattr__(clf, "config", ClassifierConfig.from_dict(cfg["classifier_config"]))
         clf._mean = torch.tensor(clf.config.mean).view(1, -1, 1, 1)  # the buffers follow the stored mean/std
         clf._std = torch.tensor(clf.config.std).view(1, -1, 1, 1)
-    clf.load_network_state(load_checkpoint_weights(directory), f"weights in '{directory}'")
+    state = load_checkpoint_weights(directory)
+    check_weights(state, clf.network, f"weights in '{directory}'")
+    clf.load_network_state(state, f"weights in '{directory}'")
     return clf.eval()

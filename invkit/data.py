@@ -31,16 +31,26 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from .errors import DataError
+from .errors import DataError, InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 TORCHVISION_SETS = ("mnist", "fashionmnist", "cifar10", "cifar100")
 DEFAULT = "default"
+SPLITS = ("train", "test", "val")  # what load_dataset accepts (val: folders that call their test split so)
 
 
 def cache_dir() -> Path:
     """``$INVKIT_CACHE`` or ``~/.cache/invkit``."""
     return Path(os.environ.get("INVKIT_CACHE", Path.home() / ".cache" / "invkit")).expanduser()
+
+
+def cache_warning(where: Path, exc: BaseException) -> str:
+    """The one-line warning for a cache that cannot be written (the run goes on without it)."""
+    why = getattr(exc, "strerror", None) or str(exc)
+    return (
+        f"the invkit cache '{where}' cannot be written ({why}); going on without it (set INVKIT_CACHE to a "
+        "writable folder to keep decoded data between runs)."
+    )
 
 
 class ImageDataset(Dataset):
@@ -353,12 +363,20 @@ def unpack_archive(path: Path) -> Path:
     if (dest / ".complete").exists():
         return dest
     tmp = dest.with_name(dest.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only cache: unpack into a temporary folder for this run only
+        import tempfile
+
+        warnings.warn(cache_warning(dest.parent, exc), stacklevel=2)
+        tmp = dest = Path(tempfile.mkdtemp(prefix="invkit-unpacked-"))
     try:
         with tarfile.open(path) as tar:
             tar.extractall(tmp, filter="data")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"cannot unpack '{path}' ({exc}); the archive is corrupt or not a tar file.") from None
+    if tmp == dest:
+        return dest
     if dest.exists():
         import shutil
 
@@ -413,6 +431,8 @@ def load_dataset(
         root: where torchvision-format data sets live (default: ``<cache>/datasets``).
         download: let torchvision download a missing data set (needs the network).
     """
+    if split not in SPLITS:  # a typo ("tset") must not silently give the train split
+        raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}.")
     if spec is None or str(spec) == DEFAULT:
         return load_embedded(split)
     name = str(spec).lower()
@@ -707,6 +727,8 @@ def take(
         seed: the draw's seed; the same seed gives the same images.
         per_class: draw an equal number from each class (in class order) instead of uniformly.
     """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"take: n must be a whole number of images >= 1 (or None for all), got {n!r}.")
     total = len(dataset)  # type: ignore[arg-type]
     g = torch.Generator().manual_seed(seed)
     if n is None or n >= total:

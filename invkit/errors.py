@@ -62,3 +62,13 @@ class DataError(InvkitError):
 
 class TrainingError(InvkitError):
     """Training cannot start or had to stop (NaN losses, collapse, an inverter that cannot be trained)."""
+
+
+class OutputError(InvkitError, OSError):
+    """An output file or folder cannot be written (read-only folder, disk full, a file where a folder should be).
+
+    Files already written are left as they were: every invkit output is written to a temporary name and renamed.
+    """
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror) otherwise
+        return self.args[0] if self.args else ""

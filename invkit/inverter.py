@@ -95,6 +95,16 @@ class Inverter(nn.Module, abc.ABC):
             )
         if not logits.is_floating_point():
             raise InputError(f"{self.registry_name}: logits must be floating point, got {logits.dtype}.")
+        if logits.shape[0] == 0:
+            raise InputError(
+                f"{self.registry_name}: the batch of logits is empty (0, {self.num_classes}); pass N >= 1 rows."
+            )
+        if not bool(torch.isfinite(logits).all()):
+            rows = sorted({int(i) for i in (~torch.isfinite(logits)).nonzero()[:, 0].tolist()})
+            raise InputError(
+                f"{self.registry_name}: logits hold NaN/inf (row(s) {', '.join(map(str, rows[:5]))}"
+                f"{', ...' if len(rows) > 5 else ''}); an image cannot be reconstructed from them."
+            )
         return logits
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -239,14 +249,15 @@ def load_inverter(
         CheckpointError: missing, corrupt or unnamed checkpoint, or weights that do not fit.
         UnknownNameError: the stored name is not registered (its plugin is not installed).
     """
-    from .checkpoint import load_checkpoint_weights, read_checkpoint_config
+    from .checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
-    from .state_dict import load_strict
+    from .state_dict import load_strict, strip_prefix
 
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
-    inv = entry.factory(classifier=classifier, **doc.get("config", {}))
+    inv = build_from_config(entry.factory, doc, directory, classifier=classifier, **doc.get("config", {}))
     inv.registry_name = inv.registry_name or entry.name
-    state = load_checkpoint_weights(directory)
+    state, _ = strip_prefix(load_checkpoint_weights(directory), inv.state_dict().keys())
+    check_weights(state, inv, f"weights in '{directory}'")  # integer or NaN/inf weights would load silently
     load_strict(inv, state, f"'{Path(directory) / 'model.safetensors'}'", doc["name"])  # brief on what misfits
     return inv.to(map_location).eval()

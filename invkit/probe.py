@@ -120,7 +120,7 @@ def run_probe(
         InputError: an option in ``ctx.options`` that the probe does not declare (see ``Probe.options``).
         InvkitError: whatever the probe raises for input it cannot use.
     """
-    from .checkpoint import atomic_write_text
+    from .checkpoint import atomic_write_json
 
     declared = declared_options(probe)
     unknown = sorted(set(ctx.options) - declared) if declared is not None else []
@@ -134,5 +134,5 @@ def run_probe(
     if write:
         doc = json.loads(result.to_json())
         doc["run"] = dict(run_info or {}) | {"seconds": round(time.perf_counter() - started, 2)}
-        atomic_write_text(Path(ctx.out) / RESULTS_NAME, json.dumps(doc, indent=2, sort_keys=True, default=float))
+        atomic_write_json(Path(ctx.out) / RESULTS_NAME, doc, sort_keys=True, default=float)  # NaN -> null
     return result

@@ -36,6 +36,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,8 +58,9 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import ImageDataset, TensorImageDataset, for_classifier, resize, take
-from .errors import InvkitError, TrainingError
+from .errors import CheckpointError, InvkitError, TrainingError
 from .inverter import Batch, Inverter, InverterTrainer
+from .outputs import dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
 
 CHECKPOINTS = "checkpoints"
@@ -464,6 +466,9 @@ def _all_finite(tensors: dict[str, torch.Tensor]) -> str | None:
 
 # ------------------------------------------------------------------------------------------------------ loop
 def _check_config(config: TrainConfig, world: int) -> None:
+    from .config import check_fields
+
+    check_fields(TrainConfig, config.to_dict(), "train config")  # types, NaN/inf, negative or zero sizes and rates
     if config.steps < 0:
         raise TrainingError(f"--steps must be >= 0, got {config.steps}.")
     if config.batch_size < 1 or config.batch_size % world:
@@ -603,11 +608,13 @@ def _train(
     source = _training_source(config, train_set, inverter.image_shape, classifier, device, cache, d)
     held = _heldout(config, heldout_set, inverter, source, device)
     step, position = 0, 0
+    fingerprint = dataset_fingerprint(train_set)
     if resume and existing is not None:
-        step, position = _restore(trainer, existing, config.seed, device, d)
+        step, position, existing = _restore(trainer, out, config, fingerprint, device, d)
     stream = BatchStream(len(source), config.batch_size, config.seed, d.rank, d.world, position)
     if d.main:
         run = {"trainer_options": trainer_options, "world_size": d.world, "device": str(device)}
+        run["data_fingerprint"] = fingerprint  # a resume on other images is refused (see _check_resumed_data)
         _write_run_config(out, config, inverter, classifier, run | {"train_images": len(source), "cache_logits": cache})
         _trim_log(out / LOG_FILE, step)
     last_ckpt = existing if resume else None
@@ -724,10 +731,24 @@ def _heldout(
     return _Held(images, logits, noise)
 
 
-def _restore(trainer: InverterTrainer, checkpoint: Path, seed: int, device: torch.device, d: _Dist) -> tuple[int, int]:
-    """Load a checkpoint's weights and training state into ``trainer``; return (step, data position)."""
-    state = load_train_state(checkpoint / TRAIN_STATE_NAME)
-    trainer.inference_inverter().load_state_dict(load_checkpoint_weights(checkpoint))
+def _restore(
+    trainer: InverterTrainer, out: Path, config: TrainConfig, fingerprint: str, device: torch.device, d: _Dist
+) -> tuple[int, int, Path]:
+    """Load the newest readable checkpoint's weights and training state into ``trainer``.
+
+    Refuses data other than the run's (by fingerprint) and fewer ``--steps`` than the run has reached.
+
+    Returns:
+        (step, data position, the checkpoint folder used).
+    """
+    _check_resumed_data(out, fingerprint, config.data)
+    checkpoint, state, weights = _newest_loadable(out)
+    if int(state["step"]) > config.steps:
+        raise TrainingError(
+            f"--resume: the run in '{out}' is at step {int(state['step'])}, past --steps {config.steps}; "
+            "ask for more steps, not fewer (nothing was changed)."
+        )
+    trainer.inference_inverter().load_state_dict(weights)
     if "inverter" in state:
         trainer.inverter.load_state_dict(state["inverter"])
     trainer.load_state_dict(state["trainer"])
@@ -736,8 +757,8 @@ def _restore(trainer: InverterTrainer, checkpoint: Path, seed: int, device: torc
     if len(rngs) == d.world:
         _set_rng_state(rngs[d.rank], device)
     else:  # another number of processes: the run goes on, but not bit-identically
-        torch.manual_seed(derive_seed(seed, "train", d.rank, "resume", step))
-    return step, position
+        torch.manual_seed(derive_seed(config.seed, "train", d.rank, "resume", step))
+    return step, position, checkpoint
 
 
 def _write_run_config(
@@ -783,6 +804,11 @@ def _loop(
         bad = _all_finite(dict(weights)) if d.main else None
         if _broadcast_flag(d, bad is not None, device):
             raise stop(f"weight {bad or '?'} of the inference inverter is not finite")
+        # A checkpoint is written only if it passes the health check the sample grids get, so "the last good
+        # checkpoint" named when a run stops is one that passed it, never one that had already collapsed.
+        reason, spread = _health(trainer, held.logits, held.noise, device, config.collapse_std) if d.main else (None, 0)
+        if _broadcast_flag(d, reason is not None, device):
+            raise stop(reason or "the samples on rank 0 failed the health check (see its log)")
         state: dict[str, Any] = {
             "trainer": trainer.state_dict(),
             "step": step_,
@@ -794,7 +820,11 @@ def _loop(
             state["inverter"] = dict(trainer.inverter.state_dict())
         path = None
         if d.main:
-            extra = {"step": step_} | checkpoint_extra
+            extra = (
+                {"step": step_}
+                | checkpoint_extra
+                | {"health": {"sample_std": spread, "collapse_std": config.collapse_std}}
+            )
             path = write_checkpoint(out, step_, trainer.inference_inverter(), state, extra, config.keep_checkpoints)
         if d.active:
             import torch.distributed as dist
@@ -802,11 +832,20 @@ def _loop(
             dist.barrier()
         return path
 
-    def stop(reason: str) -> TrainingError:
+    def stop(reason: str, since: int | None = None) -> TrainingError:
+        """The error that ends the run; ``since``: the step the trouble began (checkpoints after it are suspect)."""
         if d.main:
             with open(out / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "event": "stopped", "reason": reason}) + "\n")
-        where = f"the last good checkpoint is {last_ckpt}" if last_ckpt else "no checkpoint was written yet"
+        good = last_ckpt
+        if since is not None:
+            before = [p for s_, p in find_checkpoints(out) if s_ <= since]
+            good = before[-1] if before else None
+        where = (
+            f"the last good checkpoint is {good}"
+            if good
+            else ("no checkpoint from before it is kept" if since is not None else "no checkpoint was written yet")
+        )
         return TrainingError(
             f"step {step}: {reason}; stopped, {where} (resume it with --resume, perhaps with lower --lr-g/--lr-d)."
         )
@@ -821,9 +860,9 @@ def _loop(
         raw = trainer.train_step(next_batch, step)
         step += 1
         losses = _mean_over_ranks(d, raw, device)
-        reason = _bad_losses(losses, history, config.stuck_steps)
+        reason, since = _bad_losses(losses, history, config.stuck_steps, step)
         if reason:
-            raise stop(reason)
+            raise stop(reason, since=since)
         imgs_log += counted[0]
         total_imgs += counted[0]
         counted[0] = 0
@@ -863,19 +902,22 @@ def _loop(
     )
 
 
-def _bad_losses(losses: dict[str, float], history: dict[str, deque], stuck_steps: int) -> str | None:
-    """Why the run must stop after these losses (non-finite, or a loss stuck for ``stuck_steps``), or None."""
+def _bad_losses(
+    losses: dict[str, float], history: dict[str, deque], stuck_steps: int, step: int
+) -> tuple[str | None, int | None]:
+    """Why the run must stop after these losses (non-finite, or a loss stuck for ``stuck_steps``), or None; and
+    the step the trouble began when it began earlier (a stuck loss: checkpoints after it are suspect)."""
     bad = [k for k, v in losses.items() if not np.isfinite(v)]
     if bad:
-        return f"loss {bad[0]} is {losses[bad[0]]}"
+        return f"loss {bad[0]} is {losses[bad[0]]}", None
     if stuck_steps:
         for k, v in losses.items():
             if "loss" in k:
                 h = history.setdefault(k, deque(maxlen=stuck_steps))
                 h.append(v)
                 if len(h) == stuck_steps and max(h) - min(h) <= 1e-7 * max(1.0, abs(v)):
-                    return f"loss {k} has stayed at {v:.6g} for {stuck_steps} steps (collapse)"
-    return None
+                    return f"loss {k} has stayed at {v:.6g} for {stuck_steps} steps (collapse)", step - stuck_steps
+    return None, None
 
 
 def _mean_over_ranks(d: _Dist, losses: dict[str, float], device: torch.device) -> dict[str, float]:
@@ -903,24 +945,82 @@ def _samples(
     """Write the sample grid (originals above reconstructions); return why the run must stop, or None."""
     from .figures import save_rows
 
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):  # sampling must not move the training RNG
-        recon = trainer.sample_images(logits, noise).float()
-    finite = bool(torch.isfinite(recon).all())
+    recon = _sample(trainer, logits, noise, device)
     save_rows(
         [images, torch.nan_to_num(recon, nan=0.0, posinf=1.0, neginf=0.0)],
         out / SAMPLES / f"step_{step:06d}.png",
         scale=max(1, 64 // images.shape[-1]),
     )
-    if not finite:
-        return "the sample images are not finite (NaN/inf in the inverter's output)"
+    return _health(trainer, logits, noise, device, collapse_std, recon)[0]
+
+
+def _sample(
+    trainer: InverterTrainer, logits: torch.Tensor, noise: torch.Tensor | None, device: torch.device
+) -> torch.Tensor:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # sampling must not move the training RNG
+        return trainer.sample_images(logits, noise).float()
+
+
+def _health(
+    trainer: InverterTrainer,
+    logits: torch.Tensor,
+    noise: torch.Tensor | None,
+    device: torch.device,
+    collapse_std: float,
+    recon: torch.Tensor | None = None,
+) -> tuple[str | None, float]:
+    """The run's health check on the held-out samples: (why the run must stop or None, spread across inputs)."""
+    if recon is None:
+        recon = _sample(trainer, logits, noise, device)
+    if not bool(torch.isfinite(recon).all()):
+        return "the sample images are not finite (NaN/inf in the inverter's output)", float("nan")
     spread = float(recon.std(0).mean())
     if collapse_std > 0 and spread < collapse_std:
         return (
-            f"samples vary by {spread:.2g} < {collapse_std:g} across {len(images)} different logit vectors "
-            "(collapse: the output no longer depends on the logits)"
+            f"samples vary by {spread:.2g} < {collapse_std:g} across {len(recon)} different logit vectors "
+            "(collapse: the output no longer depends on the logits)",
+            spread,
         )
-    return None
+    return None, spread
+
+
+def _check_resumed_data(out: Path, fingerprint: str, data: str) -> None:
+    """Refuse to resume on other images than the run's (a relative --data seen from another folder, say)."""
+    path = out / CONFIG_FILE
+    try:
+        old = json.loads(path.read_text()).get("data_fingerprint") if path.exists() else None
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old is not None and old != fingerprint:
+        raise TrainingError(
+            f"--resume: the training data '{data}' is not the data the run in '{out}' was trained on (another "
+            "folder or other images; relative paths depend on the working folder); pass the same --data."
+        )
+
+
+def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+    """The newest checkpoint whose files all load, with its training state and weights.
+
+    A checkpoint cut short (disk full, a copy interrupted) is skipped with a warning naming it, and the one
+    before it is used; it is never deleted here (the run rewrites that step when it gets there again).
+    """
+    found = find_checkpoints(out)
+    problems = []
+    for _, path in reversed(found):
+        try:
+            state = load_train_state(path / TRAIN_STATE_NAME)
+            weights = load_checkpoint_weights(path)
+        except CheckpointError as exc:
+            problems.append(f"{path} ({exc})")
+            continue
+        for p in problems:
+            warnings.warn(f"skipped the unreadable checkpoint {p}; resuming from {path.name}", stacklevel=2)
+        return path, state, weights
+    raise TrainingError(
+        f"--resume: no checkpoint in '{out / CHECKPOINTS}' can be read ({'; '.join(problems)}); delete the broken "
+        "folder(s) named here, or start a new run in another --out."
+    )
 
 
 def read_run_config(out: str | os.PathLike) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,17 @@ from .adversarial import NORMS, AttackConfig
 from .checkpoint import (
     TRAIN_STATE_NAME,
     WEIGHTS_NAME,
-    atomic_write_text,
+    atomic_write_json,
     load_checkpoint_weights,
     load_train_state,
+    make_dirs,
     read_checkpoint_config,
     save_train_state,
 )
 from .classifier import Classifier
 from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
 from .errors import DataError, InvkitError, TrainingError
+from .outputs import check_resume, dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
 
 TRAINABLE = ("smallcnn", "resnet18s")
@@ -78,6 +80,8 @@ class TrainClassifierConfig:
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
     bf16: bool = False  # bfloat16 autocast for the training forward passes and attacks (evaluation stays fp32)
     channels_last: bool = False  # channels_last memory format for the network and the training batches
+
+    positive_fields = ("steps", "adv_steps", "checkpoint_every", "eval_steps", "step_size")  # > 0 (see invkit.config)
 
     def __post_init__(self) -> None:
         if self.eval_eps is not None:
@@ -206,7 +210,16 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
     return entry.factory(pretrained=False, **kwargs)
 
 
+# Settings a resumed run may change; every other field must equal the run's (see docs/guide.md).
+RESUME_MAY_CHANGE = ("epochs", "steps", "eval_eps", "eval_steps", "eval_samples", "checkpoint_every", "download")
+
+
 def _check_config(cfg: TrainClassifierConfig) -> None:
+    from .config import check_fields
+
+    check_fields(TrainClassifierConfig, asdict(cfg), "train-classifier")  # types, NaN/inf, signs, sizes > 0
+    if any(not math.isfinite(e) or e < 0 for e in cfg.eval_eps or ()):
+        raise InvkitError(f"eval_eps values must be finite and >= 0, got {list(cfg.eval_eps or ())}.")
     if cfg.adv not in ("none", "pgd", "fgsm"):
         raise InvkitError(f"unknown adversarial training '{cfg.adv}'; use 'none', 'pgd' or 'fgsm'.")
     if cfg.norm not in NORMS:
@@ -269,6 +282,14 @@ def train_classifier(
     _check_config(cfg)
     out = Path(out_dir)
     device = torch.device(device)
+    if not resume and ((out / WEIGHTS_NAME).exists() or (out / TRAIN_STATE_NAME).exists()):
+        raise InvkitError(
+            f"'{out}' already holds a trained classifier; pass --resume to continue that run, or choose another "
+            "--out (nothing was changed)."
+        )
+    data_path = Path(cfg.data).expanduser()
+    if cfg.data != "default" and data_path.exists():  # record where the data is, not where it was seen from
+        cfg = replace(cfg, data=str(data_path.resolve()))
     train = (
         train_data
         if train_data is not None
@@ -307,11 +328,17 @@ def train_classifier(
     per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
     start, seconds = 0, 0.0
+    fingerprint = dataset_fingerprint(train)
     if resume:
-        start, seconds = _resume(out, clf, opt, cfg)
+        start, seconds = _resume(out, clf, opt, cfg, fingerprint)
+        if start > total:
+            raise InvkitError(
+                f"--resume: the run in '{out}' is at step {start}, past the {total} steps asked for now; "
+                "ask for more steps (or epochs), not fewer."
+            )
     else:
-        out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / TRAIN_CONFIG_NAME, json.dumps(asdict(cfg), indent=2) + "\n")
+        make_dirs(out)
+    atomic_write_json(out / TRAIN_CONFIG_NAME, asdict(cfg) | {"data_fingerprint": fingerprint})
 
     def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
@@ -373,19 +400,19 @@ def train_classifier(
             fields["eps"] = round(eps_now, 4)
         progress(Progress("train", done, total, fields))
         if done % cfg.checkpoint_every == 0 and done < total:
-            _save(out, clf, opt, cfg, done, time.time() - t0, extra={})
+            _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
     elapsed = time.time() - t0
     if start >= total:
         elapsed = seconds
     else:  # the trained weights are on disk before the (possibly long) evaluation starts
-        _save(out, clf, opt, cfg, total, elapsed, extra={})
+        _save(out, clf, opt, cfg, total, elapsed, extra={}, fingerprint=fingerprint)
 
     report = evaluate(clf, test, cfg, progress=progress, device=device)
     report.checkpoint = str(out)
     report.steps, report.epochs, report.seconds = total, round(total / per_epoch, 3), round(elapsed, 1)
     report.train_images = n
-    _save(out, clf, opt, cfg, total, elapsed, extra={"metrics": _metrics(report)})
-    atomic_write_text(out / REPORT_NAME, json.dumps(report.to_dict(), indent=2) + "\n")
+    _save(out, clf, opt, cfg, total, elapsed, extra={"metrics": _metrics(report)}, fingerprint=fingerprint)
+    atomic_write_json(out / REPORT_NAME, report.to_dict())
     return report
 
 
@@ -406,6 +433,7 @@ def _save(
     step: int,
     seconds: float,
     extra: dict[str, Any],
+    fingerprint: str | None = None,
 ) -> None:
     """Weights + config (Classifier.save), then the training state for ``--resume``."""
     clf.save(out, extra={"train": {"config": asdict(cfg), "step": step, "seconds": round(seconds, 1)}, **extra})
@@ -415,12 +443,14 @@ def _save(
             "optimizer": opt.state_dict(),
             "step": step,
             "seconds": seconds,
-            "train_config": json.dumps(asdict(cfg), sort_keys=True),
+            "train_config": json.dumps(asdict(cfg) | {"data_fingerprint": fingerprint}, sort_keys=True),
         },
     )
 
 
-def _resume(out: Path, clf: Classifier, opt: torch.optim.Optimizer, cfg: TrainClassifierConfig) -> tuple[int, float]:
+def _resume(
+    out: Path, clf: Classifier, opt: torch.optim.Optimizer, cfg: TrainClassifierConfig, fingerprint: str
+) -> tuple[int, float]:
     if not (out / WEIGHTS_NAME).exists() or not (out / TRAIN_STATE_NAME).exists():
         raise InvkitError(
             f"cannot resume: '{out}' has no {WEIGHTS_NAME} and {TRAIN_STATE_NAME} of an earlier run; "
@@ -431,11 +461,15 @@ def _resume(out: Path, clf: Classifier, opt: torch.optim.Optimizer, cfg: TrainCl
         raise InvkitError(f"cannot resume: '{out}' holds a {doc['name']}, not a {clf.config.name}.")
     state = load_train_state(out / TRAIN_STATE_NAME)
     saved = json.loads(state["train_config"])
-    keep = ("arch", "width", "data", "input_size", "adv", "norm", "seed")
-    changed = [k for k in keep if saved.get(k) != asdict(cfg).get(k)]
-    if changed:
+    old_fp = saved.pop("data_fingerprint", None)
+    given = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, like the saved copy
+    if saved.get("data") != given["data"] and old_fp is not None:
+        saved.pop("data")  # the data moved or is named another way: its content decides (below)
+    check_resume(saved, given, RESUME_MAY_CHANGE, str(out))
+    if old_fp is not None and old_fp != fingerprint:
         raise InvkitError(
-            f"cannot resume: {', '.join(changed)} differ from the run in '{out}'; use the same options or a new --out."
+            f"--resume: the training data '{cfg.data}' is not the data the run in '{out}' was trained on (another "
+            "folder or other images; relative paths depend on the working folder); pass the same data."
         )
     clf.load_network_state(load_checkpoint_weights(out), f"weights in '{out}'")
     opt.load_state_dict(state["optimizer"])

@@ -85,7 +85,17 @@ class ToyInverter(Inverter):
 class ToyTrainer(InverterTrainer):
     """Adam on MSE; ``draws`` batches per step; ``nan_at_step`` injects a NaN; $TOY_STEP_DELAY slows steps."""
 
-    OPTIONS = ("lr", "draws", "nan_at_step", "nan_weights_at_step", "noise", "bf16", "channels_last", "g_lr")
+    OPTIONS = (
+        "lr",
+        "draws",
+        "nan_at_step",
+        "nan_weights_at_step",
+        "collapse_at_step",
+        "noise",
+        "bf16",
+        "channels_last",
+        "g_lr",
+    )
 
     def __init__(self, inverter: ToyInverter, classifier: Any, **options: Any):
         super().__init__(inverter, classifier)
@@ -95,6 +105,7 @@ class ToyTrainer(InverterTrainer):
         self.draws = int(options.get("draws", 2))
         self.nan_at_step = options.get("nan_at_step")
         self.nan_weights_at_step = options.get("nan_weights_at_step")  # finite losses, NaN EMA weights
+        self.collapse_at_step = options.get("collapse_at_step")  # EMA output constant (std 0) from this step on
         self.noise = float(options.get("noise", 1.0))
         self.step_delay = float(os.environ.get("TOY_STEP_DELAY", "0"))  # lets a test kill the run mid-way
         self.ema = copy.deepcopy(inverter).requires_grad_(False)
@@ -118,6 +129,8 @@ class ToyTrainer(InverterTrainer):
                 e.lerp_(p, 0.5)
             if self.nan_weights_at_step is not None and step >= int(self.nan_weights_at_step):
                 next(self.ema.parameters()).fill_(float("nan"))
+            if self.collapse_at_step is not None and step >= int(self.collapse_at_step):
+                self.ema.net[-1].weight.zero_()  # the same image whatever the logits: mode collapse
         if self.step_delay:
             time.sleep(self.step_delay)
         return {"mse_loss": float(total) / self.draws}

@@ -232,8 +232,8 @@ def test_trains_resnet18s_on_rgb_images_with_sgd_and_augmentation(tmp_path):
     ("args", "expect"),
     [
         (["--arch", "smallcn"], "Did you mean: smallcnn"),
-        (["--adv", "pgd", "--adv-steps", "0"], "adv_steps must be at least 1"),
-        (["--steps", "0"], "steps must be at least 1"),
+        (["--adv", "pgd", "--adv-steps", "0"], "'--adv-steps': 0 is not in the range x>=1"),
+        (["--steps", "0"], "'--steps': 0 is not in the range x>=1"),
         (["--resume"], "cannot resume"),
         (["--arch", "smallcnn.mnist"], "trains the in-house nets"),
     ],

@@ -5,9 +5,11 @@ Commands live one per module in this package; plugins add more through the ``reg
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -28,14 +30,36 @@ COMMAND_MODULES = (
 )
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Warnings from the core (a cache that cannot be written, a corrupt checkpoint skipped) as one line."""
+    click.echo(f"warning: {message}", err=True)
+
+
 class InvkitGroup(click.Group):
     """Turns every ``InvkitError`` (bad names, files, shapes, data) into one line and exit status 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
         except InvkitError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.BadParameter as exc:  # a bad option value: one line naming the option and what it takes
+            raise click.ClickException(exc.format_message()) from None
+        except OSError as exc:  # a write outside the atomic-write helpers (log lines, folders) that cannot be done
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            if exc.errno in (errno.EACCES, errno.EPERM):  # reading or writing: say which file, not which way
+                raise click.ClickException(
+                    f"permission denied for '{exc.filename or '?'}'; check its permissions or use another folder."
+                ) from None
+            from ..checkpoint import output_error
+
+            raise click.ClickException(str(output_error(exc.filename or "the output folder", exc))) from None
         except KeyboardInterrupt:
             click.echo("interrupted; checkpoints already written are kept.", err=True)
             sys.exit(130)

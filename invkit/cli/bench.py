@@ -14,9 +14,18 @@ from rich.table import Table
 
 from ..bench import Bench, BenchSettings
 from ..errors import InvkitError
+from ..outputs import claim_output
 from ..progress import Progress as ProgressEvent
 from ..report import COLUMNS, fmt
-from ._common import data_root_option, device_option, parse_options, pick_device
+from ._common import (
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    SEED,
+    data_root_option,
+    device_option,
+    parse_options,
+    pick_device,
+)
 from ._ui import console
 
 SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
@@ -73,8 +82,10 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     help="Inverter checkpoint folder, or an `invkit train` run folder (its newest checkpoint); repeatable. "
     "Matched to pairs by inverter name, logit size and the classifier it records.",
 )
-@click.option("-n", "n", type=int, default=None, help="Held-out images per pair (default 50).")
-@click.option("--id-k", type=int, default=None, help="Candidates per instance identification (default 10).")
+@click.option("-n", "n", type=POSITIVE_INT, default=None, help="Held-out images per pair (default 50).")
+@click.option(
+    "--id-k", type=click.IntRange(min=2), default=None, help="Candidates per instance identification (default 10)."
+)
 @click.option(
     "--out",
     default="invkit-bench",
@@ -84,13 +95,13 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 )
 @click.option(
     "--train-steps",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=0,
     show_default=True,
     help="Train a learned inverter that has no checkpoint for this many steps (0: ask for a checkpoint).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the image draw and the inversions.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Images per inversion call.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the image draw and the inversions.")
+@click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Images per inversion call.")
 @click.option(
     "--option",
     "options",
@@ -188,7 +199,16 @@ def run(settings: BenchSettings, out: Path) -> None:
             progress.update(tasks[event.task], visible=False)
 
     table = Table(title="invkit bench", title_justify="left", show_edge=False, header_style="bold", padding=(0, 1))
-    bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
+    with claim_output(out, "invkit bench"):  # one run per folder; a refused run leaves no new folder behind
+        bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
+        _run_live(bench, settings, table, progress, screen)
+    screen.line()
+    screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
+    screen.print(f"LPIPS: {bench.lpips_message}")
+    screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")
+
+
+def _run_live(bench: Bench, settings: BenchSettings, table: Table, progress: Progress, screen: Console) -> None:
     for header, key, _ in COLUMNS:
         table.add_column(
             SHORT.get(key, header).format(k=settings.id_k),
@@ -201,7 +221,3 @@ def run(settings: BenchSettings, out: Path) -> None:
             table.add_row(
                 *[fmt(result.record.get(key), spec) if key != "inverter" else label for _, key, spec in COLUMNS]
             )
-    screen.line()
-    screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
-    screen.print(f"LPIPS: {bench.lpips_message}")
-    screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")

@@ -10,11 +10,21 @@ import click
 import torch
 from rich.table import Table
 
-from ..checkpoint import atomic_write_bytes, atomic_write_text
+from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..classifier import Classifier
 from ..data import IMAGE_EXTENSIONS, load_image, resize
 from ..errors import DataError, InvkitError
 from ..figures import save_rows, to_pil_grid
-from ._common import classifier_from_spec, device_option, inverter_from_spec, parse_options, pick_device
+from ..outputs import claim_output
+from ._common import (
+    POSITIVE_INT,
+    SEED,
+    classifier_from_spec,
+    device_option,
+    inverter_from_spec,
+    parse_options,
+    pick_device,
+)
 from ._ui import console
 
 
@@ -52,11 +62,11 @@ def _png(image: torch.Tensor) -> bytes:
 @click.option("--inverter", default=None, help="Inverter registry name (optim needs no checkpoint).")
 @click.option("--checkpoint", default=None, type=click.Path(), help="Inverter checkpoint folder.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs and grid.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the inverter's noise.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the inverter's noise.")
 @click.option(
     "-n",
     "samples",
-    type=int,
+    type=POSITIVE_INT,
     default=1,
     show_default=True,
     help="Reconstructions per image (different noise for stochastic inverters).",
@@ -83,12 +93,12 @@ def command(
 ) -> None:
     """Invert the logits of IMAGES (files or folders): writes <name>_recon.png per image and grid.png
     (originals on top, then each row of reconstructions)."""
-    if samples < 1:
-        raise InvkitError(f"-n must be at least 1, got {samples}.")
     dev = pick_device(device)
     files = image_files(images)
     clf = classifier_from_spec(classifier_spec, weights).to(dev).eval()
     inv = inverter_from_spec(inverter, clf, checkpoint=checkpoint, **parse_options(options)).to(dev).eval()
+    settings = _settings(clf, classifier_spec, inv.registry_name, checkpoint, seed, samples, options)
+    _previous(Path(out).expanduser() / "invert.json", settings)  # refuse mixing before the (slow) inversion
     c, h, w = clf.config.input_size
     mode = "L" if c == 1 else "RGB"
     loaded = [load_image(f, mode) for f in files]
@@ -107,7 +117,13 @@ def command(
     with grad:
         for _ in range(samples):
             rows.append(inv.invert(logits, generator=gen).detach().float().clamp(0, 1))
-    out_dir = Path(out)
+    out_dir = Path(out).expanduser()
+    click.get_current_context().with_resource(claim_output(out_dir, "invkit invert"))  # held until the end
+    earlier = _previous(out_dir / "invert.json", settings)
+    previous = [e for e in earlier if e.get("image") not in map(str, files)]
+    taken = {n: e["image"] for e in previous for n in e.get("written", [])}
+    again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
+    names = _names(files, samples, taken, again)
     summary = []
     table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
     for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
@@ -117,9 +133,8 @@ def command(
     for i, f in enumerate(files):
         written = []
         for j, r in enumerate(rows):
-            name = f"{f.stem}_recon.png" if samples == 1 else f"{f.stem}_recon{j}.png"
-            atomic_write_bytes(out_dir / name, _png(r[i].cpu()))
-            written.append(name)
+            atomic_write_bytes(out_dir / names[i][j], _png(r[i].cpu()))
+            written.append(names[i][j])
         cos = torch.nn.functional.cosine_similarity(recon_logits[0][i], logits[i], dim=0).item()
         entry = {
             "image": str(f),
@@ -130,14 +145,72 @@ def command(
         }
         summary.append(entry)
         table.add_row(
-            f.name, str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
+            str(f), str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
         )
     scale = max(1, 96 // max(h, rows[0].shape[-1]))
     save_rows([originals.cpu()] + [r.cpu() for r in rows], out_dir / "grid.png", scale=scale)
-    atomic_write_text(
-        out_dir / "invert.json",
-        json.dumps({"classifier": clf.name, "inverter": inv.registry_name, "seed": seed, "images": summary}, indent=2)
-        + "\n",
-    )
+    atomic_write_json(out_dir / "invert.json", {**settings, "images": previous + summary})  # NaN -> null
     console.print(table)
     console.print(f"wrote {len(files) * samples} reconstructions and {out_dir / 'grid.png'}")
+
+
+def _settings(
+    clf: Classifier, spec: str, inv: str, checkpoint: str | None, seed: int, samples: int, options: tuple
+) -> dict:
+    """What the reconstructions in --out depend on (paths absolute: the same folder from anywhere)."""
+    ckpt = str(Path(checkpoint).expanduser().resolve()) if checkpoint else None
+    spec_path = Path(spec).expanduser()
+    return {
+        "classifier": clf.name,
+        "classifier_spec": str(spec_path.resolve()) if spec_path.exists() else spec,
+        "inverter": inv,
+        "checkpoint": ckpt,
+        "seed": seed,
+        "samples": samples,
+        "options": sorted(options),
+    }
+
+
+def _previous(path: Path, settings: dict) -> list[dict]:
+    """The entries of an earlier invert.json in --out, if its settings are these; else refuse (no mixing)."""
+    if not path.exists():
+        return []
+    try:
+        doc = json.loads(path.read_text())
+        entries = list(doc["images"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InvkitError(f"'{path}' is not an invert.json invkit can read; use another --out or delete it.") from None
+    diff = [f"{k} {doc.get(k)!r} -> {v!r}" for k, v in settings.items() if k in doc and doc[k] != v]
+    if diff:
+        raise InvkitError(
+            f"'{path.parent}' holds reconstructions made with other settings ({', '.join(diff)}); use another "
+            "--out or delete that folder (nothing was changed)."
+        )
+    return entries
+
+
+def _names(
+    files: list[Path], samples: int, taken: dict[str, str], again: dict[str, list[str]] | None = None
+) -> list[list[str]]:
+    """Output names per image: <stem>_recon.png, or <folder>_<stem>_recon.png (then a number) when two inputs
+    (in this run or in an earlier one into the same --out) share a stem; an image inverted again keeps its names."""
+    stems = [f.stem for f in files]
+    out = []
+    for f in files:
+        kept = (again or {}).get(str(f), [])
+        if len(kept) == samples and all(taken.get(n, str(f)) == str(f) for n in kept):
+            taken.update(dict.fromkeys(kept, str(f)))
+            out.append(list(kept))
+            continue
+        base = f.stem if stems.count(f.stem) == 1 else f"{f.parent.name}_{f.stem}"
+        cand, i = base, 2
+        while any(taken.get(n, str(f)) != str(f) for n in _recon_names(cand, samples)):
+            cand, i = f"{base}_{i}", i + 1
+        names = _recon_names(cand, samples)
+        taken.update(dict.fromkeys(names, str(f)))
+        out.append(names)
+    return out
+
+
+def _recon_names(stem: str, samples: int) -> list[str]:
+    return [f"{stem}_recon.png"] if samples == 1 else [f"{stem}_recon{j}.png" for j in range(samples)]

@@ -7,6 +7,7 @@ folder with ``results.json`` holds a finished run). A probe whose ``results.json
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,16 @@ import torch
 from rich.table import Table
 
 from .. import create_probe, list_probes
+from ..checkpoint import make_dirs
 from ..data import for_classifier, load_dataset
 from ..errors import InvkitError
+from ..outputs import claim_output
 from ..plugins import get_registry
 from ..probe import ProbeContext, ProbeResult, declared_options, run_probe
 from ..progress import Progress
 from ._common import (
+    POSITIVE_INT,
+    SEED,
     apply,
     classifier_from_spec,
     data_options,
@@ -111,6 +116,28 @@ def print_result(result: ProbeResult, folder: Path) -> None:
         console.print("figures: " + "  ".join(figures), soft_wrap=True)
 
 
+def _spec(spec: str | None) -> str | None:
+    """A spec as recorded: an existing path made absolute (the same folder from anywhere), a name as given."""
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    return str(p.resolve()) if p.exists() else spec
+
+
+def _same_settings(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to keep (and report as done) a probe's results computed with other settings."""
+    try:
+        run = json.loads(path.read_text()).get("run", {})
+    except (OSError, ValueError, AttributeError):
+        raise InvkitError(f"'{path}' is not readable JSON; delete it or pass --force to run the probe again.") from None
+    diff = [f"{k} {run[k]!r} -> {v!r}" for k, v in settings.items() if k in run and run[k] != v]
+    if diff:
+        raise InvkitError(
+            f"'{path}' holds results of other settings ({', '.join(diff)}); use another --out, or --force to "
+            "replace them (nothing was changed)."
+        )
+
+
 @click.command("probe")
 @click.argument("name")
 @click.option(
@@ -137,8 +164,8 @@ def print_result(result: ProbeResult, folder: Path) -> None:
     help="Out-of-distribution data for the 'ood' probe (same forms as --data). Default, shipped with "
     "invkit: negatives of the embedded MNIST digits for grey inverters, the MNIST digits for RGB ones.",
 )
-@click.option("-n", "--num-images", default=64, show_default=True, help="Held-out images per probe.")
-@click.option("--seed", default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
+@click.option("-n", "--num-images", type=POSITIVE_INT, default=64, show_default=True, help="Held-out images per probe.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds every random draw (each probe afresh).")
 @click.option(
     "--option",
     "options",
@@ -181,12 +208,27 @@ def command(
     if inv_opts and (checkpoint is not None or (inverter_spec is not None and Path(inverter_spec).is_dir())):
         raise click.UsageError("--inverter-option is for an inverter built from its name; a checkpoint has its config.")
     out_dir = Path(out).expanduser()
-    todo = [n for n in names if force or not (out_dir / n / "results.json").exists()]
+    settings = {
+        "classifier_spec": _spec(classifier_spec),
+        "weights": _spec(weights),
+        "inverter_spec": inverter_spec,
+        "checkpoint": _spec(checkpoint),
+        "data_spec": _spec(data),
+        "ood_data": _spec(ood_data),
+        "num_images": num_images,
+        "seed": seed,
+    }
+    todo = []
     for n in names:
-        if n not in todo:
-            err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
+        done = out_dir / n / "results.json"
+        if force or not done.exists():
+            todo.append(n)
+            continue
+        _same_settings(done, {**settings, "options": per_probe[n]})  # other settings: refuse, as bench does
+        err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
     if not todo:
         return
+    click.get_current_context().with_resource(claim_output(out_dir, "invkit probe"))  # held until the end
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
@@ -198,8 +240,7 @@ def command(
         for i, n in enumerate(todo):
             if len(todo) > 1:
                 progress(Progress(task="probes", completed=i, total=len(todo), fields={"now": n}))
-            folder = out_dir / n
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = make_dirs(out_dir / n)
             ctx = ProbeContext(
                 classifier=classifier,
                 inverter=inverter,
@@ -213,6 +254,7 @@ def command(
                 progress=progress,
             )
             run_info = {
+                **settings,
                 "classifier": classifier.name,
                 "inverter": inverter.registry_name,
                 "inverter_options": inv_opts,
@@ -225,6 +267,8 @@ def command(
             try:
                 result = run_probe(probes[n], ctx, run_info)  # writes results.json last
             except InvkitError as exc:
+                if not any(folder.iterdir()):  # refused before it wrote anything: no empty folder left
+                    folder.rmdir()
                 if len(names) == 1:  # one probe asked for: its error is the command's (several: go on)
                     raise
                 failed.append((n, str(exc)))

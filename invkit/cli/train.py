@@ -6,13 +6,16 @@ the inverter and the data sets, draws the progress bar and prints where everythi
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import InvkitError
 from ..inverter import Inverter
+from ..outputs import claim_output
 from ..train import (
     CONFIG_FILE,
     LOG_FILE,
@@ -24,6 +27,11 @@ from ..train import (
     train_inverter,
 )
 from ._common import (
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    check_device,
     classifier_from_spec,
     data_root_option,
     dataset_from_spec,
@@ -34,6 +42,14 @@ from ._common import (
 from ._ui import console, progress_bars
 
 _D = TrainConfig()
+
+
+def read_run_doc(out: str) -> dict[str, Any] | None:
+    """The whole train_config.json of a run folder (None when absent or unreadable)."""
+    try:
+        return json.loads((Path(out) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 @click.command("train")
@@ -59,18 +75,20 @@ _D = TrainConfig()
     type=click.Path(file_okay=False),
     help="Run folder: train_config.json, log.jsonl, samples/, checkpoints/.",
 )
-@click.option("--steps", type=int, default=None, help=f"Inverter optimisation steps (GAN: G steps). [{_D.steps}]")
+@click.option(
+    "--steps", type=NON_NEGATIVE_INT, default=None, help=f"Inverter optimisation steps (GAN: G steps). [{_D.steps}]"
+)
 @click.option(
     "--batch-size",
-    type=int,
+    type=POSITIVE_INT,
     default=None,
     help=f"Global batch per data draw, split over torchrun processes. [{_D.batch_size}]",
 )
-@click.option("--resolution", type=int, default=None, help="Inverter output side. [the inverter's default]")
-@click.option("--ch", type=int, default=None, help="Inverter width (BigGAN ch). [the inverter's default]")
-@click.option("--seed", type=int, default=None, help=f"Seeds weights, data order, noise, samples. [{_D.seed}]")
-@click.option("--lr-g", type=float, default=None, help="Inverter (generator) learning rate. [the inverter's]")
-@click.option("--lr-d", type=float, default=None, help="Discriminator learning rate. [the inverter's]")
+@click.option("--resolution", type=POSITIVE_INT, default=None, help="Inverter output side. [the inverter's default]")
+@click.option("--ch", type=POSITIVE_INT, default=None, help="Inverter width (BigGAN ch). [the inverter's default]")
+@click.option("--seed", type=SEED, default=None, help=f"Seeds weights, data order, noise, samples. [{_D.seed}]")
+@click.option("--lr-g", type=POSITIVE_FLOAT, default=None, help="Inverter (generator) learning rate. [the inverter's]")
+@click.option("--lr-d", type=POSITIVE_FLOAT, default=None, help="Discriminator learning rate. [the inverter's]")
 @click.option(
     "--option",
     "-o",
@@ -79,16 +97,19 @@ _D = TrainConfig()
     metavar="KEY=VALUE",
     help="An inverter config field (e.g. cbn_hidden=64) or trainer option (e.g. num_d_steps=1); repeatable.",
 )
-@click.option("--save-every", type=int, default=None, help=f"Steps between checkpoints. [{_D.save_every}]")
+@click.option("--save-every", type=POSITIVE_INT, default=None, help=f"Steps between checkpoints. [{_D.save_every}]")
 @click.option(
     "--sample-every",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=None,
     help=f"Steps between sample grids (0: only at the end). [{_D.sample_every}]",
 )
-@click.option("--log-every", type=int, default=None, help=f"Steps between log.jsonl lines. [{_D.log_every}]")
+@click.option("--log-every", type=POSITIVE_INT, default=None, help=f"Steps between log.jsonl lines. [{_D.log_every}]")
 @click.option(
-    "--keep-checkpoints", type=int, default=None, help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]"
+    "--keep-checkpoints",
+    type=NON_NEGATIVE_INT,
+    default=None,
+    help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]",
 )
 @click.option(
     "--augment", type=click.Choice(["none", "hflip"]), default=None, help="Training-image augmentation. [none]"
@@ -97,6 +118,7 @@ _D = TrainConfig()
     "--device",
     default="auto",
     show_default=True,
+    callback=check_device,
     help="cpu, cuda or auto (under torchrun, cuda means cuda:LOCAL_RANK).",
 )
 @click.option(
@@ -131,14 +153,17 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     """
     given = {k: v for k, v in given.items() if v is not None}
     if option:
-        given["options"] = parse_options(option)
+        given["options"] = parse_options(option, "--option")
+    if given.get("data") not in (None, "default") and Path(given["data"]).expanduser().exists():
+        given["data"] = str(Path(given["data"]).expanduser().resolve())  # the same data from any working folder
     stored = read_run_config(out) if resume else None
     values = TrainConfig().to_dict()
     if stored is not None:
+        fingerprinted = "data_fingerprint" in (read_run_doc(out) or {})  # the data's content decides, not its path
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} (now {given[k]!r})"
             for k in RUN_DEFINING
-            if k in given and k in stored and given[k] != stored[k]
+            if k in given and k in stored and given[k] != stored[k] and not (k == "data" and fingerprinted)
         ]
         if changed:
             raise InvkitError(
@@ -168,7 +193,7 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
 
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
-        with progress_bars() as progress:
+        with claim_output(out, "invkit train"), progress_bars() as progress:
             result = train_inverter(
                 config,
                 classifier,

@@ -5,8 +5,20 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
+from ..outputs import claim_output
 from ..train_classifier import REPORT_NAME, TrainClassifierConfig, TrainClassifierReport, train_classifier
-from ._common import data_root_option, device_option, pick_device
+from ._common import (
+    FRACTION,
+    NON_NEGATIVE_FLOAT,
+    NON_NEGATIVE_INT,
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    SEED,
+    FiniteFloat,
+    data_root_option,
+    device_option,
+    pick_device,
+)
 from ._ui import console, progress_bars
 
 
@@ -18,7 +30,10 @@ from ._ui import console, progress_bars
     help="In-house network: smallcnn (28-32 px) or resnet18s (32-64 px).",
 )
 @click.option(
-    "--width", type=int, default=None, help="Network width (first layer's channels) [smallcnn 16, resnet18s 64]."
+    "--width",
+    type=POSITIVE_INT,
+    default=None,
+    help="Network width (first layer's channels) [smallcnn 16, resnet18s 64].",
 )
 @click.option(
     "--data",
@@ -29,7 +44,9 @@ from ._ui import console, progress_bars
 )
 @data_root_option
 @click.option("--download", is_flag=True, help="Let torchvision download a missing data set (needs the network).")
-@click.option("--input-size", type=int, default=None, help="Resize the data to this side first [its own size].")
+@click.option(
+    "--input-size", type=click.IntRange(min=8), default=None, help="Resize the data to this side first [its own size]."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -37,19 +54,21 @@ from ._ui import console, progress_bars
     type=click.Path(file_okay=False),
     help="Checkpoint folder to write (config.json, model.safetensors, train_state.safetensors, report.json).",
 )
-@click.option("--epochs", type=float, default=5.0, show_default=True, help="Passes over the training split.")
-@click.option("--steps", type=int, default=None, help="Optimiser steps (overrides --epochs).")
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate (cosine decay to 0).")
+@click.option("--epochs", type=POSITIVE_FLOAT, default=5.0, show_default=True, help="Passes over the training split.")
+@click.option("--steps", type=POSITIVE_INT, default=None, help="Optimiser steps (overrides --epochs).")
+@click.option("--batch-size", type=POSITIVE_INT, default=128, show_default=True)
+@click.option(
+    "--lr", type=POSITIVE_FLOAT, default=1e-3, show_default=True, help="Peak learning rate (cosine decay to 0)."
+)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.0, show_default=True)
 @click.option(
     "--augment/--no-augment",
     default=False,
     show_default=True,
     help="Random 4 px shifts (and horizontal flips for RGB).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--adv",
     type=click.Choice(["none", "pgd", "fgsm"]),
@@ -65,28 +84,37 @@ from ._ui import console, progress_bars
     show_default=True,
     help="Attack norm, for training and for the default evaluation.",
 )
-@click.option("--eps", type=float, default=0.3, show_default=True, help="Attack radius in [0, 1] pixel units.")
-@click.option("--adv-steps", type=int, default=10, show_default=True, help="PGD steps per training batch.")
+@click.option("--eps", type=FRACTION, default=0.3, show_default=True, help="Attack radius in [0, 1] pixel units.")
+@click.option("--adv-steps", type=POSITIVE_INT, default=10, show_default=True, help="PGD steps per training batch.")
 @click.option(
-    "--step-size", type=float, default=None, help="Attack step size [pgd: 2.5 * eps / adv-steps; fgsm: 1.25 * eps]."
+    "--step-size",
+    type=POSITIVE_FLOAT,
+    default=None,
+    help="Attack step size [pgd: 2.5 * eps / adv-steps; fgsm: 1.25 * eps].",
 )
 @click.option(
     "--eps-warmup",
-    type=float,
+    type=FiniteFloat(min=0.0, max=1.0),
     default=0.0,
     show_default=True,
     help="Fraction of the run over which the training eps ramps up linearly from 0.",
 )
-@click.option("--eval-eps", type=float, multiple=True, help="Eps of the PGD evaluation (repeat for several) [--eps].")
-@click.option("--eval-steps", type=int, default=None, help="PGD steps of the evaluation [max(20, 2 * adv-steps)].")
+@click.option(
+    "--eval-eps", type=FRACTION, multiple=True, help="Eps of the PGD evaluation (repeat for several) [--eps]."
+)
+@click.option(
+    "--eval-steps", type=POSITIVE_INT, default=None, help="PGD steps of the evaluation [max(20, 2 * adv-steps)]."
+)
 @click.option(
     "--eval-samples",
-    type=int,
+    type=NON_NEGATIVE_INT,
     default=1000,
     show_default=True,
     help="Test images attacked in the PGD evaluation (0: all); clean accuracy uses the whole split.",
 )
-@click.option("--checkpoint-every", type=int, default=500, show_default=True, help="Steps between checkpoints.")
+@click.option(
+    "--checkpoint-every", type=POSITIVE_INT, default=500, show_default=True, help="Steps between checkpoints."
+)
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16"]),
@@ -115,7 +143,7 @@ def command(
         eval_eps=eval_eps or None, eval_samples=eval_samples or None, bf16=precision == "bf16", **options
     )  # type: ignore[arg-type]
     dev = pick_device(device)
-    with progress_bars() as progress:
+    with claim_output(out_dir, "invkit train-classifier"), progress_bars() as progress:
         report = train_classifier(cfg, out_dir, resume=resume, progress=progress, device=dev)
     print_report(report)
     console.print(f"checkpoint: {report.checkpoint}   report: {report.checkpoint}/{REPORT_NAME}")

@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from typing import Any
 
 import invkit
+from invkit.config import check_fields
 from invkit.errors import InputError
 
 from .model import BigGANConfig, BigGANInverter, BigGANTrainer, Discriminator, Generator
@@ -49,6 +50,7 @@ def _factory(tag: str):
             merged["num_classes"] = classifier.config.num_classes
             merged["channels"] = classifier.config.input_size[0]
         merged.update(config)
+        merged = check_fields(BigGANConfig, merged, f"biggan_proj.{tag}")
         inv = BigGANInverter(replace(BigGANConfig(), **merged))
         inv.registry_name = f"biggan_proj.{tag}"
         return inv

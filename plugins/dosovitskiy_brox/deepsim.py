@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from invkit.classifier import Classifier
+from invkit.config import check_fields
 from invkit.errors import InputError, InvkitError, TrainingError
 from invkit.inverter import Batch, Inverter, InverterTrainer
 
@@ -420,6 +421,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> D
             f"dosovitskiy_brox: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}."
         )
     values.update(fields)
+    values = check_fields(DosovitskiyBroxConfig, values, f"dosovitskiy_brox.{preset}")
     inv = DosovitskiyBroxInverter(DosovitskiyBroxConfig(**values))
     inv.registry_name = f"dosovitskiy_brox.{preset}"
     return inv

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from invkit.classifier import Classifier
+from invkit.config import check_fields
 from invkit.errors import InputError, InvkitError
 from invkit.inverter import Inverter
 from invkit.progress import Progress, ProgressCallback, no_progress
@@ -315,6 +316,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> O
     if unknown:
         raise InputError(f"optim: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}.")
     values.update(fields)
+    values = check_fields(OptimConfig, values, f"optim.{preset}")
     inv = OptimInverter(OptimConfig(**values), classifier)
     inv.registry_name = f"optim.{preset}"
     return inv

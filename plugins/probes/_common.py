@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from invkit import ProbeContext, ProbeResult
+from invkit.config import check_fields
 from invkit.data import resize, take
 from invkit.errors import InputError
 from invkit.figures import html_table, img_tag, write_html_page
@@ -53,6 +54,7 @@ def resolve_options(probe_name: str, defaults: Any, overrides: Mapping[str, Any]
         except (TypeError, ValueError):
             raise InputError(f"{probe_name}: option {key}={value!r} is not a {type(current).__name__}.") from None
         changes[key] = value
+    changes = check_fields(type(defaults), changes, probe_name, signs=False)  # NaN/inf refused, e.g. eps=nan
     return dataclasses.replace(defaults, **changes)
 
 
