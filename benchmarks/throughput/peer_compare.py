@@ -24,12 +24,16 @@ FLOPs per step are counted with ``torch.utils.flop_counter.FlopCounterMode`` on 
 credited with the same model FLOPs as an fp32 one). The peak is ``cores x GHz x FLOP/cycle/core``, given with
 ``--peak-fp32``/``--peak-bf16`` (GFLOP/s) or derived from lscpu as documented in docs/training.md.
 
-Example (what benchmarks/results/peer-biggan-cpu-torch2.14.1.md holds)::
+Example (what benchmarks/results/throughput-peer-cpu-torch2.14.1.md holds)::
 
-    G=$(git rev-parse --show-toplevel)  # fetch ajbrock/BigGAN-PyTorch and copy BigGAN.py, layers.py and
-    # sync_batchnorm/ into /tmp/peer first (outside the repository)
-    nice -n 10 python benchmarks/throughput/peer_compare.py --peer /tmp/peer --config 32:16:64 --config 64:32:16 \\
-        --rounds 5 --peer-bf16
+    # the peer's files, outside the repository (fetch ajbrock/BigGAN-PyTorch first; its code is never committed)
+    mkdir -p /tmp/peer/sync_batchnorm
+    for f in BigGAN.py layers.py sync_batchnorm/__init__.py sync_batchnorm/batchnorm.py sync_batchnorm/comm.py \
+        sync_batchnorm/replicate.py; do git --git-dir=PEER_GIT_DIR show HEAD:$f > /tmp/peer/$f; done
+    nice -n 10 python benchmarks/throughput/peer_compare.py --peer /tmp/peer --config 32:16:64 --rounds 5 \
+        --peer-bf16 --threads 1
+    nice -n 10 python benchmarks/throughput/peer_compare.py --peer /tmp/peer --config 64:32:8 --rounds 3 \
+        --peer-bf16 --threads 1
 """
 
 from __future__ import annotations
