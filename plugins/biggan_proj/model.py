@@ -371,7 +371,7 @@ class BigGANTrainer(InverterTrainer):
     ``seed`` for the noise generator (default: drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
 
     Deviations from the paper: on such devices the forward passes run in bf16 (losses, optimiser states and
-    weights stay fp32); the paper does not state its precision. On a CPU with AMX a step is 3-5x faster than in fp32;
+    weights stay fp32); the paper does not state its precision. On a CPU with AMX a step is 2.5-5x faster than in fp32;
     how much it changes the numbers is measured (docs/training.md, "Numerics"). ``bf16=False`` restores fp32.
     """
 
