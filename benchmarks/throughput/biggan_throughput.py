@@ -91,9 +91,9 @@ def make_trainer(inverter, device: torch.device, setting: Setting):
         inv = inv.to(memory_format=torch.channels_last)
     torch.manual_seed(1)
     trainer = inv.make_trainer(None, bf16=setting.bf16, channels_last=setting.channels_last)
-    if setting.compile:
-        trainer.G_train = torch.compile(trainer.G)
-        trainer.D_train = torch.compile(trainer.D)
+    if setting.compile:  # every G and D call of the step: the D step's no-grad G and the G step's D too
+        trainer.G_train = trainer.G = torch.compile(trainer.G)
+        trainer.D_train = trainer.D = torch.compile(trainer.D)
     return trainer
 
 

@@ -126,7 +126,8 @@ def read_run_doc(out: str) -> dict[str, Any] | None:
     type=click.Choice(["fp32", "bf16"]),
     default=None,
     help="bf16: bfloat16 autocast in the trainer and for the classifier's logits. [the trainer's "
-    "default: biggan_proj uses bf16 on CUDA, fp32 on CPU]",
+    "default: biggan_proj uses bf16 + channels_last where bf16 is native (CUDA, CPUs with AVX512-BF16/AMX), "
+    "fp32 elsewhere]",
 )
 @click.option(
     "--channels-last/--no-channels-last",
