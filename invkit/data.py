@@ -326,12 +326,7 @@ def _build_cached(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray
         path.parent.mkdir(parents=True, exist_ok=True)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
     except OSError as exc:
-        warnings.warn(
-            f"cannot write the decoded-image cache in '{path.parent}' ({exc.strerror or exc}); decoding into "
-            "memory instead (set INVKIT_CACHE to a writable folder to decode only once).",
-            CacheWarning,
-            stacklevel=3,
-        )
+        warnings.warn(cache_warning(path.parent, exc), CacheWarning, stacklevel=3)
         out = np.empty(shape, dtype=np.uint8)
         fill(out)
         return out

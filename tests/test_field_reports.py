@@ -175,9 +175,10 @@ def test_a_register_hook_that_raises_skips_that_plugin_with_a_warning(hook, kind
 
 def test_a_broken_plugin_does_not_break_list_or_invert(tmp_path):
     invkit.register_plugin(RaisingPlugin("register_inverters"), name="raiser")
-    with pytest.warns(UserWarning, match="raiser"):
-        listed = invoke(["list", "inverters"])
+    listed = invoke(["list", "inverters"])
     assert listed.exit_code == 0 and "biggan_proj.mnist32" in listed.text
+    # the command prints the warning as one line naming the plugin
+    assert "warning: invkit plugin 'raiser' failed in its register_inverters hook" in listed.text
     image = tmp_path / "digit.png"
     from PIL import Image
 
@@ -247,9 +248,9 @@ def test_an_installed_plugin_whose_hook_raises_is_skipped_and_named_by_invkit_pl
         "hookraise",
         "import invkit\n\n@invkit.hookimpl\ndef register_probes(register):\n    raise KeyError('oops')\n",
     )
-    with pytest.warns(UserWarning, match="hookraise"):
-        result = invoke(["plugins"])
+    result = invoke(["plugins"])
     assert result.exit_code == 0
+    assert "warning: invkit plugin 'hookraise' failed in its register_probes hook" in result.text
     assert "plugin 'hookraise' is skipped: failed in its register_probes hook: KeyError" in result.text
 
 

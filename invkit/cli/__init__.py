@@ -34,7 +34,8 @@ _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """Warnings from the core (a cache that cannot be written, a corrupt checkpoint skipped) as one line."""
+    """Warnings from the core (a cache that cannot be written, a plugin skipped) as one line, without the source
+    line Python would add."""
     click.echo(f"warning: {message}", err=True)
 
 
@@ -89,12 +90,6 @@ def build_cli() -> click.Group:
     return cli
 
 
-def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    click.echo(f"warning: {message}", err=True)  # one line, without the source line Python would add
-
-
 def main(argv: list[str] | None = None) -> Any:
-    import warnings
-
-    warnings.showwarning = _show_warning
+    warnings.showwarning = _one_line_warning  # also for warnings before a command runs (plugins loading)
     return build_cli().main(args=argv, prog_name="invkit")
