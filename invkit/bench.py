@@ -470,7 +470,9 @@ class Bench:
         clf = self.classifiers[pair.classifier_spec]
         inv, train_info = self._inverter(pair, clf)
         task = f"{pair.classifier_label} x {pair.inverter}"
-        x = self.originals.to(self.device)
+        # The image the inverter reconstructs is the data image at its resolution; the classifier sees that image
+        # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2).
+        x = inv.target_images(self.originals).to(self.device)
         with torch.no_grad():
             orig_logits = torch.cat([clf.logits(x[i : i + s.batch_size]) for i in range(0, len(x), s.batch_size)])
         torch.manual_seed(s.seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
@@ -493,8 +495,10 @@ class Bench:
             recon_logits = torch.cat(
                 [clf.logits(recon[i : i + s.batch_size]) for i in range(0, len(recon), s.batch_size)]
             )
-        recon_px = resize(recon, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1]).cpu()
-        orig = self.originals
+        orig = x.cpu()
+        recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()  # a no-op for a sound inverter
+        k = self.distractors.shape[1]
+        distractors = inv.target_images(self.distractors.flatten(0, 1)).view(len(orig), k, *orig.shape[1:])
         record: dict[str, Any] = {
             "key": pair.key,
             "classifier": pair.classifier_label,
@@ -512,7 +516,7 @@ class Bench:
         if self.lpips_ok:
             record["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
         record.update(metrics.classifier_agreement(recon_logits.cpu(), orig_logits.cpu(), self.labels))
-        hits = metrics.identification_hits(recon_px, orig, self.distractors)
+        hits = metrics.identification_hits(recon_px, orig, distractors)
         record.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
         record.update(
             {
@@ -522,6 +526,7 @@ class Bench:
                 "memory_method": m.method,
                 "device": str(self.device),
                 "recon_shape": list(recon.shape[1:]),
+                "target_shape": list(orig.shape[1:]),
                 "inverter_config": inv.config_dict(),
             }
         )

@@ -58,7 +58,7 @@ class ClassSpread(Probe):
         if len(x) < 2:
             raise InputError("class-spread needs at least two held-out images per class in --data.")
         C.report(ctx, "probe class-spread", 0, 2)
-        logits = C.logits_of(ctx, x.float()).double()
+        logits = C.logits_of(ctx, C.to_inverter_shape(ctx, x)).double()  # the image the inverter reconstructs
         y = y.to(logits.device)
         spread = {c: s for c, s in class_spread(logits, y).items() if int((y == c).sum()) > 1}
         means = torch.stack([logits[y == c].mean(0) for c in spread])

@@ -46,7 +46,7 @@ class Misclassified(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = C.resolve_options("misclassified", self.options, ctx.options)
         images, labels = take(ctx.data, o.scan, seed=C.seed_from(ctx.generator))
-        images = images.float().to(ctx.device)
+        images = C.to_inverter_shape(ctx, images)
         labels = labels.to(ctx.device)
         C.report(ctx, "probe misclassified", 0, 2)
         pred = C.predict(ctx, images)
