@@ -1,0 +1,46 @@
+"""Issue 12, points 6-8: the probes measure what the paper reports (brightness/sharpness fits in logit space,
+fidelity of misclassified vs correctly classified images, the mirror probe, FGSM on two classifiers,
+stability sampling). Tiny seeded models from test_probes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from invkit_plugins.probes import _common as C
+from invkit_plugins.probes.fit import logit_shift_and_scale
+from test_probes import make_ctx, models  # noqa: F401 - the fixture
+
+import invkit
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ------------------------------------------------------------------------------------- brightness/sharpness fit
+def test_logit_shift_and_scale_are_the_supplements_two_separate_fits():
+    z = torch.tensor([[1.0, 2.0, 6.0], [0.0, -3.0, 3.0]])
+    shift, scale = logit_shift_and_scale(z, z - 2.0)  # original = adjusted + 2
+    assert shift.tolist() == pytest.approx([2.0, 2.0])
+    shift, scale = logit_shift_and_scale(z, z / 3.0)  # original = adjusted x 3
+    assert scale.tolist() == pytest.approx([3.0, 3.0])
+    # Least squares over the classes: original (1, 3), adjusted (1, 1) -> shift 1, scale (1 + 3) / 2 = 2.
+    shift, scale = logit_shift_and_scale(torch.tensor([[1.0, 3.0]]), torch.tensor([[1.0, 1.0]]))
+    assert (shift.item(), scale.item()) == pytest.approx((1.0, 2.0))
+
+
+@pytest.mark.parametrize("name", ["brightness-fit", "sharpness-fit"])
+def test_fit_probe_reports_logit_shift_and_scale_per_factor(name, models, tmp_path):  # noqa: F811
+    options = {"factors": [0.5, 1.0, 1.5], "images": 6, "grid": 3}
+    result = invkit.create_probe(name).run(make_ctx(models, tmp_path / "run", options=options))
+    shift, scale = result.numbers["logit_shift"], result.numbers["logit_scale"]
+    assert [r["factor"] for r in shift] == [0.5, 1.0, 1.5] == [r["factor"] for r in scale]
+    assert (shift[1]["mean"], shift[1]["std"], scale[1]["mean"], scale[1]["std"]) == pytest.approx((0, 0, 1, 0))
+    # The same numbers from the probe's own images, recomputed here (the probe draws its images first).
+    ctx = make_ctx(models, tmp_path / "check", options=options)
+    x, _ = C.load_images(ctx, 6)
+    enhance = C.enhance_brightness if name == "brightness-fit" else C.enhance_sharpness
+    s, c = logit_shift_and_scale(C.logits_of(ctx, x), C.logits_of(ctx, enhance(x, 0.5)))
+    close = dict(rel=1e-4, abs=1e-6)  # results are written with 6 significant digits
+    assert (shift[0]["mean"], shift[0]["std"]) == pytest.approx((float(s.mean()), float(s.std())), **close)
+    assert (scale[0]["mean"], scale[0]["std"]) == pytest.approx((float(c.mean()), float(c.std())), **close)
+    assert {"logit_shift.png", "logit_scale.png"} <= set(result.figures.values())
+    assert result.numbers["per_factor"][0]["logit_shift_mean"] == shift[0]["mean"]
