@@ -44,3 +44,30 @@ def test_fit_probe_reports_logit_shift_and_scale_per_factor(name, models, tmp_pa
     assert (scale[0]["mean"], scale[0]["std"]) == pytest.approx((float(c.mean()), float(c.std())), **close)
     assert {"logit_shift.png", "logit_scale.png"} <= set(result.figures.values())
     assert result.numbers["per_factor"][0]["logit_shift_mean"] == shift[0]["mean"]
+
+
+# ----------------------------------------------------------------------------------------------- misclassified
+def test_misclassified_compares_fidelity_of_wrong_and_right_originals(models, tmp_path):  # noqa: F811
+    from invkit.metrics import psnr, ssim
+
+    options = {"scan": 200, "compare": 20, "id_k": 3}
+    result = invkit.create_probe("misclassified").run(make_ctx(models, tmp_path / "run", options=options))
+    fid = result.numbers["fidelity"]
+    assert set(fid) == {"misclassified", "correct"} and result.numbers["id_k"] == 3
+    for group in fid.values():
+        assert 0 < group["n"] <= 20 and 0 <= group["identification"] <= 1 and -1 <= group["ssim"] <= 1
+    assert result.numbers["psnr_misclassified_minus_correct"] == pytest.approx(
+        fid["misclassified"]["psnr"] - fid["correct"]["psnr"], abs=1e-4
+    )
+    # Recompute the misclassified group's PSNR/SSIM from the probe's own draw (draws: images, distractor seed, noise).
+    ctx = make_ctx(models, tmp_path / "check", options=options)
+    from invkit.data import take
+
+    images, labels = take(ctx.data, 200, seed=C.seed_from(ctx.generator))
+    images = C.to_inverter_shape(ctx, images)
+    wrong = (C.predict(ctx, images) != labels).nonzero().flatten()[:20]
+    C.seed_from(ctx.generator)  # the probe's distractor seed, drawn before its inversions
+    recon = C.invert(ctx, C.logits_of(ctx, images[wrong]))
+    assert fid["misclassified"]["n"] == len(wrong)
+    assert fid["misclassified"]["psnr"] == pytest.approx(float(psnr(recon, images[wrong]).mean()), rel=1e-4)
+    assert fid["misclassified"]["ssim"] == pytest.approx(float(ssim(recon, images[wrong]).mean()), rel=1e-4)
