@@ -71,3 +71,56 @@ def test_misclassified_compares_fidelity_of_wrong_and_right_originals(models, tm
     assert fid["misclassified"]["n"] == len(wrong)
     assert fid["misclassified"]["psnr"] == pytest.approx(float(psnr(recon, images[wrong]).mean()), rel=1e-4)
     assert fid["misclassified"]["ssim"] == pytest.approx(float(ssim(recon, images[wrong]).mean()), rel=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------- mirror
+def _corner() -> torch.Tensor:
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., :6, :3] = 1.0  # a block in the top-left corner: original, left/right and up/down mirrors all differ
+    return x
+
+
+def test_nearest_flip_on_constructed_reconstructions():
+    from invkit_plugins.probes.mirror import nearest_flip
+
+    x = _corner()
+    recon = torch.cat([x, x.flip(-1), x.flip(-2), x.flip(-1) * 0.9])
+    which, distinct = nearest_flip(recon, x)
+    assert which.tolist() == [0, 1, 2, 1] and distinct > 0.1
+    assert nearest_flip(recon, torch.ones(1, 1, 16, 16))[1] == 0.0  # symmetric: nothing to tell apart
+
+
+def test_mirror_probe_counts_flipped_samples(models, tmp_path):  # noqa: F811
+    clf, inv = models
+
+    class Flipper(type(inv)):
+        """Returns a fixed asymmetric image as the target, left/right flipped for every other noise sample."""
+
+        def invert(self, logits, noise=None, generator=None):
+            out = self.image(len(logits))
+            out[1::2] = out[1::2].flip(-1)
+            return out
+
+        def target_images(self, images):
+            return self.image(len(images))
+
+        def image(self, n):
+            return torch.nn.functional.interpolate(_corner(), size=32).expand(n, -1, -1, -1).clone()
+
+    flipper = Flipper(inv.config)
+    ctx = make_ctx((clf, flipper), tmp_path, options={"images": 3, "samples": 4})
+    result = invkit.create_probe("mirror").run(ctx)
+    n = result.numbers
+    assert n["samples"] == 4 and n["images_counted"] == 3
+    assert n["hflip_rate"] == pytest.approx(0.5) and n["vflip_rate"] == 0.0
+    assert n["hflip_images_with_any"] == 1.0
+    assert (tmp_path / "mirror.png").is_file()
+
+
+def test_docs_name_the_papers_resnet152():
+    from pathlib import Path
+
+    from invkit_plugins.probes import class_spread
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "probes.md").read_text() + class_spread.__doc__
+    assert "ResNet-50" not in text and "ResNet-152" in text

@@ -157,7 +157,7 @@ for probe, keys in HEADLINE.items():
     out.append("")
     if probe == "iterative-stability":
         out.append(
-            "Beside the paper (supplement §5; ImageNet, ResNet-50, 1000 classes — not directly comparable with "
+            "Beside the paper (supplement §5; ImageNet, ResNet-152, 1000 classes — not directly comparable with "
             "10-class MNIST):\n"
         )
         out.append("| | identical, correct originals | identical, incorrect originals |\n| --- | --- | --- |")
