@@ -475,6 +475,9 @@ class Bench:
         x = inv.target_images(self.originals).to(self.device)
         with torch.no_grad():
             orig_logits = torch.cat([clf.logits(x[i : i + s.batch_size]) for i in range(0, len(x), s.batch_size)])
+        # What the inverter inverts: the logits, or another representation of the same images for an inverter that
+        # says so (optim.robust: the penultimate layer, as Engstrom et al. 2019).
+        targets = inv.targets(x) if hasattr(inv, "targets") else orig_logits
         torch.manual_seed(s.seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
         gen = torch.Generator(device=self.device).manual_seed(s.seed)
         recons = []
@@ -488,7 +491,7 @@ class Bench:
                 inv.invert(orig_logits[:1], generator=torch.Generator(device=self.device).manual_seed(s.seed))
         with metrics.measure(self.device) as m, grad:
             for i in range(0, len(x), s.batch_size):
-                recons.append(inv.invert(orig_logits[i : i + s.batch_size].detach(), generator=gen).detach())
+                recons.append(inv.invert(targets[i : i + s.batch_size].detach(), generator=gen).detach())
                 self.progress(Progress(task, min(i + s.batch_size, len(x)), len(x), {}))
         recon = torch.cat(recons).float().clamp(0, 1)
         with torch.no_grad():

@@ -11,7 +11,7 @@ import torch
 from rich.table import Table
 
 from ..checkpoint import atomic_write_bytes, atomic_write_text
-from ..data import IMAGE_EXTENSIONS, load_image, resize
+from ..data import IMAGE_EXTENSIONS, load_image
 from ..errors import DataError, InvkitError
 from ..figures import save_rows, to_pil_grid
 from ._common import classifier_from_spec, device_option, inverter_from_spec, parse_options, pick_device
@@ -98,15 +98,17 @@ def command(
                 f"image '{f}' is {image.shape[-2]}x{image.shape[-1]} pixels, too small to classify; "
                 "use images of at least 8x8."
             )
-    originals = torch.stack([resize(image[None], (h, w), channels=c)[0] for image in loaded]).to(dev)
+    # The image the inverter reconstructs: each image at the inverter's resolution (Inverter.target_images).
+    originals = torch.cat([inv.target_images(image[None]) for image in loaded]).to(dev)
     with torch.no_grad():
         logits = clf.logits(originals)
+    targets = inv.targets(originals) if hasattr(inv, "targets") else logits  # optim.robust: penultimate layer
     gen = torch.Generator(device=dev).manual_seed(seed)
     grad = torch.no_grad() if getattr(inv, "trainable", False) else torch.enable_grad()
     rows = []
     with grad:
         for _ in range(samples):
-            rows.append(inv.invert(logits, generator=gen).detach().float().clamp(0, 1))
+            rows.append(inv.invert(targets, generator=gen).detach().float().clamp(0, 1))
     out_dir = Path(out)
     summary = []
     table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
