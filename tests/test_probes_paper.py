@@ -124,3 +124,16 @@ def test_docs_name_the_papers_resnet152():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "probes.md").read_text() + class_spread.__doc__
     assert "ResNet-50" not in text and "ResNet-152" in text
+
+
+# ------------------------------------------------------------------------------------------ iterative stability
+def test_stability_can_draw_images_from_a_number_of_classes(models, tmp_path):  # noqa: F811
+    options = {"images": 12, "classes": 3, "rounds": 1}
+    result = invkit.create_probe("iterative-stability").run(make_ctx(models, tmp_path, options=options))
+    assert result.numbers["images"] == 12 and result.numbers["classes_drawn"] == 3
+    from invkit_plugins.probes.stability import load_from_classes
+
+    x, y = load_from_classes(make_ctx(models, tmp_path / "x"), 12, 3)
+    assert x.shape[0] == 12 and sorted(torch.bincount(y)[torch.bincount(y) > 0].tolist()) == [4, 4, 4]
+    with pytest.raises(invkit.InputError, match="fewer than"):
+        load_from_classes(make_ctx(models, tmp_path / "y"), 100000, 2)
