@@ -137,3 +137,21 @@ def test_stability_can_draw_images_from_a_number_of_classes(models, tmp_path):  
     assert x.shape[0] == 12 and sorted(torch.bincount(y)[torch.bincount(y) > 0].tolist()) == [4, 4, 4]
     with pytest.raises(invkit.InputError, match="fewer than"):
         load_from_classes(make_ctx(models, tmp_path / "y"), 100000, 2)
+
+
+# ------------------------------------------------------------------------------------------------------ fgsm
+def test_fgsm_with_a_second_classifier_reports_images_attacked_on_both(models, tmp_path):  # noqa: F811
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "invkit" / "assets" / "demo"
+    clf = invkit.load_classifier(demo / "classifier_robust")
+    inv = models[1]
+    options = {"eps": 0.3, "other_classifier": str(demo / "classifier_standard")}
+    result = invkit.create_probe("fgsm").run(make_ctx((clf, inv), tmp_path, options=options))
+    n = result.numbers
+    assert n["other_classifier"] == "smallcnn.base" and 0 <= n["other_attack_success"] <= 1
+    both = n["both_attacked"]
+    assert 0 < both["images"] <= n["successful_attacks"]
+    assert 0 <= both["recon_adv_classified_as_true"] <= 1
+    with pytest.raises(invkit.InvkitError):
+        invkit.create_probe("fgsm").run(make_ctx((clf, inv), tmp_path / "b", options={"other_classifier": "nope.x"}))

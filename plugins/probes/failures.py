@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -151,6 +152,18 @@ class Misclassified(Probe):
 class FGSMOptions:
     eps: float = 0.1  # FGSM step in [0, 1] pixel units (the paper's 0.1)
     show: int = 12  # columns in the figure
+    other_classifier: str = ""  # a second classifier (name or checkpoint folder): also report on images whose
+    # attack succeeds on both (Fig. 7: attacked successfully on the robust and the standard classifier)
+
+
+def _load_classifier(spec: str, device: torch.device) -> Any:
+    from pathlib import Path
+
+    import invkit
+
+    path = Path(spec).expanduser()
+    clf = invkit.create_classifier(checkpoint=str(path)) if path.is_dir() else invkit.create_classifier(spec)
+    return clf.to(device).eval()
 
 
 class FGSM(Probe):
@@ -192,6 +205,31 @@ class FGSM(Probe):
             numbers["recon_adv_as_adv_prediction_when_attack_succeeds"] = float(
                 (r_adv[fl] == pred_adv[fl]).float().mean()
             )
+        if o.other_classifier:
+            other = _load_classifier(o.other_classifier, ctx.device)
+            if other.num_classes != ctx.classifier.num_classes:
+                raise InputError(
+                    f"fgsm: other_classifier {other.name} has {other.num_classes} classes, "
+                    f"{ctx.classifier.name} {ctx.classifier.num_classes}; give one for the same labels."
+                )
+            x_adv_other = fgsm(other, x, y, eps=o.eps)
+            with torch.no_grad():
+                other_pred = other.logits(x).argmax(1)
+                other_adv = other.logits(x_adv_other).argmax(1)
+            both = flipped & (other_pred == y) & (other_adv != y)
+            sub = both.nonzero().flatten()
+            numbers["other_classifier"] = other.name
+            numbers["other_attack_success"] = float(((other_pred == y) & (other_adv != y)).sum()) / max(
+                int((other_pred == y).sum()), 1
+            )
+            numbers["both_attacked"] = {"images": int(len(sub))}
+            if len(sub):
+                numbers["both_attacked"] |= {
+                    "recon_adv_classified_as_adv_prediction": float((r_adv[sub] == pred_adv[sub]).float().mean()),
+                    "recon_adv_classified_as_true": float((r_adv[sub] == y[sub]).float().mean()),
+                    "recon_adv_rms_to_recon_clean": float(C.rms(recon_adv[sub], recon[sub]).mean()),
+                }
+            flipped = both  # the figure shows the images attacked successfully on both first
         # show successful attacks first
         order = torch.cat([flipped.nonzero().flatten(), (~flipped).nonzero().flatten()])[: o.show]
         save_rows([x[order], recon[order], x_adv[order], recon_adv[order]], ctx.out / "fgsm.png", scale=2)
