@@ -60,6 +60,7 @@ class BenchSettings:
     grid_images: int = 10  # originals shown in the report grid (one per class first)
     classifier_labels: dict[str, str] = field(default_factory=dict)  # spec -> name shown in tables
     checkpoint_map: dict[str, str] = field(default_factory=dict)  # "clf spec|inverter base" -> checkpoint folder
+    only_correct: bool = False  # draw only images every classifier classifies correctly (the paper's Fig. 1)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers of every pair: a rerun with other values needs another --out."""
@@ -70,6 +71,7 @@ class BenchSettings:
             "seed": self.seed,
             "inverter_options": self.inverter_options,
             "lpips_net": self.lpips_net,
+            **({"only_correct": True} if self.only_correct else {}),  # absent when off: older results still match
         }
 
 
@@ -368,9 +370,30 @@ class Bench:
         opts = self.settings.inverter_options
         return dict(opts.get(inv_name.split(".")[0], {})) | dict(opts.get(inv_name, {}))
 
+    def _correct_everywhere(self, labels: torch.Tensor) -> torch.Tensor:
+        """Mask of the images that every classifier of the run classifies correctly (data at its own size)."""
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        batch = self.settings.batch_size
+        with torch.no_grad():
+            for start in range(0, len(labels), batch):
+                idx = torch.arange(start, min(start + batch, len(labels)))
+                x = _stack(self.dataset, idx).to(self.device)
+                for clf in self.classifiers.values():
+                    keep[idx] &= clf.logits(x).argmax(1).cpu() == labels[idx]
+        return keep
+
     def _pick_images(self) -> None:
         labels = torch.tensor(self.dataset.labels())
-        self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
+        if self.settings.only_correct:
+            keep = self._correct_everywhere(labels).nonzero().flatten()
+            if len(keep) < self.settings.n:
+                raise InvkitError(
+                    f"only {len(keep)} test images are classified correctly by every classifier, fewer than "
+                    f"-n {self.settings.n}; lower -n or drop --only-correct."
+                )
+            self.indices = keep[pick_indices(labels[keep], self.settings.n, self.settings.seed)]
+        else:
+            self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
         self.labels = labels[self.indices]
         self.originals = _stack(self.dataset, self.indices)
         self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)

@@ -82,3 +82,15 @@ def test_probes_load_the_target_images(tmp_path):
     x, _ = C.load_images(ctx)
     assert data[0][0].shape[-1] == 28 and x.shape == (4, 1, 16, 16)
     assert torch.equal(C.to_inverter_shape(ctx, x), x)
+
+
+def test_bench_only_correct_draws_images_every_classifier_gets_right(tiny, tmp_path):  # noqa: F811
+    bench = Bench(settings(tiny, inverters=["tinyopt"], checkpoints=[], n=4, only_correct=True))
+    labels = torch.tensor(bench.dataset.labels())[bench.indices]
+    assert len(bench.indices) == 4  # random tiny classifiers: 5 test images are right for both
+    for clf in bench.classifiers.values():
+        assert torch.equal(clf.logits(bench.originals).argmax(1), labels)
+    assert bench.settings.fingerprint()["only_correct"] is True
+    assert "only_correct" not in settings(tiny).fingerprint()  # older results folders still match when off
+    with pytest.raises(invkit.InvkitError, match="drop --only-correct"):
+        Bench(settings(tiny, inverters=["tinyopt"], checkpoints=[], n=100000, only_correct=True))

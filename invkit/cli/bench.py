@@ -76,6 +76,9 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("-n", "n", type=int, default=None, help="Held-out images per pair (default 50).")
 @click.option("--id-k", type=int, default=None, help="Candidates per instance identification (default 10).")
 @click.option(
+    "--only-correct", is_flag=True, help="Draw only images that every classifier classifies correctly (paper Fig. 1)."
+)
+@click.option(
     "--out",
     default="invkit-bench",
     show_default=True,
@@ -114,6 +117,7 @@ def command(
     checkpoints: tuple[str, ...],
     n: int | None,
     id_k: int | None,
+    only_correct: bool,
     out: str,
     train_steps: int,
     seed: int,
@@ -141,6 +145,8 @@ def command(
         common["n"] = n
     if id_k is not None:
         common["id_k"] = id_k
+    if only_correct:
+        common["only_correct"] = True
     if not clf_specs and not inv_names:
         if checkpoints:
             raise InvkitError(
