@@ -50,14 +50,16 @@ def _fidelity(
 
     x = images[idx]
     recon = C.invert(ctx, C.logits_of(ctx, x))
-    distractors = images[draw_distractors(labels.cpu(), idx.cpu(), k, seed)]
-    hits = identification_hits(recon.cpu(), x.cpu(), distractors.cpu())
-    return {
+    out: dict[str, float | int | None] = {
         "n": len(idx),
         "psnr": float(psnr(recon, x).clamp(max=100).mean()),
         "ssim": float(ssim(recon, x).mean()),
-        "identification": float(hits.mean()),
-    }, recon
+        "identification": None,  # when a class has fewer than 2 scanned images
+    }
+    if k >= 2:
+        distractors = images[draw_distractors(labels.cpu(), idx.cpu(), k, seed)]
+        out["identification"] = float(identification_hits(recon.cpu(), x.cpu(), distractors.cpu()).mean())
+    return out, recon
 
 
 class Misclassified(Probe):
@@ -81,7 +83,10 @@ class Misclassified(Probe):
             )
         right = (pred == labels).nonzero().flatten()
         seed = C.seed_from(ctx.generator)
-        k = o.id_k
+        # Candidates per identification: id_k, fewer when a class of the compared images has fewer scanned images.
+        counts = torch.bincount(labels.cpu())
+        compared = torch.cat([wrong[: o.compare], right[: o.compare]]).cpu()
+        k = min(o.id_k, int(counts[labels.cpu()[compared]].min()))
         groups = {}
         recon_wrong = None
         for name, members in (("misclassified", wrong), ("correct", right)):
@@ -111,21 +116,26 @@ class Misclassified(Probe):
             g, c = groups["misclassified"], groups["correct"]
             numbers["psnr_misclassified_minus_correct"] = g["psnr"] - c["psnr"]
             numbers["ssim_misclassified_minus_correct"] = g["ssim"] - c["ssim"]
-            numbers["identification_misclassified_minus_correct"] = g["identification"] - c["identification"]
+            if g["identification"] is not None and c["identification"] is not None:
+                numbers["identification_misclassified_minus_correct"] = g["identification"] - c["identification"]
         rows = [
             {"column": i, "true": t, "predicted": q, "reconstruction classified as": s}
             for i, (t, q, s) in enumerate(zip(_names(ctx, y), _names(ctx, p), _names(ctx, r_show)))
         ]
         fidelity_rows = [{"originals": name} | g for name, g in groups.items()]
         g = groups["misclassified"]
+
+        def ident(group: dict) -> str:
+            return "n/a" if group["identification"] is None else f"{group['identification']:.2f}"
+
         summary = (
             f"{len(wrong)} of {len(images)} images misclassified. Fidelity of their reconstructions: PSNR "
-            f"{g['psnr']:.2f} dB, SSIM {g['ssim']:.3f}, identification {g['identification']:.2f} (k={k})"
+            f"{g['psnr']:.2f} dB, SSIM {g['ssim']:.3f}, identification {ident(g)} (k={k})"
         )
         if "correct" in groups:
             c = groups["correct"]
             summary += (
-                f"; correctly classified: {c['psnr']:.2f} dB, {c['ssim']:.3f}, {c['identification']:.2f}. "
+                f"; correctly classified: {c['psnr']:.2f} dB, {c['ssim']:.3f}, {ident(c)}. "
                 "(The paper: misclassified images are reconstructed as faithfully as correct ones.)"
             )
         summary += (
