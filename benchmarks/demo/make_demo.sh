@@ -39,7 +39,8 @@ train_inverter() {
 }
 
 dbrox() {
-  # dosovitskiy_brox: 3000 steps at batch 64 (see docs/baselines.md)
+  # dosovitskiy_brox: 3000 steps at batch 64 (see docs/baselines.md). Since issue 12 (published decoder, spatial
+  # comparator) both runs together took 58 minutes on the shared 2-core machine (2026-11-30, load 10-20).
   train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" 64 &
   train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" 64 &
   wait
@@ -48,7 +49,9 @@ dbrox() {
 inverters() {
   dbrox
   # biggan_proj: batch 16, 3500 G steps (the shipped checkpoints: 2000 steps, then --resume to 3500; a resumed
-  # run is bit-identical to an uninterrupted one, see tests/test_train_loop.py)
+  # run is bit-identical to an uninterrupted one, see tests/test_train_loop.py). Checkpoints written since issue 12
+  # carry standing BN statistics; the shipped ones got theirs afterwards with `invkit standing-stats` (16 x 64
+  # train digits, seed 0; see benchmarks/results/biggan_proj-standing-stats-cpu-torch2.14.1.md).
   train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" 16 &
   train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" 16 &
   wait
