@@ -62,6 +62,7 @@ class BenchSettings:
     grid_images: int = 10  # originals shown in the report grid (one per class first)
     classifier_labels: dict[str, str] = field(default_factory=dict)  # spec -> name shown in tables
     checkpoint_map: dict[str, str] = field(default_factory=dict)  # "clf spec|inverter base" -> checkpoint folder
+    only_correct: bool = False  # draw only images every classifier classifies correctly (the paper's Fig. 1)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers of every pair: a rerun with other values needs another --out."""
@@ -72,6 +73,7 @@ class BenchSettings:
             "seed": self.seed,
             "inverter_options": self.inverter_options,
             "lpips_net": self.lpips_net,
+            **({"only_correct": True} if self.only_correct else {}),  # absent when off: older results still match
         }
 
 
@@ -240,7 +242,7 @@ def classifier_logits(classifier: Classifier, images: torch.Tensor, batch_size: 
 
 def invert_logits(
     inverter: Inverter,
-    logits: torch.Tensor,
+    logits: torch.Tensor,  # or the representation the inverter says it inverts (``inverter.targets``)
     *,
     seed: int,
     batch_size: int,
@@ -467,6 +469,18 @@ class Bench:
         opts = self.settings.inverter_options
         return dict(opts.get(inv_name.split(".")[0], {})) | dict(opts.get(inv_name, {}))
 
+    def _correct_everywhere(self, labels: torch.Tensor) -> torch.Tensor:
+        """Mask of the images that every classifier of the run classifies correctly (data at its own size)."""
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        batch = self.settings.batch_size
+        with torch.no_grad():
+            for start in range(0, len(labels), batch):
+                idx = torch.arange(start, min(start + batch, len(labels)))
+                x = _stack(self.dataset, idx).to(self.device)
+                for clf in self.classifiers.values():
+                    keep[idx] &= clf.logits(x).argmax(1).cpu() == labels[idx]
+        return keep
+
     def _pick_images(self) -> None:
         labels = torch.tensor(self.dataset.labels())
         if self.settings.n > len(labels):  # never report "n = 1500" for the 1000 images there are
@@ -474,7 +488,16 @@ class Bench:
                 f"-n {self.settings.n} is more than the {len(labels)} images of the test split of "
                 f"'{self.settings.data}'; use -n {len(labels)} or fewer."
             )
-        self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
+        if self.settings.only_correct:
+            keep = self._correct_everywhere(labels).nonzero().flatten()
+            if len(keep) < self.settings.n:
+                raise InvkitError(
+                    f"only {len(keep)} test images are classified correctly by every classifier, fewer than "
+                    f"-n {self.settings.n}; lower -n or drop --only-correct."
+                )
+            self.indices = keep[pick_indices(labels[keep], self.settings.n, self.settings.seed)]
+        else:
+            self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
         self.labels = labels[self.indices]
         self.originals = _stack(self.dataset, self.indices)
         self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)
@@ -574,15 +597,21 @@ class Bench:
         s = self.settings
         clf = self.classifiers[pair.classifier_spec]
         inv, train_info = self._inverter(pair, clf)
-        images = self.originals.to(self.device)
+        # The image the inverter reconstructs is the data image at its resolution; the classifier sees that image
+        # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2).
+        images = inv.target_images(self.originals).to(self.device)
         logits = classifier_logits(clf, images, s.batch_size)
+        # What the inverter inverts: the logits, or another representation of the same images for an inverter that
+        # says so (optim.robust: the penultimate layer, as Engstrom et al. 2019).
+        targets = inv.targets(images) if hasattr(inv, "targets") else logits
         recon, timing = invert_logits(
-            inv, logits, seed=s.seed, batch_size=s.batch_size, progress=self.progress, task=pair_task(pair)
+            inv, targets, seed=s.seed, batch_size=s.batch_size, progress=self.progress, task=pair_task(pair)
         )
         recon_logits = classifier_logits(clf, recon, s.batch_size)
         record = self._describe(pair, clf, inv)
-        record.update(self._score(recon, recon_logits, logits))
-        record.update(timing | {"recon_shape": list(recon.shape[1:]), "inverter_config": inv.config_dict()})
+        record.update(self._score(inv, images.cpu(), recon, recon_logits, logits))
+        record.update(timing | {"recon_shape": list(recon.shape[1:]), "target_shape": list(images.shape[1:])})
+        record["inverter_config"] = inv.config_dict()
         record.update(train_info)
         if self.out is not None:
             from .checkpoint import atomic_save_safetensors
@@ -604,15 +633,17 @@ class Bench:
             "n": len(self.originals),
         }
 
-    def _score(self, recon: torch.Tensor, recon_logits: torch.Tensor, logits: torch.Tensor) -> dict[str, Any]:
-        """Every metric of docs/bench.md for reconstructions ``recon`` of ``self.originals``.
+    def _score(
+        self, inv: Inverter, orig: torch.Tensor, recon: torch.Tensor, recon_logits: torch.Tensor, logits: torch.Tensor
+    ) -> dict[str, Any]:
+        """Every metric of docs/bench.md for reconstructions ``recon`` of ``orig``, the originals at the inverter's
+        resolution (``inv.target_images``): what it was asked to reconstruct.
 
-        Pixel metrics compare at the originals' size and channels; classifier agreement compares the
-        classifier's logits of the reconstructions with those of the originals.
+        Pixel metrics compare with ``orig`` (and identification with distractors brought to the same size);
+        classifier agreement compares the classifier's logits of the reconstructions with those of ``orig``.
         """
         s = self.settings
-        orig = self.originals
-        recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()
+        recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()  # a no-op for a sound inverter
         scores: dict[str, Any] = {
             "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
             "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
@@ -622,7 +653,9 @@ class Bench:
         if self.lpips_ok:
             scores["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
         scores.update(metrics.classifier_agreement(recon_logits.cpu(), logits.cpu(), self.labels))
-        hits = metrics.identification_hits(recon_px, orig, self.distractors)
+        k = self.distractors.shape[1]
+        distractors = inv.target_images(self.distractors.flatten(0, 1)).view(len(orig), k, *orig.shape[1:])
+        hits = metrics.identification_hits(recon_px, orig, distractors)
         scores.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
         return scores
 

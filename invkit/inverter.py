@@ -56,6 +56,25 @@ class Inverter(nn.Module, abc.ABC):
     def image_shape(self) -> tuple[int, int, int]:
         return (int(self.config.channels), int(self.config.resolution), int(self.config.resolution))
 
+    def target_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The images this inverter is asked to reconstruct: data images at its resolution and channels.
+
+        One definition for training, ``invkit bench`` and every probe (Teterwak et al. 2021 feed the classifier the
+        64x64 images the inverter produces): the data image resized to ``image_shape`` (antialiased bilinear,
+        ``invkit.data.resize``); the classifier's logits are computed from this image and reconstructions are
+        scored against it.
+
+        Args:
+            images: ``(N, C, H, W)`` in [0, 1], any size and 1 or 3 channels.
+
+        Returns:
+            ``(N, *image_shape)`` float images in [0, 1] on the same device.
+        """
+        from .data import resize
+
+        c, h, w = self.image_shape
+        return resize(images.float(), (h, w), channels=c)
+
     @property
     def device(self) -> torch.device:
         for t in self.parameters():

@@ -256,8 +256,10 @@ def check_inverter(
     _require(inv.num_classes == clf.num_classes, f"{name}: built for {inv.num_classes} logits, not {clf.num_classes}")
     inv.eval()
     c, h, w = clf.config.input_size
+    x = _images(2, c, h, 1)
     with torch.no_grad():
-        logits = clf.logits(_images(2, c, h, 1))
+        # what the inverter inverts: logits, or what its optional targets(images) gives (optim.robust: penultimate)
+        logits = inv.targets(x) if hasattr(inv, "targets") else clf.logits(x)
     out = _invert(inv, logits, seed=1)
     _require(out.shape == (2, *inv.image_shape), f"{name}: images {tuple(out.shape)}, not (2, *{inv.image_shape})")
     _require(torch.isfinite(out).all(), f"{name}: images are not finite")
@@ -276,7 +278,7 @@ def check_inverter(
     _require(loaded.config == inv.config, f"{name}: config changed across save/load")
     _require(torch.equal(_invert(loaded, logits, seed=1), out), f"{name}: images changed across save/load")
 
-    k = inv.num_classes
+    k = logits.shape[1]
     _raises(InputError, lambda: inv.invert(torch.randn(2, k + 3)), f"{name} on logits of the wrong size")
     _raises(InputError, lambda: inv.invert(torch.randn(k)), f"{name} on one logit vector without a batch axis")
     _raises(InputError, lambda: inv.invert(torch.zeros(2, k, dtype=torch.long)), f"{name} on integer logits")

@@ -165,6 +165,11 @@ def test_default_hyper_parameters_equal_the_paper(clf):
     assert (cfg.resolution, cfg.ch, cfg.noise_dim) == (64, 96, 120)
     assert (cfg.g_lr, cfg.d_lr, cfg.beta1, cfg.beta2) == (1e-4, 5e-4, 0.0, 0.999)
     assert cfg.num_d_steps == 2 and cfg.ema_decay == 0.9999
+    # The paper's compare_gan config: TF Adam's epsilon and ModularGAN's ema_start_step (not BigGAN-PyTorch's).
+    assert (cfg.adam_eps, cfg.ema_start) == (1e-8, 40000)
+    # Two conditional batch-norms per residual up-block (compare_gan BigGanResNetBlock bn1/bn2, Eq. 3).
+    block = Generator(tiny()).blocks[0]
+    assert sum(isinstance(m, CondBatchNorm) for m in block.modules()) == 2
     assert (cfg.g_attention, cfg.d_attention) == (64, 32)
     assert (cfg.paper_batch_size, cfg.paper_steps) == (2048, 250000)
     # The registered paper preset and its trainer use exactly these values.

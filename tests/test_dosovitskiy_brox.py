@@ -78,6 +78,25 @@ def test_comparator_penultimate_and_named_layers():
         Comparator(clf, "conv9")
 
 
+def test_comparator_spatial_is_the_deepest_feature_map_and_the_default():
+    clf = tiny_classifier()
+    x = torch.rand(3, 1, 8, 8)
+    net = clf.network
+    conv_map = net[:2](clf.preprocess(x))  # ReLU(conv): (3, 4, 4, 4), the last map before Flatten
+    assert torch.allclose(Comparator(clf, "spatial")(x), conv_map.flatten(1))
+    assert DosovitskiyBroxConfig().comparator_layer == "spatial"  # the paper compares AlexNet conv5 maps
+    flat = invkit.Classifier(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), clf.config)
+    with pytest.raises(invkit.InvkitError, match="no \\(N, C, H, W\\) map"):
+        Comparator(flat, "spatial")(x)
+
+
+def test_comparator_close_removes_every_hook():
+    clf = tiny_classifier()
+    comp = Comparator(clf, "spatial")
+    comp.close()
+    assert all(not m._forward_hooks for m in clf.network.modules())
+
+
 def test_adversarial_and_discriminator_loss_formulas():
     # Two-way softmax, index 1 = real: -log D = log(1 + exp(l0 - l1)).
     assert adversarial_loss(torch.tensor([[0.0, 0.0]])).item() == pytest.approx(math.log(2))
@@ -100,6 +119,35 @@ def test_output_shape_and_range(resolution):
     assert out.shape == (5, 1, resolution, resolution)
     assert out.min() >= 0 and out.max() <= 1
     assert inv.noise_dim == 0
+
+
+def test_generator_follows_the_published_layer_sequence():
+    # Dosovitskiy & Brox's fc generator at 256 px: deconv5 256, conv5_1 512, deconv4 256, conv4_1 256, deconv3 128,
+    # conv3_1 128, deconv2 64, deconv1 32, deconv0 3 (fc widths kept small here: they are tested below).
+    inv = invkit.create_inverter("dosovitskiy_brox.paper", num_classes=10, channels=3, resolution=256, fc_dim=8)
+    layers = [m for m in inv.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
+    kinds = ["up" if isinstance(m, nn.ConvTranspose2d) else "conv" for m in layers]
+    assert kinds == ["up", "conv", "up", "conv", "up", "conv", "up", "up", "up"]
+    outs = [m.out_channels for m in layers]
+    assert outs == [256, 512, 256, 256, 128, 128, 64, 32, 3]
+    assert all(m.kernel_size == (4, 4) and m.stride == (2, 2) for m, k in zip(layers, kinds) if k == "up")
+    assert all(m.kernel_size == (3, 3) for m, k in zip(layers, kinds) if k == "conv")
+    assert [m.out_features for m in inv.fc if isinstance(m, nn.Linear)] == [8, 8, 256 * 4 * 4]
+    # Scaled to 32 px: the first two stages, then the image layer.
+    small = invkit.create_inverter("dosovitskiy_brox.paper", num_classes=10, channels=1, resolution=32, fc_dim=8)
+    assert [m.out_channels for m in small.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)] == [
+        256,
+        512,
+        256,
+        256,
+        1,
+    ]
+
+
+def test_odd_or_tiny_resolution_is_refused():
+    for resolution in (6, 7, 27):
+        with pytest.raises(invkit.InputError, match="even resolution of at least 8"):
+            invkit.create_inverter("dosovitskiy_brox.mnist", num_classes=10, resolution=resolution)
 
 
 def test_paper_preset_has_the_paper_widths():
@@ -153,7 +201,7 @@ def test_training_reduces_the_pixel_loss():
     batch = (x, clf.logits(x))
     trainer = inv.make_trainer(clf, lr=2e-3)
     first = trainer.train_step(lambda: batch, 0)
-    for step in range(1, 40):
+    for step in range(1, 80):
         last = trainer.train_step(lambda: batch, step)
     assert set(first) >= {"img", "feat", "adv", "discr", "loss_g"}
     assert last["img"] < 0.6 * first["img"]

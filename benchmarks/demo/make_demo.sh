@@ -11,7 +11,8 @@
 # CPU only, one thread per job, jobs in parallel where they are independent. Full MNIST (60k train digits) from
 # $MNIST; steps are the ones the demo checkpoints were made with (see benchmarks/results/*mnist* for the runs).
 #
-# usage: benchmarks/demo/make_demo.sh [all|classifiers|inverters|copy|check]
+# usage: benchmarks/demo/make_demo.sh [all|classifiers|inverters|dbrox|copy|check]
+#        (dbrox: only the two dosovitskiy_brox runs of `inverters`)
 # env:   MNIST        ImageFolder MNIST with train/ and test/ (default ~/.cache/invkit-data/mnist)
 #        RUNS         where the full run folders go (default ~/.cache/invkit/demo_runs)
 #        BIGGAN_STEPS, DBROX_STEPS   generator steps of the inverter runs (defaults below)
@@ -37,13 +38,20 @@ train_inverter() {
     --save-every 500 --sample-every 500 --log-every 100 --keep-checkpoints 0
 }
 
-inverters() {
-  # dosovitskiy_brox: the baselines owner's runs (3000 steps, batch 64, see docs/baselines.md)
+dbrox() {
+  # dosovitskiy_brox: 3000 steps at batch 64 (see docs/baselines.md). Since issue 12 (published decoder, spatial
+  # comparator) both runs together took 58 minutes on the shared 2-core machine (2026-11-30, load 10-20).
   train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" 64 &
   train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" 64 &
   wait
+}
+
+inverters() {
+  dbrox
   # biggan_proj: batch 16, 3500 G steps (the shipped checkpoints: 2000 steps, then --resume to 3500; a resumed
-  # run is bit-identical to an uninterrupted one, see tests/test_train_loop.py)
+  # run is bit-identical to an uninterrupted one, see tests/test_train_loop.py). Checkpoints written since issue 12
+  # carry standing BN statistics; the shipped ones got theirs afterwards with `invkit standing-stats` (16 x 64
+  # train digits, seed 0; see benchmarks/results/biggan_proj-standing-stats-cpu-torch2.14.1.md).
   train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" 16 &
   train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" 16 &
   wait
@@ -74,8 +82,9 @@ check() {
 case "${1:-all}" in
   classifiers) classifiers ;;
   inverters) inverters ;;
+  dbrox) dbrox ;;
   copy) copy ;;
   check) check ;;
   all) classifiers; inverters; copy; check ;;
-  *) echo "usage: $0 [all|classifiers|inverters|copy|check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|classifiers|inverters|dbrox|copy|check]" >&2; exit 2 ;;
 esac

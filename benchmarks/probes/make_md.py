@@ -34,6 +34,12 @@ HEADLINE = {
         "scanned",
         "misclassified",
         "error_rate",
+        "fidelity.misclassified.psnr",
+        "fidelity.correct.psnr",
+        "fidelity.misclassified.ssim",
+        "fidelity.correct.ssim",
+        "fidelity.misclassified.identification",
+        "fidelity.correct.identification",
         "recon_classified_as_predicted",
         "recon_classified_as_true",
     ],
@@ -68,15 +74,15 @@ HEADLINE = {
         "factors",
         "slope_best_shift_vs_factor",
         "slope_best_log10_scale_vs_factor",
-        "slope_logit_fit_shift_vs_factor",
-        "slope_logit_fit_scale_vs_factor",
+        "slope_logit_shift_vs_factor",
+        "slope_logit_scale_vs_factor",
     ],
     "sharpness-fit": [
         "factors",
         "slope_best_shift_vs_factor",
         "slope_best_log10_scale_vs_factor",
-        "slope_logit_fit_shift_vs_factor",
-        "slope_logit_fit_scale_vs_factor",
+        "slope_logit_shift_vs_factor",
+        "slope_logit_scale_vs_factor",
     ],
     "rotation": ["rms_to_upright_recon", "rms_baseline_other_image", "ssim_to_upright_recon", "prediction_kept"],
     "class-spread": ["class_spread", "relative_spread", "classes", "images"],
@@ -133,12 +139,14 @@ for probe, keys in HEADLINE.items():
             if rows:
                 cols = [
                     "factor",
+                    "logit_shift_mean",
+                    "logit_shift_std",
+                    "logit_scale_mean",
+                    "logit_scale_std",
                     "best_shift_pixels",
                     "best_scale_pixels",
                     "best_shift_measure",
                     "best_scale_measure",
-                    "logit_fit_shift",
-                    "logit_fit_scale",
                     "rms_at_best_shift",
                     "rms_unmanipulated",
                 ]
@@ -149,7 +157,7 @@ for probe, keys in HEADLINE.items():
     out.append("")
     if probe == "iterative-stability":
         out.append(
-            "Beside the paper (supplement §5; ImageNet, ResNet-50, 1000 classes — not directly comparable with "
+            "Beside the paper (supplement §5; ImageNet, ResNet-152, 1000 classes — not directly comparable with "
             "10-class MNIST):\n"
         )
         out.append("| | identical, correct originals | identical, incorrect originals |\n| --- | --- | --- |")

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "invkit.cli.convert_weights",
     "invkit.cli.train_classifier",
     "invkit.cli.train",
+    "invkit.cli.standing_stats",
     "invkit.cli.invert",
     "invkit.cli.bench",
     "invkit.cli.probe",

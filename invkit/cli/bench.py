@@ -87,6 +87,9 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--id-k", type=click.IntRange(min=2), default=None, help="Candidates per instance identification (default 10)."
 )
 @click.option(
+    "--only-correct", is_flag=True, help="Draw only images that every classifier classifies correctly (paper Fig. 1)."
+)
+@click.option(
     "--out",
     default="invkit-bench",
     show_default=True,
@@ -125,6 +128,7 @@ def command(
     checkpoints: tuple[str, ...],
     n: int | None,
     id_k: int | None,
+    only_correct: bool,
     out: str,
     train_steps: int,
     seed: int,
@@ -152,6 +156,8 @@ def command(
         common["n"] = n
     if id_k is not None:
         common["id_k"] = id_k
+    if only_correct:
+        common["only_correct"] = True
     if not clf_specs and not inv_names:
         if checkpoints:
             raise InvkitError(

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..checkpoint import atomic_write_bytes, atomic_write_json
 from ..classifier import Classifier
-from ..data import IMAGE_EXTENSIONS, load_image, resize
+from ..data import IMAGE_EXTENSIONS, load_image
 from ..errors import DataError, InvkitError
 from ..figures import save_rows, to_pil_grid
 from ..outputs import claim_output
@@ -108,15 +108,17 @@ def command(
                 f"image '{f}' is {image.shape[-2]}x{image.shape[-1]} pixels, too small to classify; "
                 "use images of at least 8x8."
             )
-    originals = torch.stack([resize(image[None], (h, w), channels=c)[0] for image in loaded]).to(dev)
+    # The image the inverter reconstructs: each image at the inverter's resolution (Inverter.target_images).
+    originals = torch.cat([inv.target_images(image[None]) for image in loaded]).to(dev)
     with torch.no_grad():
         logits = clf.logits(originals)
+    targets = inv.targets(originals) if hasattr(inv, "targets") else logits  # optim.robust: penultimate layer
     gen = torch.Generator(device=dev).manual_seed(seed)
     grad = torch.no_grad() if getattr(inv, "trainable", False) else torch.enable_grad()
     rows = []
     with grad:
         for _ in range(samples):
-            rows.append(inv.invert(logits, generator=gen).detach().float().clamp(0, 1))
+            rows.append(inv.invert(targets, generator=gen).detach().float().clamp(0, 1))
     out_dir = Path(out).expanduser()
     click.get_current_context().with_resource(claim_output(out_dir, "invkit invert"))  # held until the end
     earlier = _previous(out_dir / "invert.json", settings)

@@ -29,6 +29,7 @@ PRESETS: dict[str, tuple[dict[str, Any], str]] = {
             "g_lr": 4e-4,
             "ema_decay": 0.995,
             "ema_start": 250,
+            "adam_eps": 1e-6,  # what the shipped demo checkpoints were trained with (paper: 1e-8)
         },
         "small 32x32 variant (ch=8, attention at 16) for MNIST on a CPU; same method, G lr 4e-4, short EMA",
     ),

@@ -67,10 +67,15 @@ class BigGANConfig:
     d_lr: float = 5e-4  # discriminator Adam learning rate (paper)
     beta1: float = 0.0  # Adam beta1 for G and D (paper)
     beta2: float = 0.999  # Adam beta2 for G and D (paper)
-    adam_eps: float = 1e-6  # Adam epsilon: BigGAN's ImageNet launch scripts use 1e-6 (its code default is 1e-8)
+    adam_eps: float = 1e-8  # Adam epsilon: paper (compare_gan: TF AdamOptimizer default); BigGAN-PyTorch 1e-6
     num_d_steps: int = 2  # discriminator steps per generator step (paper)
     ema_decay: float = 0.9999  # decay of the exponential moving average of G used for inversion (BigGAN)
-    ema_start: int = 20000  # G steps before which the EMA copy just tracks G (BigGAN's ImageNet ema_start)
+    ema_start: int = 40000  # G steps before which the EMA copy just tracks G (compare_gan ema_start_step; BigGAN 20000)
+    # Batch-norm statistics of the inverter that is saved and used (standing.py; the paper's compare_gan config:
+    # standardize_batch.use_moving_averages = False). standing_batches > 0: every checkpoint's G holds standing
+    # statistics accumulated over the logits of the last standing_batches G-step batches with fresh noise.
+    standing_batches: int = 16  # 0 = keep the EMA of the raw G's running statistics (invkit before issue 12)
+    bn_stats: str = "running"  # what the BN buffers in the weights are: "running" or "standing" (set, not chosen)
     paper_batch_size: int = 2048  # batch size of the paper's runs (documentation; the loop picks its own)
     paper_steps: int = 250000  # G steps of the paper's runs (documentation; the loop picks its own)
 
@@ -290,12 +295,21 @@ def g_hinge_loss(d_fake: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------- inverter
 class BigGANInverter(Inverter):
-    """Logits -> image with the (EMA) BigGAN generator; its state dict holds G's weights only."""
+    """Logits -> image with the (EMA) BigGAN generator; its state dict holds G's weights only.
+
+    ``config.bn_stats`` says whether its batch-norm buffers are standing statistics ("standing", the default of
+    checkpoints trained since issue 12; see standing.py) or the EMA of the training running statistics.
+    """
 
     trainable = True
 
     def __init__(self, config: BigGANConfig):
         super().__init__(config)
+        if config.bn_stats not in ("running", "standing"):
+            raise InputError(
+                f"biggan_proj: bn_stats '{config.bn_stats}' is unknown; it is 'running' or 'standing' and is set by "
+                "training or `invkit standing-stats`, not chosen."
+            )
         self.generator = Generator(config)
 
     def invert(
@@ -314,6 +328,12 @@ class BigGANInverter(Inverter):
 
     def make_trainer(self, classifier: Any, **options: Any) -> BigGANTrainer:
         return BigGANTrainer(self, classifier, **options)
+
+    def with_standing_stats(self, logits_batches: Any, generator: torch.Generator | None = None) -> BigGANInverter:
+        """A copy whose batch-norms hold standing statistics over ``logits_batches`` (see standing.py)."""
+        from .standing import accumulate_standing_stats
+
+        return accumulate_standing_stats(self, logits_batches, generator)
 
 
 def spectral_norm_modules(module: nn.Module) -> list[tuple[str, nn.Module, bool]]:
@@ -412,6 +432,9 @@ class BigGANTrainer(InverterTrainer):
         self.noise_gen = torch.Generator().manual_seed(int(seed))
         self.g_steps = 0
         self.distributed = False
+        self.standing_batches = int(cfg.standing_batches)
+        self.recent_logits: list[torch.Tensor] = []  # logits of the last standing_batches G steps
+        self._standing: tuple[int, BigGANInverter] | None = None  # (g_steps, copy with standing statistics)
 
     # ------------------------------------------------------------------------------------------------- steps
     def _noise(self, n: int) -> torch.Tensor:
@@ -451,6 +474,8 @@ class BigGANTrainer(InverterTrainer):
 
         self.D.requires_grad_(False)  # G step: gradients flow through D to G, none accumulate in D
         _, logits = self._batch(next_batch)
+        if self.standing_batches > 0:
+            self.recent_logits = [*self.recent_logits, logits.detach()][-self.standing_batches :]
         noise = self._noise(logits.shape[0])
         with self._autocast():
             d_fake = self.D(self.G_train(noise, logits), logits).float()  # plain D: it is not updated here
@@ -501,7 +526,19 @@ class BigGANTrainer(InverterTrainer):
 
     # ----------------------------------------------------------------------------------------------- contract
     def inference_inverter(self) -> BigGANInverter:
-        return self.ema
+        """The EMA generator, with standing BN statistics (standing.py) when ``standing_batches > 0``.
+
+        The statistics are accumulated once per G step count over the logits of the last ``standing_batches``
+        G-step batches, with noise from a generator seeded by the step count (so a resumed run saves the same).
+        """
+        if self.standing_batches <= 0 or not self.recent_logits:
+            return self.ema
+        if self._standing is None or self._standing[0] != self.g_steps:
+            from .standing import accumulate_standing_stats
+
+            gen = torch.Generator().manual_seed(self.g_steps)
+            self._standing = (self.g_steps, accumulate_standing_stats(self.ema, self.recent_logits, gen))
+        return self._standing[1]
 
     def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         self.G_train, self.D_train = wrap(self.G), wrap(self.D)  # DDP broadcasts rank 0's weights here
@@ -510,7 +547,7 @@ class BigGANTrainer(InverterTrainer):
             self.ema.load_state_dict(self.inverter.state_dict())
 
     def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        return self.ema.invert(logits.to(self.inverter.device), noise=noise)
+        return self.inference_inverter().invert(logits.to(self.inverter.device), noise=noise)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -521,6 +558,7 @@ class BigGANTrainer(InverterTrainer):
             "opt_D": self.opt_D.state_dict(),
             "noise_gen": self.noise_gen.get_state(),
             "g_steps": self.g_steps,
+            "recent_logits": torch.stack(self.recent_logits) if self.recent_logits else torch.zeros(0),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -531,6 +569,9 @@ class BigGANTrainer(InverterTrainer):
         self.opt_D.load_state_dict(state["opt_D"])
         self.noise_gen.set_state(state["noise_gen"])
         self.g_steps = int(state["g_steps"])
+        recent = state.get("recent_logits")  # absent in train states written before standing statistics
+        self.recent_logits = list(recent.to(self.inverter.device).unbind(0)) if recent is not None else []
+        self._standing = None
 
 
 def config_field_names() -> list[str]:

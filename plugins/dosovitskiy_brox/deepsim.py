@@ -4,12 +4,24 @@ Paper: A. Dosovitskiy and T. Brox, "Generating Images with Perceptual Similarity
 Networks", NIPS 2016 (arXiv:1602.02644). Here the feature vector is a classifier's logit vector, as in the
 paper's inversion of AlexNet's fc8.
 
-Generator G (their Sec. 4 / Fig. 2): fully connected layers (4096-4096-4096 in the paper), a reshape to a
-4x4x256 map, then up-convolution stages (4x4 transposed conv with stride 2, each followed by a 3x3 conv),
-leaky ReLU with negative slope 0.3 after every layer but the last. The number of stages follows from the
-resolution (4 -> 8 -> ... -> R; a resolution such as 28 starts from 7x7); ``width_mult`` scales all widths.
-The last layer is a sigmoid so that images lie in [0, 1] (the paper's output is an unbounded mean-subtracted
-image; invkit's Inverter API returns [0, 1]).
+Generator G: the published fc-feature generator (Dosovitskiy & Brox's released Caffe definition for fc6-fc8;
+layer names defc7, defc6, defc5, deconv5, conv5_1, deconv4, conv4_1, deconv3, conv3_1, deconv2, deconv1, deconv0,
+checked against a public PyTorch port of it). With C = ``start_channels`` (256) it is::
+
+    fc 4096 -> fc 4096 -> fc 4096 (= 4x4xC) -> reshape 4x4xC
+    up C -> conv 2C   (8x8)      up = 4x4 transposed conv, stride 2, padding 1
+    up C -> conv C    (16x16)    conv = 3x3 conv, padding 1
+    up C/2 -> conv C/2 (32x32)
+    up C/4            (64x64)
+    up C/8            (128x128)
+    up image channels (256x256)  the last layer: no activation in the paper, a sigmoid here
+
+leaky ReLU with negative slope 0.3 after every layer but the last. Scaled to the resolution: the number of
+up-convolutions k follows from it (4 -> 8 -> ... -> R; a resolution such as 28 starts from 7x7); the first k-1
+stages of the list above are kept and the last one always produces the image (32 px: up C, conv 2C, up C,
+conv C, up image; 512 px: one more stage without a 3x3 conv, halving). ``width_mult`` scales all widths and
+``min_channels`` is a floor. The output is a sigmoid so that images lie in [0, 1] (the paper's output is an
+unbounded mean-subtracted image; invkit's Inverter API returns [0, 1]).
 
 Training loss for G (their Eq. 1-4)::
 
@@ -36,10 +48,11 @@ per-element *means* of [0, 1] images and features, so the same balance of per-el
 resolution, which applying the raw sum weights at 32x32 would not (the pixel term would shrink 150-fold).
 See docs/baselines.md.
 
-Comparator C: by default the inverted classifier itself, at the input of its last linear layer ("penultimate",
-the analogue of the paper's conv5 comparator for a small network), so that training runs offline. A dotted
-module name of ``classifier.network``, ``"logits"``, or another ``invkit.Classifier`` (or a registered name)
-can be given instead.
+Comparator C: by default the inverted classifier itself, at its deepest spatial feature map (``"spatial"``: the
+last output of shape (N, C, H, W) with H * W > 1 in its forward pass; AlexNet's conv5, 13x13x256, in the paper,
+for which the loss weight below was derived), so that training runs offline. ``"penultimate"`` (the input of the
+last linear layer, a vector), ``"logits"``, a dotted module name of ``classifier.network``, or another
+``invkit.Classifier`` (or a registered name) can be given instead.
 """
 
 from __future__ import annotations
@@ -71,13 +84,13 @@ class DosovitskiyBroxConfig:
     fc_layers: int = 3  # number of fully connected layers before the reshape (paper: 3)
     start_channels: int = 256  # channels of the reshaped map (paper: 4x4x256)
     width_mult: float = 1.0  # multiplies fc_dim, start_channels and the discriminator widths
-    min_channels: int = 16  # the up-convolution stages halve the channels down to this
+    min_channels: int = 16  # floor of the up-convolution widths (the paper's last ones: 64, 32)
     leak: float = 0.3  # leaky ReLU negative slope (paper: 0.3)
     # ---- training defaults (used by make_trainer; each can be overridden there) ----
     lambda_pix: float = 100.5  # image-space loss weight (paper 2e-6 on Caffe sums; mapping in module docstring)
     lambda_feat: float = 2.163  # comparator feature loss weight (paper 0.01 on Caffe sums)
     lambda_adv: float = 1.0  # adversarial loss weight (paper 100; everything divided by 100)
-    comparator_layer: str = "penultimate"  # "penultimate", "logits" or a module name in classifier.network
+    comparator_layer: str = "spatial"  # "spatial" (paper: conv5 map), "penultimate", "logits" or a module name
     lr: float = 2e-4  # Adam learning rate for G and D (paper: 0.0002)
     beta1: float = 0.9  # Adam beta1 (paper: 0.9)
     beta2: float = 0.999  # Adam beta2 (paper: 0.999)
@@ -98,6 +111,16 @@ def _stages(resolution: int) -> tuple[int, int]:
     return k, resolution // (2**k)
 
 
+def _stage_widths(start: int, n: int) -> list[tuple[int, int]]:
+    """(up-conv width, 3x3 conv width or 0) of the first ``n`` stages before the image layer, for a reshaped map of
+    ``start`` channels: the paper's (C, 2C), (C, C), (C/2, C/2), (C/4, -), (C/8, -), then halving without a conv."""
+    paper = [(start, 2 * start), (start, start), (start // 2, start // 2), (start // 4, 0), (start // 8, 0)]
+    widths = paper[:n]
+    while len(widths) < n:
+        widths.append((max(1, widths[-1][0] // 2), 0))
+    return widths
+
+
 class DosovitskiyBroxInverter(Inverter):
     """The generator G: logits -> fully connected -> reshape -> up-convolutions -> image in [0, 1]."""
 
@@ -106,8 +129,11 @@ class DosovitskiyBroxInverter(Inverter):
     def __init__(self, config: DosovitskiyBroxConfig):
         super().__init__(config)
         c = config
-        if c.resolution < 4:
-            raise InputError(f"dosovitskiy_brox: resolution {c.resolution} is too small; use at least 4.")
+        if c.resolution < 8 or c.resolution % 2:
+            raise InputError(
+                f"dosovitskiy_brox: resolution {c.resolution} is not possible; the decoder ends with a stride-2 "
+                "up-convolution, so use an even resolution of at least 8."
+            )
         if c.noise_dim != 0:
             raise InputError("dosovitskiy_brox is deterministic: noise_dim must be 0.")
         self.n_stages, self.start_side = _stages(c.resolution)
@@ -120,19 +146,17 @@ class DosovitskiyBroxInverter(Inverter):
             fc += [nn.Linear(d_in, d_out), nn.LeakyReLU(c.leak)]
         self.fc = nn.Sequential(*fc)
         self.map_channels = ch
-        # Up-convolution stages: 4x4 transposed conv (x2), then a 3x3 conv; channels halve after the first stage.
         up: list[nn.Module] = []
-        for i in range(self.n_stages):
-            out = max(c.min_channels, ch // 2) if i > 0 else ch
-            up += [
-                nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1),
-                nn.LeakyReLU(c.leak),
-                nn.Conv2d(out, out, 3, padding=1),
-                nn.LeakyReLU(c.leak),
-            ]
-            ch = out
+        for up_out, conv_out in _stage_widths(ch, self.n_stages - 1):
+            up_out, conv_out = max(c.min_channels, up_out), conv_out and max(c.min_channels, conv_out)
+            up += [nn.ConvTranspose2d(ch, up_out, 4, stride=2, padding=1), nn.LeakyReLU(c.leak)]
+            ch = up_out
+            if conv_out:
+                up += [nn.Conv2d(ch, conv_out, 3, padding=1), nn.LeakyReLU(c.leak)]
+                ch = conv_out
         self.up = nn.Sequential(*up)
-        self.to_image = nn.Conv2d(ch, c.channels, 3, padding=1)
+        # The last layer (deconv0): an up-convolution straight to the image.
+        self.to_image = nn.ConvTranspose2d(ch, c.channels, 4, stride=2, padding=1)
         # He initialisation for leaky ReLU: with PyTorch's default init the signal shrinks ~3x per layer and a
         # fresh decoder's output would not depend on the logits at all (std across inputs ~1e-5).
         for m in self.modules():
@@ -211,18 +235,25 @@ class Comparator:
 
     Args:
         classifier: an ``invkit.Classifier`` (frozen; gradients flow to the input).
-        layer: ``"penultimate"`` (the input of the last ``nn.Linear`` of ``classifier.network``), ``"logits"``,
-            or a dotted module name in ``classifier.network`` whose output is taken.
+        layer: ``"spatial"`` (the last output of shape ``(N, C, H, W)`` with ``H * W > 1`` computed in the
+            forward pass of ``classifier.network``: its deepest feature map, the analogue of the paper's AlexNet
+            conv5), ``"penultimate"`` (the input of the last ``nn.Linear``), ``"logits"``, or a dotted module
+            name in ``classifier.network`` whose output is taken.
+
+    Raises:
+        InvkitError: the network has no such layer, or (``"spatial"``) produced no spatial map.
     """
 
     def __init__(self, classifier: Classifier, layer: str = "penultimate"):
         self.classifier, self.layer = classifier, layer
         self._captured: torch.Tensor | None = None
-        self._handle = None
+        self._handle: Any = None
         if layer == "logits":
             return
         modules = dict(classifier.network.named_modules())
-        if layer == "penultimate":
+        if layer == "spatial":
+            self._handle = [m.register_forward_hook(self._capture_spatial) for m in modules.values()]
+        elif layer == "penultimate":
             linears = [m for m in modules.values() if isinstance(m, nn.Linear)]
             if not linears:
                 raise InvkitError(
@@ -245,18 +276,29 @@ class Comparator:
     def _capture_output(self, module: nn.Module, args: Any, output: torch.Tensor) -> None:
         self._captured = output
 
+    def _capture_spatial(self, module: nn.Module, args: Any, output: Any) -> None:
+        # Hooks run in execution order, so the last spatial map wins (a container's output after its children's).
+        if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] * output.shape[-2] > 1:
+            self._captured = output
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         self._captured = None
         logits = self.classifier.logits(images)
         features = logits if self.layer == "logits" else self._captured
         if features is None:
-            raise InvkitError(f"comparator: layer '{self.layer}' of {self.classifier.name} was not run.")
+            what = "produced no (N, C, H, W) map larger than 1x1" if self.layer == "spatial" else "was not run"
+            raise InvkitError(
+                f"comparator: layer '{self.layer}' of {self.classifier.name} {what}; give comparator_layer as "
+                "'penultimate', 'logits' or a module name of classifier.network."
+            )
         return features.flatten(1)
 
     def close(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        handles = self._handle if isinstance(self._handle, list) else [self._handle]
+        for handle in handles:
+            if handle is not None:
+                handle.remove()
+        self._handle = None
 
 
 # ------------------------------------------------------------------------------------------------ trainer

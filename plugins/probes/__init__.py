@@ -14,6 +14,7 @@ from .failures import FGSM, Misclassified
 from .fit import BrightnessFit, SharpnessFit
 from .interpolate import LogitInterpolate, NoiseInterpolate
 from .manipulate import LogitPerturb, LogitScale, LogitShift
+from .mirror import Mirror
 from .noise import NoiseResample
 from .ood import OOD
 from .rotation import Rotation
@@ -21,6 +22,7 @@ from .stability import IterativeStability
 
 PROBES = {
     "noise-resample": NoiseResample,
+    "mirror": Mirror,
     "logit-interpolate": LogitInterpolate,
     "noise-interpolate": NoiseInterpolate,
     "logit-shift": LogitShift,

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from invkit import ProbeContext, ProbeResult
 from invkit.config import check_fields
-from invkit.data import resize, take
+from invkit.data import take
 from invkit.errors import InputError
 from invkit.figures import html_table, img_tag, write_html_page
 from invkit.metrics import LPIPS, lpips_status
@@ -67,18 +67,19 @@ def seed_from(generator: torch.Generator) -> int:
 def load_images(ctx: ProbeContext, n: int | None = None, per_class: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` (default ``ctx.num_images``) images of ``ctx.data``, drawn with ``ctx.generator``, with labels.
 
-    The images keep the data's own size and channels: the classifier resizes what it is given, and attacks
-    and enhancements act on the real input. Use ``to_inverter_shape`` before comparing with reconstructions.
+    The images are the ones the inverter is asked to reconstruct: the data images at the inverter's resolution
+    (``Inverter.target_images``, the one definition shared with training and ``invkit bench``). The classifier,
+    attacks and enhancements all act on these, and reconstructions are compared with them directly.
     """
     n = ctx.num_images if n is None else n
     images, labels = take(ctx.data, n, seed=seed_from(ctx.generator), per_class=per_class)
-    return images.float().to(ctx.device), labels
+    return to_inverter_shape(ctx, images), labels
 
 
 def to_inverter_shape(ctx: ProbeContext, images: torch.Tensor) -> torch.Tensor:
-    """Resize and convert channels so that inputs and reconstructions can be compared pixel by pixel."""
-    c, h, _ = ctx.inverter.image_shape
-    return resize(images.float(), h, channels=c).to(ctx.device)
+    """``Inverter.target_images`` on the context's device: data images of another source (an OOD set) at the
+    inverter's resolution; a no-op on what ``load_images`` returns."""
+    return ctx.inverter.target_images(images.float()).to(ctx.device)
 
 
 @torch.no_grad()

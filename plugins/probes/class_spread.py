@@ -2,7 +2,7 @@
 
 For up to ``classes`` random classes (10 in the paper) with at least two held-out images each, the mean
 L2 distance of each image's logit vector to its class's mean logit vector, averaged over the classes. The
-paper reports 42.33 for a standard and 43.78 for a robust ResNet-50 on ImageNet; logit scales differ between
+paper reports 42.33 for a standard and 43.78 for a robust ResNet-152 on ImageNet; logit scales differ between
 models and data sets, so the probe also reports the spread divided by the mean L2 norm of the class means
 (``relative_spread``). The figure shows the reconstruction of each class's mean logit vector.
 """
@@ -58,7 +58,7 @@ class ClassSpread(Probe):
         if len(x) < 2:
             raise InputError("class-spread needs at least two held-out images per class in --data.")
         C.report(ctx, "probe class-spread", 0, 2)
-        logits = C.logits_of(ctx, x.float()).double()
+        logits = C.logits_of(ctx, C.to_inverter_shape(ctx, x)).double()  # the image the inverter reconstructs
         y = y.to(logits.device)
         spread = {c: s for c, s in class_spread(logits, y).items() if int((y == c).sum()) > 1}
         means = torch.stack([logits[y == c].mean(0) for c in spread])

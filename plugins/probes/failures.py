@@ -1,9 +1,11 @@
 """``misclassified`` and ``fgsm``: what the logits of wrongly classified and adversarial images look like.
 
 * ``misclassified`` (paper Fig. 6, supplement Figs. 7-8): reconstructions of held-out images the classifier
-  gets wrong. Numbers: the error rate over the images scanned, and how often the reconstruction is classified
-  as the (wrong) predicted label versus the true label; the paper's observation is that the reconstruction
-  tends to look like the predicted class.
+  gets wrong. The paper reports that misclassified images are reconstructed faithfully, with no qualitative
+  difference in fidelity from correctly classified ones. The probe measures exactly that: PSNR, SSIM and
+  instance identification (among ``id_k`` scanned images of the same true class) of misclassified versus
+  correctly classified originals, each group reconstructed the same way; plus the error rate and how often the
+  reconstruction of a misclassified image is classified as the predicted versus the true label.
 * ``fgsm`` (paper Fig. 7): FGSM adversarial images (Goodfellow et al. 2015, ``invkit.adversarial.fgsm``) with
   eps = 0.1 in [0, 1] pixel units, and reconstructions of the clean and adversarial logits. Numbers: clean
   accuracy, attack success (fraction of correctly classified images whose prediction the attack changes),
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -34,11 +37,33 @@ def _names(ctx: ProbeContext, labels: torch.Tensor) -> list[str]:
 @dataclass(frozen=True)
 class MisclassifiedOptions:
     scan: int = 2000  # held-out images classified to find mistakes (all of --data when smaller)
-    show: int = 16  # misclassified images in the figure and the numbers (at most)
+    show: int = 16  # misclassified images in the figure (at most)
+    compare: int = 200  # images per group (misclassified, correct) whose fidelity is measured (at most)
+    id_k: int = 5  # candidates per instance identification (the original and id_k - 1 of its true class)
+
+
+def _fidelity(
+    ctx: ProbeContext, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, k: int, seed: int
+) -> tuple[dict[str, float | int], torch.Tensor]:
+    """PSNR, SSIM and instance identification of the reconstructions of ``images[idx]``; also the reconstructions."""
+    from invkit.metrics import draw_distractors, identification_hits, psnr, ssim
+
+    x = images[idx]
+    recon = C.invert(ctx, C.logits_of(ctx, x))
+    out: dict[str, float | int | None] = {
+        "n": len(idx),
+        "psnr": float(psnr(recon, x).clamp(max=100).mean()),
+        "ssim": float(ssim(recon, x).mean()),
+        "identification": None,  # when a class has fewer than 2 scanned images
+    }
+    if k >= 2:
+        distractors = images[draw_distractors(labels.cpu(), idx.cpu(), k, seed)]
+        out["identification"] = float(identification_hits(recon.cpu(), x.cpu(), distractors.cpu()).mean())
+    return out, recon
 
 
 class Misclassified(Probe):
-    description = "reconstructions of misclassified images with true and predicted labels (Fig. 6)"
+    description = "fidelity of reconstructions of misclassified vs correctly classified images (Fig. 6)"
 
     def __init__(self, **options):
         self.options = C.resolve_options("misclassified", MisclassifiedOptions(), options)
@@ -46,7 +71,7 @@ class Misclassified(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = C.resolve_options("misclassified", self.options, ctx.options)
         images, labels = take(ctx.data, o.scan, seed=C.seed_from(ctx.generator))
-        images = images.float().to(ctx.device)
+        images = C.to_inverter_shape(ctx, images)
         labels = labels.to(ctx.device)
         C.report(ctx, "probe misclassified", 0, 2)
         pred = C.predict(ctx, images)
@@ -56,28 +81,67 @@ class Misclassified(Probe):
                 f"misclassified: {ctx.classifier.name} classifies all {len(images)} scanned images "
                 "correctly; raise --option scan=N or give more --data."
             )
-        idx = wrong[: o.show]
-        x, y, p = images[idx], labels[idx], pred[idx]
-        recon = C.invert(ctx, C.logits_of(ctx, x))
-        r = C.predict(ctx, recon)
+        right = (pred == labels).nonzero().flatten()
+        seed = C.seed_from(ctx.generator)
+        # Candidates per identification: id_k, fewer when a class of the compared images has fewer scanned images.
+        counts = torch.bincount(labels.cpu())
+        compared = torch.cat([wrong[: o.compare], right[: o.compare]]).cpu()
+        k = min(o.id_k, int(counts[labels.cpu()[compared]].min()))
+        groups = {}
+        recon_wrong = None
+        for name, members in (("misclassified", wrong), ("correct", right)):
+            if len(members) == 0:
+                continue
+            groups[name], recon = _fidelity(ctx, images, labels, members[: o.compare], k, seed)
+            if name == "misclassified":
+                recon_wrong = recon
+        C.report(ctx, "probe misclassified", 1, 2)
+        show = min(o.show, len(wrong))
+        x, y, p = images[wrong[:show]], labels[wrong[:show]], pred[wrong[:show]]
+        recon = recon_wrong[:show]
+        r = C.predict(ctx, recon_wrong)
+        r_show = r[:show]
         C.report(ctx, "probe misclassified", 2, 2)
         save_rows([x, recon], ctx.out / "misclassified.png", scale=2)
         numbers = {
             "scanned": len(images),
             "misclassified": len(wrong),
             "error_rate": len(wrong) / len(images),
-            "shown": len(idx),
-            "recon_classified_as_predicted": float((r == p).float().mean()),
-            "recon_classified_as_true": float((r == y).float().mean()),
+            "fidelity": groups,
+            "id_k": k,
+            "recon_classified_as_predicted": float((r == pred[wrong[: o.compare]]).float().mean()),
+            "recon_classified_as_true": float((r == labels[wrong[: o.compare]]).float().mean()),
         }
+        if "correct" in groups:
+            g, c = groups["misclassified"], groups["correct"]
+            numbers["psnr_misclassified_minus_correct"] = g["psnr"] - c["psnr"]
+            numbers["ssim_misclassified_minus_correct"] = g["ssim"] - c["ssim"]
+            if g["identification"] is not None and c["identification"] is not None:
+                numbers["identification_misclassified_minus_correct"] = g["identification"] - c["identification"]
         rows = [
             {"column": i, "true": t, "predicted": q, "reconstruction classified as": s}
-            for i, (t, q, s) in enumerate(zip(_names(ctx, y), _names(ctx, p), _names(ctx, r)))
+            for i, (t, q, s) in enumerate(zip(_names(ctx, y), _names(ctx, p), _names(ctx, r_show)))
         ]
+        fidelity_rows = [{"originals": name} | g for name, g in groups.items()]
+        g = groups["misclassified"]
+
+        def ident(group: dict) -> str:
+            return "n/a" if group["identification"] is None else f"{group['identification']:.2f}"
+
         summary = (
-            f"{len(wrong)} of {len(images)} images misclassified; their reconstructions are classified as "
-            f"the predicted label {100 * numbers['recon_classified_as_predicted']:.0f}% of the time and as "
-            f"the true label {100 * numbers['recon_classified_as_true']:.0f}%."
+            f"{len(wrong)} of {len(images)} images misclassified. Fidelity of their reconstructions: PSNR "
+            f"{g['psnr']:.2f} dB, SSIM {g['ssim']:.3f}, identification {ident(g)} (k={k})"
+        )
+        if "correct" in groups:
+            c = groups["correct"]
+            summary += (
+                f"; correctly classified: {c['psnr']:.2f} dB, {c['ssim']:.3f}, {ident(c)}. "
+                "(The paper: misclassified images are reconstructed as faithfully as correct ones.)"
+            )
+        summary += (
+            f" Reconstructions of misclassified images are classified as the predicted label "
+            f"{100 * numbers['recon_classified_as_predicted']:.0f}% of the time, as the true label "
+            f"{100 * numbers['recon_classified_as_true']:.0f}%."
         )
         return C.finish(
             ctx,
@@ -90,7 +154,7 @@ class Misclassified(Probe):
                 "misclassified": "top: misclassified held-out images; bottom: reconstructions "
                 "of their logits. Labels per column in the table."
             },
-            tables=[("Labels", rows)],
+            tables=[("Fidelity: misclassified vs correctly classified originals", fidelity_rows), ("Labels", rows)],
         )
 
 
@@ -98,6 +162,18 @@ class Misclassified(Probe):
 class FGSMOptions:
     eps: float = 0.1  # FGSM step in [0, 1] pixel units (the paper's 0.1)
     show: int = 12  # columns in the figure
+    other_classifier: str = ""  # a second classifier (name or checkpoint folder): also report on images whose
+    # attack succeeds on both (Fig. 7: attacked successfully on the robust and the standard classifier)
+
+
+def _load_classifier(spec: str, device: torch.device) -> Any:
+    from pathlib import Path
+
+    import invkit
+
+    path = Path(spec).expanduser()
+    clf = invkit.create_classifier(checkpoint=str(path)) if path.is_dir() else invkit.create_classifier(spec)
+    return clf.to(device).eval()
 
 
 class FGSM(Probe):
@@ -139,6 +215,31 @@ class FGSM(Probe):
             numbers["recon_adv_as_adv_prediction_when_attack_succeeds"] = float(
                 (r_adv[fl] == pred_adv[fl]).float().mean()
             )
+        if o.other_classifier:
+            other = _load_classifier(o.other_classifier, ctx.device)
+            if other.num_classes != ctx.classifier.num_classes:
+                raise InputError(
+                    f"fgsm: other_classifier {other.name} has {other.num_classes} classes, "
+                    f"{ctx.classifier.name} {ctx.classifier.num_classes}; give one for the same labels."
+                )
+            x_adv_other = fgsm(other, x, y, eps=o.eps)
+            with torch.no_grad():
+                other_pred = other.logits(x).argmax(1)
+                other_adv = other.logits(x_adv_other).argmax(1)
+            both = flipped & (other_pred == y) & (other_adv != y)
+            sub = both.nonzero().flatten()
+            numbers["other_classifier"] = other.name
+            numbers["other_attack_success"] = float(((other_pred == y) & (other_adv != y)).sum()) / max(
+                int((other_pred == y).sum()), 1
+            )
+            numbers["both_attacked"] = {"images": int(len(sub))}
+            if len(sub):
+                numbers["both_attacked"] |= {
+                    "recon_adv_classified_as_adv_prediction": float((r_adv[sub] == pred_adv[sub]).float().mean()),
+                    "recon_adv_classified_as_true": float((r_adv[sub] == y[sub]).float().mean()),
+                    "recon_adv_rms_to_recon_clean": float(C.rms(recon_adv[sub], recon[sub]).mean()),
+                }
+            flipped = both  # the figure shows the images attacked successfully on both first
         # show successful attacks first
         order = torch.cat([flipped.nonzero().flatten(), (~flipped).nonzero().flatten()])[: o.show]
         save_rows([x[order], recon[order], x_adv[order], recon_adv[order]], ctx.out / "fgsm.png", scale=2)

@@ -1,18 +1,22 @@
 """``brightness-fit`` and ``sharpness-fit``: which logit shift or scale mimics an image brightness/sharpness change?
 
 Supplement §6, Figs. 9-16. For each enhancement factor ``f`` (PIL ``ImageEnhance.Brightness`` /
-``ImageEnhance.Sharpness`` semantics, implemented in torch in ``_common``; ``f`` = 1 leaves the image as is)
-the probe reconstructs the enhanced images, ``target = inverter(classifier(enhance(x, f)))``, and searches a
-grid of logit shifts (``logits + s``) and scales (``logits * 10^e``) of the *original* logits for the one whose
-reconstructions are closest to ``target``, the noise held fixed:
+``ImageEnhance.Sharpness`` semantics, implemented in torch in ``_common``; ``f`` = 1 leaves the image as is):
 
-* ``*_pixels``: smallest mean RMS pixel distance to the target reconstructions;
-* ``*_measure``: closest mean measure (brightness = mean intensity for ``brightness-fit``, sharpness = mean
-  gradient magnitude for ``sharpness-fit``).
+**The supplement's quantities (the headline numbers).** Per image, in logit space, with ``z = classifier(x)``
+and ``z_f = classifier(enhance(x, f))``, two separate least-squares fits over the classes:
 
-Beside the grid search it reports the least-squares fit in logit space, ``classifier(enhance(x, f)) ≈
-a * classifier(x) + b`` per image (mean ``a`` and ``b``), which needs no inverter. Curves: best shift and best
-scale against ``f``; a table per factor.
+* ``logits_original = logits_adjusted + shift``:  ``shift = mean_k (z - z_f)``
+* ``logits_original = logits_adjusted x scale``:  ``scale = <z, z_f> / <z_f, z_f>``
+
+reported per factor as ``logit_shift`` and ``logit_scale`` (mean and standard deviation over the images) in
+results.json and in the figures ``logit_shift.png`` / ``logit_scale.png``. They need no inverter.
+
+**Reconstruction view (extra).** The probe also reconstructs the enhanced images,
+``target = inverter(classifier(enhance(x, f)))``, and searches a grid of logit shifts (``logits + s``) and
+scales (``logits * 10^e``) of the *original* logits for the one whose reconstructions are closest to ``target``,
+the noise held fixed: ``*_pixels`` (smallest mean RMS pixel distance) and ``*_measure`` (closest mean brightness
+= mean intensity, or sharpness = mean gradient magnitude). Curves: ``best_shift.png``, ``best_scale.png``.
 """
 
 from __future__ import annotations
@@ -39,12 +43,27 @@ class FitOptions:
     images: int = 32  # held-out images
 
 
-def _logit_space_fit(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    """Mean over images of the least-squares (scale, shift) with b ≈ scale * a + shift."""
-    ac = a - a.mean(1, keepdim=True)
-    scale = (ac * (b - b.mean(1, keepdim=True))).sum(1) / ac.square().sum(1).clamp_min(1e-12)
-    shift = b.mean(1) - scale * a.mean(1)
-    return float(scale.mean()), float(shift.mean())
+def logit_shift_and_scale(original: torch.Tensor, adjusted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The supplement's per-image fits (§6): ``original ≈ adjusted + shift`` and, separately,
+    ``original ≈ adjusted * scale``, each by least squares over the classes.
+
+    Args:
+        original: ``(N, K)`` logits of the original images.
+        adjusted: ``(N, K)`` logits of the brightness/sharpness-adjusted images.
+
+    Returns:
+        ``(shift, scale)``, each ``(N,)``: ``mean(original - adjusted)`` and
+        ``<original, adjusted> / <adjusted, adjusted>`` (0 where ``adjusted`` is all zeros).
+    """
+    original, adjusted = original.double(), adjusted.double()
+    shift = (original - adjusted).mean(1)
+    norm = adjusted.square().sum(1)
+    scale = torch.where(norm > 0, (original * adjusted).sum(1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
+    return shift, scale
+
+
+def _spread(values: torch.Tensor) -> dict[str, float]:
+    return {"mean": float(values.mean()), "std": float(values.std()) if len(values) > 1 else 0.0}
 
 
 class _Fit(Probe):
@@ -89,8 +108,16 @@ class _Fit(Probe):
             target = C.invert(ctx, lf, noise)
             targets.append((xf[:1], target[:1]))
             t_measure = float(measure(target).mean())
-            a, b = _logit_space_fit(logits, lf)
-            row = {"factor": f, f"target_{self.kind}": t_measure, "logit_fit_scale": a, "logit_fit_shift": b}
+            shift, scale = logit_shift_and_scale(logits, lf)
+            sh, sc = _spread(shift), _spread(scale)
+            row = {
+                "factor": f,
+                "logit_shift_mean": sh["mean"],
+                "logit_shift_std": sh["std"],
+                "logit_scale_mean": sc["mean"],
+                "logit_scale_std": sc["std"],
+                f"target_{self.kind}": t_measure,
+            }
             for name, (values, recons, measures) in grid.items():
                 dist = [float(C.rms(r, target).mean()) for r in recons]
                 i_pix = min(range(len(values)), key=dist.__getitem__)
@@ -110,23 +137,36 @@ class _Fit(Probe):
             {
                 "pixels": [r["best_shift_pixels"] for r in rows],
                 self.kind: [r["best_shift_measure"] for r in rows],
-                "logit space": [r["logit_fit_shift"] for r in rows],
             },
             xlabel=f"{self.kind} factor",
             ylabel="best-fit logit shift",
-            title=f"{self.probe_name}: shift",
+            title=f"{self.probe_name}: reconstruction grid search, shift",
         )
+        for q in ("shift", "scale"):
+            mean = [r[f"logit_{q}_mean"] for r in rows]
+            std = [r[f"logit_{q}_std"] for r in rows]
+            save_curves(
+                ctx.out / f"logit_{q}.png",
+                factors,
+                {
+                    "mean": mean,
+                    "mean - std": [m - s for m, s in zip(mean, std)],
+                    "mean + std": [m + s for m, s in zip(mean, std)],
+                },
+                xlabel=f"{self.kind} factor",
+                ylabel=f"{q}: original = adjusted {'+' if q == 'shift' else 'x'} {q}",
+                title=f"{self.probe_name}: per-image logit-space {q} (supplement §6)",
+            )
         save_curves(
             ctx.out / "best_scale.png",
             factors,
             {
                 "pixels": [r["best_scale_pixels"] for r in rows],
                 self.kind: [r["best_scale_measure"] for r in rows],
-                "logit space": [r["logit_fit_scale"] for r in rows],
             },
             xlabel=f"{self.kind} factor",
             ylabel="best-fit logit scale",
-            title=f"{self.probe_name}: scale",
+            title=f"{self.probe_name}: reconstruction grid search, scale",
         )
         save_rows(
             [
@@ -140,13 +180,19 @@ class _Fit(Probe):
         )
         numbers = {
             "factors": factors,
+            "logit_shift": [
+                {"factor": r["factor"], "mean": r["logit_shift_mean"], "std": r["logit_shift_std"]} for r in rows
+            ],
+            "logit_scale": [
+                {"factor": r["factor"], "mean": r["logit_scale_mean"], "std": r["logit_scale_std"]} for r in rows
+            ],
             "per_factor": rows,
             "slope_best_shift_vs_factor": C.fit_slope(factors, [r["best_shift_pixels"] for r in rows]),
             "slope_best_log10_scale_vs_factor": C.fit_slope(
                 factors, [math.log10(r["best_scale_pixels"]) for r in rows]
             ),
-            "slope_logit_fit_shift_vs_factor": C.fit_slope(factors, [r["logit_fit_shift"] for r in rows]),
-            "slope_logit_fit_scale_vs_factor": C.fit_slope(factors, [r["logit_fit_scale"] for r in rows]),
+            "slope_logit_shift_vs_factor": C.fit_slope(factors, [r["logit_shift_mean"] for r in rows]),
+            "slope_logit_scale_vs_factor": C.fit_slope(factors, [r["logit_scale_mean"] for r in rows]),
             "grid": {
                 "shift": [o.shift_low, o.shift_high],
                 "log10_scale": [o.scale_low, o.scale_high],
@@ -154,17 +200,26 @@ class _Fit(Probe):
             },
             "images": len(x),
         }
+        lo, hi = rows[0], rows[-1]
         summary = (
-            f"Across {self.kind} factors {factors[0]:g}..{factors[-1]:g} the best-fit logit shift moves with "
-            f"slope {numbers['slope_best_shift_vs_factor']:+.3g} per unit factor and the best-fit log10 scale "
-            f"with slope {numbers['slope_best_log10_scale_vs_factor']:+.3g} (pixel match)."
+            f"Per image in logit space (supplement §6), logits_original = logits_adjusted + shift gives mean shift "
+            f"{lo['logit_shift_mean']:+.3g} at {self.kind} factor {lo['factor']:g} and {hi['logit_shift_mean']:+.3g} "
+            f"at {hi['factor']:g}; logits_original = logits_adjusted x scale gives mean scale "
+            f"{lo['logit_scale_mean']:.3g} and {hi['logit_scale_mean']:.3g}. Reconstruction grid search (extra): "
+            f"best shift slope {numbers['slope_best_shift_vs_factor']:+.3g} per unit factor."
         )
         return C.finish(
             ctx,
             self.probe_name,
             self.probe_name,
             numbers,
-            {"best shift": "best_shift.png", "best scale": "best_scale.png", "examples": "examples.png"},
+            {
+                "logit shift (supplement)": "logit_shift.png",
+                "logit scale (supplement)": "logit_scale.png",
+                "best shift (reconstructions)": "best_shift.png",
+                "best scale (reconstructions)": "best_scale.png",
+                "examples": "examples.png",
+            },
             summary,
             {
                 "examples": f"columns: {self.kind} factors {', '.join(f'{f:g}' for f in factors)}."

@@ -63,7 +63,7 @@ class OOD(Probe):
         ood = default_ood_data(ctx)
         x_in, _ = C.load_images(ctx)
         x_ood, _ = take(ood, len(x_in), seed=C.seed_from(ctx.generator))
-        x_ood = x_ood.float().to(ctx.device)
+        x_ood = C.to_inverter_shape(ctx, x_ood)
         out = {}
         recons = {}
         for k, (name, x) in enumerate((("in_distribution", x_in), ("ood", x_ood))):

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from invkit import Probe, ProbeContext, ProbeResult
+from invkit.errors import InputError
 from invkit.figures import save_curves, save_rows
 from invkit.metrics import classifier_agreement
 
@@ -26,6 +29,34 @@ class StabilityOptions:
     rounds: int = 3  # invert -> classify -> invert ... rounds
     images: int = 1000  # held-out images (misclassified ones are rare); 0: --num-images
     show: int = 12  # columns in the figure
+    classes: int = 0  # >0: draw `images` from this many random classes, an equal number each (paper: 500 from 50)
+
+
+def load_from_classes(ctx: ProbeContext, n: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` target images from ``classes`` classes drawn at random (all when the data has fewer), ``n // classes``
+    per class drawn at random: the paper's sampling (500 images from 50 ImageNet classes). Seeded by ctx.generator.
+
+    Raises:
+        InputError: a drawn class has fewer than ``n // classes`` images.
+    """
+    labels = torch.tensor(
+        ctx.data.labels() if hasattr(ctx.data, "labels") else [ctx.data[i][1] for i in range(len(ctx.data))]
+    )
+    present = labels.unique()
+    chosen = present[torch.randperm(len(present), generator=ctx.generator)[:classes]].sort().values
+    per = max(1, n // len(chosen))
+    idx = []
+    for c in chosen.tolist():
+        members = (labels == c).nonzero().flatten()
+        if len(members) < per:
+            raise InputError(
+                f"iterative-stability: class {c} has {len(members)} images, fewer than {per} per class; "
+                "lower --option images=N or give more --data."
+            )
+        idx += members[torch.randperm(len(members), generator=ctx.generator)[:per]].tolist()
+    items = [ctx.data[i] for i in idx]
+    x = torch.stack([im for im, _ in items])
+    return C.to_inverter_shape(ctx, x), torch.tensor([int(label) for _, label in items])
 
 
 class IterativeStability(Probe):
@@ -36,7 +67,10 @@ class IterativeStability(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = C.resolve_options("iterative-stability", self.options, ctx.options)
-        x, y = C.load_images(ctx, o.images or None)
+        if o.classes > 0:
+            x, y = load_from_classes(ctx, o.images or ctx.num_images, o.classes)
+        else:
+            x, y = C.load_images(ctx, o.images or None)
         y = y.to(ctx.device)
         logits0 = C.logits_of(ctx, x)
         rows, per_round, current = [x], [], logits0
@@ -63,6 +97,8 @@ class IterativeStability(Probe):
             "n_correct": first["n_correct"],
             "n_incorrect": first["n_incorrect"],
             "per_round": [split(d) | {"all": d["top1_agreement"]} for d in per_round],
+            "images": len(x),
+            "classes_drawn": int(y.unique().numel()),
             "paper_imagenet": PAPER_IMAGENET[key],
             "paper_imagenet_classifier": key,
         }
