@@ -250,6 +250,11 @@ class OptimInverter(Inverter):
                     f"optim (layer='penultimate') inverts penultimate representations of shape (N, {d}), got {got}: "
                     "give inverter.targets(images), or use layer='logits' (-o layer=logits) to invert logits."
                 )
+            if not logits.is_floating_point() or len(logits) == 0 or not bool(torch.isfinite(logits).all()):
+                raise InputError(
+                    f"optim (layer='penultimate'): the representations must be a non-empty floating-point batch "
+                    f"without NaN/inf, got {len(logits)} row(s) of {logits.dtype}."
+                )
         self.check_noise(noise, logits.shape[0], generator)
         n = logits.shape[0]
         if start is not None:
