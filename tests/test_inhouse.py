@@ -346,3 +346,45 @@ def test_bf16_channels_last_training_runs_and_saves_fp32_weights(tmp_path):
     weights = load_file(str(tmp_path / "b" / "model.safetensors"))
     assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in weights.values())
     assert json.loads((tmp_path / "b" / "train_config.json").read_text())["bf16"] is True
+
+
+def _store_as_float16(folder):
+    """Rewrite a checkpoint's model.safetensors with its float tensors stored as float16 (as the Tiny ImageNet
+    folders in benchmarks/checkpoints are, to fit their size budget)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(str(path))
+    save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}, str(path))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "biggan_proj", "dosovitskiy_brox"])
+def test_float16_stored_weights_load_into_a_float32_model(tmp_path, kind, one_thread):
+    """Weights stored in half precision are cast on load: the model stays float32 and computes with the
+    rounded weights (no dtype error, no half-precision arithmetic)."""
+    clf = invkit.create_classifier("smallcnn.base", pretrained=False)
+    if kind == "classifier":
+        model = clf
+    elif kind == "biggan_proj":
+        model = invkit.create_inverter("biggan_proj.mnist32", classifier=clf, ch=4, cbn_hidden=8)
+    else:
+        model = invkit.create_inverter("dosovitskiy_brox.mnist", classifier=clf, fc_dim=16, start_channels=8)
+    model.save(tmp_path / "ckpt")
+    _store_as_float16(tmp_path / "ckpt")
+    loaded = (invkit.load_classifier if kind == "classifier" else invkit.load_inverter)(tmp_path / "ckpt")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    # the reference: the original model with every float weight rounded to float16 and back
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    if kind == "classifier":
+        x = torch.rand(4, 1, 28, 28)
+        out, ref = loaded.logits(x), model.logits(x)
+    else:
+        z = torch.randn(4, clf.num_classes)
+        model.eval()
+        out = loaded.invert(z, generator=torch.Generator().manual_seed(0))
+        ref = model.invert(z, generator=torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)

@@ -1,7 +1,8 @@
-"""Assemble benchmarks/results/probes-mnist-cpu-torch2.14.1.md from two `invkit probe all` output folders.
+"""Assemble benchmarks/results/probes-NAME-cpu-torch2.14.1.md from two `invkit probe all` output folders.
 
-usage: python benchmarks/probes/make_md.py RUN_STANDARD RUN_ROBUST HEADER.md
-(HEADER.md: the commands, machine and date, written by hand; see run_probes_mnist.sh.)
+usage: python benchmarks/probes/make_md.py RUN_STANDARD RUN_ROBUST HEADER.md [NAME]
+(HEADER.md: the commands, machine and date, written by hand; see run_probes_mnist.sh. NAME: mnist (default) or
+tinyimagenet64; figures go to benchmarks/results/probes-NAME/.)
 """
 
 import json
@@ -12,8 +13,10 @@ from PIL import Image
 
 runs = {"standard": Path(sys.argv[1]), "robust": Path(sys.argv[2])}
 repo = Path(__file__).resolve().parents[2]
-md_path = repo / "benchmarks/results/probes-mnist-cpu-torch2.14.1.md"
-fig_dir = repo / "benchmarks/results/probes-mnist"
+name = sys.argv[4] if len(sys.argv) > 4 else "mnist"
+md_path = repo / f"benchmarks/results/probes-{name}-cpu-torch2.14.1.md"
+fig_dir = repo / f"benchmarks/results/probes-{name}"
+data_label = {"mnist": "MNIST", "tinyimagenet64": "Tiny ImageNet"}.get(name, name)
 header = Path(sys.argv[3]).read_text()  # commands, machine, date, written by hand around this script
 
 HEADLINE = {
@@ -158,7 +161,7 @@ for probe, keys in HEADLINE.items():
     if probe == "iterative-stability":
         out.append(
             "Beside the paper (supplement §5; ImageNet, ResNet-152, 1000 classes — not directly comparable with "
-            "10-class MNIST):\n"
+            f"{'10-class MNIST' if name == 'mnist' else data_label}):\n"
         )
         out.append("| | identical, correct originals | identical, incorrect originals |\n| --- | --- | --- |")
         for k in runs:
@@ -169,7 +172,7 @@ for probe, keys in HEADLINE.items():
         out.append("Beside the paper (§5.5; ImageNet, 10 random classes, L2 distance of logits to class mean):\n")
         out.append("| | standard | robust |\n| --- | --- | --- |")
         out.append(
-            "| this run (MNIST) | "
+            f"| this run ({data_label}) | "
             + " | ".join(fmt(get(docs[k].get(probe, {}).get("numbers", {}), "class_spread")) for k in runs)
             + " |"
         )
@@ -185,7 +188,7 @@ for probe, name in FIGURES:
         dest = fig_dir / f"{k}-{probe}-{name}"
         img = Image.open(src)
         img.save(dest, optimize=True)
-        line.append(f"[{k}](probes-mnist/{dest.name})")
+        line.append(f"[{k}](probes-{name}/{dest.name})")
     out.append(f"- `{probe}` ({name}): " + ", ".join(line))
 out.append(
     "\nEvery probe's full numbers, tables and figures are in its `index.html` and `results.json` under the "
