@@ -362,3 +362,35 @@ def test_every_probe_runs_on_the_demo_checkpoints(name, kind, tmp_path):
     result = probe.run(ctx)
     assert all(math.isfinite(v) for v in all_numbers(result.numbers))
     assert all((tmp_path / p).is_file() for p in result.figures.values())
+
+
+def test_option_values_are_parsed_strictly_never_silently_coerced():
+    """--option values for yes/no and whole-number fields: accepted spellings convert, anything else is one
+    InputError naming the option (before: 'abc' read as False and 2.7 as 2)."""
+    import dataclasses
+
+    from plugins.probes._common import resolve_options
+
+    @dataclasses.dataclass
+    class Options:
+        flag: bool = False
+        images: int = 8
+        eps: float = 0.1
+
+    for text, expected in [("true", True), ("YES", True), ("on", True), ("1", True), (True, True)]:
+        assert resolve_options("p", Options(), {"flag": text}).flag is expected
+    for text in ("false", "No", "off", "0", False):
+        assert resolve_options("p", Options(flag=True), {"flag": text}).flag is False
+    assert resolve_options("p", Options(), {"images": 4}).images == 4
+    assert resolve_options("p", Options(), {"images": 4.0}).images == 4
+    assert resolve_options("p", Options(), {"images": "12"}).images == 12
+    for key, bad, said in [
+        ("flag", "abc", "is not true or false"),
+        ("flag", 2, "is not true or false"),
+        ("images", 2.7, "is not a whole number"),
+        ("images", "three", "is not a whole number"),
+        ("images", True, "is not a whole number"),
+        ("eps", "wide", "is not a float"),
+    ]:
+        with pytest.raises(invkit.InputError, match=f"p: option {key}=.* {said}"):
+            resolve_options("p", Options(), {key: bad})

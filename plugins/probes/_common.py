@@ -44,18 +44,45 @@ def resolve_options(probe_name: str, defaults: Any, overrides: Mapping[str, Any]
         current = getattr(defaults, key)
         try:
             if isinstance(current, bool):
-                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+                value = _as_bool(value)
             elif isinstance(current, int):
-                value = int(value)
+                value = _as_int(value)
             elif isinstance(current, float) or (current is None and isinstance(value, int | float)):
                 value = float(value)
             elif isinstance(current, tuple):
                 value = tuple(float(v) for v in (value if isinstance(value, list | tuple) else [value]))
         except (TypeError, ValueError):
-            raise InputError(f"{probe_name}: option {key}={value!r} is not a {type(current).__name__}.") from None
+            kind = {bool: "true or false", int: "a whole number"}.get(type(current), f"a {type(current).__name__}")
+            raise InputError(f"{probe_name}: option {key}={value!r} is not {kind}.") from None
         changes[key] = value
     changes = check_fields(type(defaults), changes, probe_name, signs=False)  # NaN/inf refused, e.g. eps=nan
     return dataclasses.replace(defaults, **changes)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _as_bool(value: Any) -> bool:
+    """A yes/no option: true/false, 1/0, yes/no, on/off (any case); anything else is a ValueError, never False."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(value)
+
+
+def _as_int(value: Any) -> int:
+    """A whole-number option: an int, a float with no fraction (``4.0``) or its text; ``2.7`` is a ValueError
+    rather than 2."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, float) and number.is_integer():
+        return int(number)
+    if isinstance(number, int):
+        return number
+    raise ValueError(value)
 
 
 def seed_from(generator: torch.Generator) -> int:
