@@ -99,6 +99,12 @@ bench() {
     --checkpoint "$OUT/biggan_standard" --checkpoint "$OUT/biggan_robust" \
     --checkpoint "$OUT/dbrox_standard" --checkpoint "$OUT/dbrox_robust" \
     --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/bench"
+  # the report screenshot committed beside the results page (Debian's chromium package)
+  if command -v chromium >/dev/null; then
+    chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+      --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" --window-size=1400,1800 \
+      --screenshot=benchmarks/results/tinyimagenet64-report-screenshot.png "file://$(realpath "$RUNS/bench/report.html")"
+  fi
 }
 
 probes() {
