@@ -369,7 +369,7 @@ def test_option_values_are_parsed_strictly_never_silently_coerced():
     InputError naming the option (before: 'abc' read as False and 2.7 as 2)."""
     import dataclasses
 
-    from plugins.probes._common import resolve_options
+    from invkit_plugins.probes._common import resolve_options
 
     @dataclasses.dataclass
     class Options:
