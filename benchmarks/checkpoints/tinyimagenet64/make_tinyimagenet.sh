@@ -77,17 +77,22 @@ inverters() {
 }
 
 # ------------------------------------------------------------------------------------- copy (inference weights)
-# Classifiers as trained (float32: bench matches an inverter to its classifier by the weights' digest); inverters
-# with their weights stored as float16 (to_half.py; bench on the float32 run folders gives the same table).
+# Classifiers as trained (float32: bench matches an inverter to its classifier by the weights' digest); biggan_proj
+# with its weights stored as float16 (to_half.py; bench on the float32 run folders gives the same rows);
+# dosovitskiy_brox in float32 (float16 moved one of the 1000 top-1 agreements of dbrox_standard).
 copy() {
+  local name ckpt
   for name in classifier_standard classifier_robust; do
     mkdir -p "$OUT/$name"
     cp "$RUNS/$name/config.json" "$RUNS/$name/model.safetensors" "$RUNS/$name/report.json" "$OUT/$name/"
   done
   for name in biggan_standard biggan_robust dbrox_standard dbrox_robust; do
-    local ckpt
     ckpt=$(ls -d "$RUNS/$name"/checkpoints/step_* | sort | tail -n 1)
-    python "$OUT/to_half.py" "$ckpt" "$OUT/$name"
+    if [[ $name == biggan_* ]]; then
+      python "$OUT/to_half.py" "$ckpt" "$OUT/$name"
+    else
+      mkdir -p "$OUT/$name" && cp "$ckpt/config.json" "$ckpt/model.safetensors" "$OUT/$name/"
+    fi
   done
   du -sh "$OUT"  # issue 10: at most 50 MB in all
 }
