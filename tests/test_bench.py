@@ -167,7 +167,7 @@ def test_bench_runs_every_pair_and_matches_checkpoints_by_recorded_classifier(ti
     assert len((tmp_path / "out" / "results.csv").read_text().strip().splitlines()) == 5
 
 
-def test_bench_perfect_inverter_scores_one(tiny, tmp_path):
+def test_bench_perfect_inverter_scores_one(tiny, tmp_path, monkeypatch):
     """An 'inverter' that returns the originals themselves: SSIM 1, identification 1, agreement 1."""
     bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], inverters=["tinyopt"], checkpoints=[]))
     originals = bench.originals
@@ -178,13 +178,9 @@ def test_bench_perfect_inverter_scores_one(tiny, tmp_path):
 
     from invkit import bench as bench_mod
 
-    monkey = bench_mod.Bench._inverter
-    bench_mod.Bench._inverter = lambda self, pair, clf: (Oracle(TinyOptimConfig()), {})
-    try:
-        bench.settings.batch_size = 100
-        (result,) = list(bench.run())
-    finally:
-        bench_mod.Bench._inverter = monkey
+    monkeypatch.setattr(bench_mod.Bench, "_inverter", lambda self, pair, clf: (Oracle(TinyOptimConfig()), {}))
+    bench.settings.batch_size = 100
+    (result,) = list(bench.run())
     rec = result.record
     assert rec["ssim"] == pytest.approx(1.0) and rec["psnr"] == pytest.approx(100.0)
     assert rec["id_accuracy"] == 1.0 and rec["top1_agreement"] == 1.0 and rec["logit_cosine"] == pytest.approx(1)

@@ -43,7 +43,7 @@ def _cfg():
     return invkit.ClassifierConfig(name="flat.test", num_classes=10, input_size=(1, 16, 16), mean=(0.0,), std=(1.0,))
 
 
-def test_bench_computes_logits_from_and_scores_against_the_target_image(tiny, tmp_path):  # noqa: F811
+def test_bench_computes_logits_from_and_scores_against_the_target_image(tiny, tmp_path, monkeypatch):  # noqa: F811
     bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], inverters=["tinyopt"], checkpoints=[]))
     assert bench.originals.shape[-1] == 28
     clf = bench.classifiers[tiny["std"][0]]
@@ -52,13 +52,9 @@ def test_bench_computes_logits_from_and_scores_against_the_target_image(tiny, tm
     oracle = Oracle(config, clf, targets)
     from invkit import bench as bench_mod
 
-    monkey = bench_mod.Bench._inverter
-    bench_mod.Bench._inverter = lambda self, pair, c: (oracle, {})
-    try:
-        bench.settings.batch_size = 100
-        (result,) = list(bench.run())
-    finally:
-        bench_mod.Bench._inverter = monkey
+    monkeypatch.setattr(bench_mod.Bench, "_inverter", lambda self, pair, c: (oracle, {}))
+    bench.settings.batch_size = 100
+    (result,) = list(bench.run())
     rec = result.record
     # The oracle finds every image only if the bench's logits are those of the 16x16 target images, and the
     # scores are perfect only if they compare with those targets (not with the 28x28 originals).
