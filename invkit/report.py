@@ -248,14 +248,17 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[tuple[str,
         "<table>", "<table id='results'>", 1
     )
     settings = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings_lines(doc)) + "</ul>"
-    style = "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left}</style>"
+    style = (
+        "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left} .grid td{text-align:left}</style>"
+    )
     sections = [("Settings", settings), ("Comparison", style + table_html)]
     for clf, rows_ in grids.items():
         size = rows_[0][1].shape[-1]
         cells = []
         for i, (label, images) in enumerate(rows_):
             strip = out / "images" / f".strip{i}.png"
-            save_grid(_match_size(images, size), strip, nrow=len(images), scale=_scale(images))
+            images = _match_size(images, size)  # every row at the originals' size and scale, as in the grid PNG
+            save_grid(images, strip, nrow=len(images), scale=_scale(images))
             cells.append(
                 f"<tr><th>{html.escape(label)}</th><td class='grid-row'>"
                 f"{img_tag(strip, alt=f'{clf} {label}')}</td></tr>"

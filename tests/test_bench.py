@@ -167,6 +167,37 @@ def test_bench_runs_every_pair_and_matches_checkpoints_by_recorded_classifier(ti
     assert len((tmp_path / "out" / "results.csv").read_text().strip().splitlines()) == 5
 
 
+def test_report_grid_rows_share_one_size_when_originals_are_larger(tiny, tmp_path):
+    """Originals kept at the data's resolution, reconstructions at the inverter's (Tiny ImageNet: 64 vs 32 px): every
+    row of report.html's grid and of the grid PNG is drawn at the same size, so the columns line up."""
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+    from safetensors.torch import load_file, save_file
+
+    from invkit.report import write_reports
+
+    out = tmp_path / "out"
+    list(Bench(settings(tiny), out).run())
+    originals = out / "images" / "originals.safetensors"
+    small = load_file(str(originals))["images"]
+    save_file({"images": small.repeat_interleave(2, -1).repeat_interleave(2, -2).contiguous()}, str(originals))
+    doc = json.loads((out / "results.json").read_text())
+    paths = write_reports(out, doc)
+
+    html = paths["html"].read_text()
+    strips = re.findall(r"<td class='grid-row'><img src='data:image/png;base64,([^']+)'", html)
+    assert len(strips) == 2 * 3  # two classifiers: originals + two inverters each
+    sizes = {Image.open(io.BytesIO(base64.b64decode(s))).size for s in strips}
+    assert len(sizes) == 1, sizes
+    ((width, _),) = sizes
+    grid = Image.open(next((out / "images").glob("grid_*.png")))
+    assert grid.size[0] == width
+    assert ".grid td{text-align:left}" in html
+
+
 def test_bench_perfect_inverter_scores_one(tiny, tmp_path, monkeypatch):
     """An 'inverter' that returns the originals themselves: SSIM 1, identification 1, agreement 1."""
     bench = Bench(settings(tiny, classifiers=[tiny["std"][0]], inverters=["tinyopt"], checkpoints=[]))
