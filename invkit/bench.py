@@ -16,9 +16,11 @@ import hashlib
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +89,11 @@ class Pair:
     checkpoint: str | None  # inverter checkpoint folder, or None (built fresh, or trained when learned)
     train: bool = False  # train the inverter first (no checkpoint, learned inverter, train_steps > 0)
 
-    @property
+    @cached_property
     def key(self) -> str:
-        ckpt = str(Path(self.checkpoint).resolve()) if self.checkpoint else ("trained" if self.train else "fresh")
+        """What a finished pair is found by in results.json: the classifier, the inverter and the checkpoint, each
+        folder by its resolved path and its weights' digest (weights retrained into the same folder are new)."""
+        ckpt = _spec_key(self.checkpoint) if self.checkpoint else ("trained" if self.train else "fresh")
         return f"{_spec_key(self.classifier_spec)}|{self.inverter}|{ckpt}"
 
     @property
@@ -108,8 +112,17 @@ class PairResult:
 
 
 def _spec_key(spec: str) -> str:
+    """A name as given; a folder as its resolved path, plus ``@`` and its weights' digest when it holds weights."""
     p = Path(spec).expanduser()
-    return str(p.resolve()) if p.exists() else spec
+    if not p.exists():
+        return spec
+    weights = p / "model.safetensors"
+    return f"{p.resolve()}@{_weights_digest(p)}" if weights.is_file() else str(p.resolve())
+
+
+def _location(key: str) -> str:
+    """A pair key without its weights digests: which folders, not which weights."""
+    return re.sub(r"@[0-9a-f]{16}(?=\||$)", "", key)
 
 
 def _weights_digest(folder: str | os.PathLike) -> str:
@@ -664,7 +677,13 @@ class Bench:
         """results.json: settings, environment, metric definitions and one record per finished pair."""
         s = self.settings
         done = {r.pair.key for r in getattr(self, "results", [])}
-        kept = [r for r in self._previous.get("results", []) if r.get("key") not in done]  # never drop old pairs
+        # Earlier pairs are kept, except those this run redid with new weights in the same folders (superseded).
+        redone = {_location(k) for k in done}
+        kept = [
+            r
+            for r in self._previous.get("results", [])
+            if r.get("key") not in done and _location(r.get("key") or "") not in redone
+        ]
         return {
             "invkit_version": __version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),

@@ -251,6 +251,32 @@ def test_bench_failure_midway_keeps_written_pairs(tiny, tmp_path, monkeypatch):
     assert [r.reused for r in rerun] == [True, True, False, False]
 
 
+@pytest.mark.parametrize("changed", ["inverter checkpoint", "classifier"])
+def test_weights_retrained_into_the_same_folder_are_benched_again(tiny, tmp_path, changed):
+    """A finished pair is reused only for the same weights: new weights saved into a folder the earlier run used
+    (an inverter trained longer, a classifier retrained) make its pairs run again; the other pairs are reused."""
+    out = tmp_path / "out"
+    first = {(r.pair.classifier_label, r.pair.inverter): r.record for r in Bench(settings(tiny), out).run()}
+    if changed == "inverter checkpoint":
+        dec = tiny_decoder(classifier=tiny_classifier(seed=0))
+        with torch.no_grad():
+            for p in dec.parameters():
+                p.add_(0.5)
+        dec.save(tiny["std"][1], extra={"classifier": {"checkpoint": tiny["std"][0]}})
+        redone = {("clf_std", "tinydec")}
+    else:
+        tiny_classifier(seed=7).save(tiny["std"][0])
+        redone = {("clf_std", "tinydec"), ("clf_std", "tinyopt")}
+    rerun = {(r.pair.classifier_label, r.pair.inverter): r for r in Bench(settings(tiny), out).run()}
+    assert {k for k, r in rerun.items() if not r.reused} == redone
+    for k in redone:
+        assert rerun[k].record["key"] != first[k]["key"]
+        assert rerun[k].record["logit_cosine"] != first[k]["logit_cosine"]  # computed with the new weights
+    doc = json.loads((out / "results.json").read_text())
+    assert len(doc["results"]) == 4  # the records of the old weights are replaced, the others kept
+    assert {r["key"] for r in doc["results"]} == {r.record["key"] for r in rerun.values()}
+
+
 def test_learned_inverter_without_checkpoint_says_what_to_pass(tiny, tmp_path):
     with pytest.raises(invkit.CheckpointError, match="--checkpoint DIR.*--train-steps"):
         Bench(settings(tiny, checkpoints=[]))
