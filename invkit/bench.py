@@ -12,7 +12,6 @@ The metrics are defined in ``invkit.metrics``; what each reported number means i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -27,7 +26,13 @@ from typing import Any
 import torch
 
 from . import __version__, metrics
-from .checkpoint import atomic_write_json, load_checkpoint_weights, read_checkpoint_config
+from .checkpoint import (
+    atomic_write_json,
+    load_checkpoint_weights,
+    read_checkpoint_config,
+    spec_identity,
+    weights_digest,
+)
 from .classifier import Classifier
 from .config import check_fields
 from .data import ImageDataset, for_classifier, load_dataset, resize
@@ -93,8 +98,8 @@ class Pair:
     def key(self) -> str:
         """What a finished pair is found by in results.json: the classifier, the inverter and the checkpoint, each
         folder by its resolved path and its weights' digest (weights retrained into the same folder are new)."""
-        ckpt = _spec_key(self.checkpoint) if self.checkpoint else ("trained" if self.train else "fresh")
-        return f"{_spec_key(self.classifier_spec)}|{self.inverter}|{ckpt}"
+        ckpt = spec_identity(self.checkpoint) if self.checkpoint else ("trained" if self.train else "fresh")
+        return f"{spec_identity(self.classifier_spec)}|{self.inverter}|{ckpt}"
 
     @property
     def slug(self) -> str:
@@ -111,33 +116,15 @@ class PairResult:
     reused: bool = False
 
 
-def _spec_key(spec: str) -> str:
-    """A name as given; a folder as its resolved path, plus ``@`` and its weights' digest when it holds weights."""
-    p = Path(spec).expanduser()
-    if not p.exists():
-        return spec
-    weights = p / "model.safetensors"
-    return f"{p.resolve()}@{_weights_digest(p)}" if weights.is_file() else str(p.resolve())
-
-
 def _location(key: str) -> str:
     """A pair key without its weights digests: which folders, not which weights."""
     return re.sub(r"@[0-9a-f]{16}(?=\||$)", "", key)
 
 
-def _weights_digest(folder: str | os.PathLike) -> str:
-    path = Path(folder) / "model.safetensors"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def classifier_identity(spec: str) -> dict[str, str]:
     """What an inverter checkpoint may record about the classifier it was trained for (see ``match``)."""
     if is_checkpoint_spec(spec) and Path(spec).expanduser().is_dir():
-        return {"path": str(Path(spec).expanduser().resolve()), "weights_sha256": _weights_digest(spec)}
+        return {"path": str(Path(spec).expanduser().resolve()), "weights_sha256": weights_digest(spec)}
     return {"name": spec}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -346,6 +347,38 @@ def build_from_config(factory: Any, doc: Mapping[str, Any], directory: str | os.
             f"'{path}' cannot build {doc['name']} ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint is "
             "corrupt or from an incompatible version."
         ) from None
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a weights file, or of a checkpoint folder's ``model.safetensors``: 16 hex digits.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def spec_identity(spec: str | None) -> str | None:
+    """How outputs record a classifier, inverter or weights spec, to tell whether earlier results are theirs.
+
+    A registry name stays as given; an existing path becomes absolute (the same folder from anywhere) and, for a
+    weights file or a checkpoint folder with ``model.safetensors``, gets ``@`` and its ``weights_digest``: weights
+    trained further or retrained into the same place are not mistaken for the ones that made earlier results.
+    """
+    if spec is None:
+        return None
+    p = Path(spec).expanduser()
+    if not p.exists():
+        return spec
+    weights = p / WEIGHTS_NAME if p.is_dir() else p
+    return f"{p.resolve()}@{weights_digest(weights)}" if weights.is_file() else str(p.resolve())
 
 
 # ------------------------------------------------------------------------------------------------ safe loading

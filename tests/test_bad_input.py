@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -489,6 +490,37 @@ def test_probe_rerun_with_other_settings_is_refused(tmp_path):
     assert (out / "class-spread" / "results.json").read_text() == before
     assert _cli([*args, "-n", "10", "--force"]).exit_code == 0  # --force replaces them
     assert json.loads((out / "class-spread" / "results.json").read_text())["run"]["num_images"] == 10
+
+
+def _retrain_into(folder: Path) -> None:
+    """New weights saved into the same checkpoint folder (as an inverter trained further would be)."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "model.safetensors"))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = state[name] + 0.01
+    save_file(state, str(folder / "model.safetensors"))
+
+
+def test_probe_and_invert_reruns_with_new_weights_in_the_same_folder_are_refused(tmp_path):
+    """Outputs identify a checkpoint by path and weights: after weights are retrained into the same folder, a
+    probe is not skipped as finished and invert does not add to the old reconstructions; --force redoes a probe."""
+    biggan = tmp_path / "biggan"
+    shutil.copytree(BIGGAN, biggan)
+    probe = ["probe", "class-spread", "--classifier", CLF, "--checkpoint", str(biggan), "-n", "8", "--device", "cpu"]
+    probe += ["--out", str(tmp_path / "p")]
+    Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
+    invert = ["invert", "--classifier", CLF, "--checkpoint", str(biggan), "--out", str(tmp_path / "i")]
+    invert += ["--device", "cpu", str(tmp_path / "x.png")]
+    assert _cli(probe).exit_code == 0 and _cli(invert).exit_code == 0
+    results = tmp_path / "p" / "class-spread" / "results.json"
+    before = results.read_text(), (tmp_path / "i" / "invert.json").read_text()
+    _retrain_into(biggan)
+    _one_line_error(_cli(probe), "other settings", "checkpoint")
+    _one_line_error(_cli(invert), "other settings", "checkpoint")
+    assert (results.read_text(), (tmp_path / "i" / "invert.json").read_text()) == before  # nothing changed
+    assert _cli([*probe, "--force"]).exit_code == 0
+    assert json.loads(results.read_text())["run"]["checkpoint"] != json.loads(before[0])["run"]["checkpoint"]
 
 
 def test_invert_of_two_files_with_one_name_writes_two_files(tmp_path):

@@ -10,7 +10,7 @@ import click
 import torch
 from rich.table import Table
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json
+from ..checkpoint import atomic_write_bytes, atomic_write_json, spec_identity
 from ..classifier import Classifier
 from ..data import IMAGE_EXTENSIONS, load_image
 from ..errors import DataError, InvkitError
@@ -159,14 +159,12 @@ def command(
 def _settings(
     clf: Classifier, spec: str, inv: str, checkpoint: str | None, seed: int, samples: int, options: tuple
 ) -> dict:
-    """What the reconstructions in --out depend on (paths absolute: the same folder from anywhere)."""
-    ckpt = str(Path(checkpoint).expanduser().resolve()) if checkpoint else None
-    spec_path = Path(spec).expanduser()
+    """What the reconstructions in --out depend on (``spec_identity``: a folder from anywhere, with its weights)."""
     return {
         "classifier": clf.name,
-        "classifier_spec": str(spec_path.resolve()) if spec_path.exists() else spec,
+        "classifier_spec": spec_identity(spec),  # weights by path and digest: retrained weights are other settings
         "inverter": inv,
-        "checkpoint": ckpt,
+        "checkpoint": spec_identity(checkpoint),
         "seed": seed,
         "samples": samples,
         "options": sorted(options),

@@ -16,7 +16,7 @@ import torch
 from rich.table import Table
 
 from .. import create_probe, list_probes
-from ..checkpoint import make_dirs
+from ..checkpoint import make_dirs, spec_identity
 from ..data import for_classifier, load_dataset
 from ..errors import InvkitError
 from ..outputs import claim_output
@@ -209,10 +209,11 @@ def command(
         raise click.UsageError("--inverter-option is for an inverter built from its name; a checkpoint has its config.")
     out_dir = Path(out).expanduser()
     settings = {
-        "classifier_spec": _spec(classifier_spec),
-        "weights": _spec(weights),
-        "inverter_spec": inverter_spec,
-        "checkpoint": _spec(checkpoint),
+        # weights by path and digest: new weights in the same folder are other settings, not finished results
+        "classifier_spec": spec_identity(classifier_spec),
+        "weights": spec_identity(weights),
+        "inverter_spec": spec_identity(inverter_spec),
+        "checkpoint": spec_identity(checkpoint),
         "data_spec": _spec(data),
         "ood_data": _spec(ood_data),
         "num_images": num_images,
