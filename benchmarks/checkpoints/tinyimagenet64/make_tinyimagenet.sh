@@ -6,12 +6,13 @@
 #   dbrox_standard, dbrox_robust            `invkit train --inverter dosovitskiy_brox.paper` against each classifier
 #   bench                                   `invkit bench` on val, n = 1000, 3 inverters x 2 classifiers
 #   probes                                  `invkit probe all` with each classifier and its biggan_proj
+#   trend                                   biggan_proj's bench numbers at every 1000th G step (agreement_by_step.py)
 #
 # STATUS: the commands below are the ones that made the committed folders (see README.md beside this script for
 # which machine ran each, when, and for how long). Every training writes resumable state: rerun the same stage with
 # RESUME=1 to continue after an interruption.
 #
-# usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|inverters|copy|bench|probes|all]
+# usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|inverters|copy|bench|probes|trend|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
@@ -47,10 +48,13 @@ classifiers() {
 # -------------------------------------------------------------------------------------------------- inverters
 # biggan_proj.paper at 64x64, ch=96 costs 404.6 GFLOP per batch element and step (counted): out of reach on a CPU.
 # With a GPU (DEVICE=cuda, bf16 by default there): batch 256, 20k G steps, ~2 h on one H100/H200 at MFU 0.3
-# (projected, not run). On the CPU: 32x32 output (the classifiers see 32x32 anyway), ch=16, batch 64, 3000 G steps,
+# (projected, not run). On the CPU: 32x32 output (the classifiers see 32x32 anyway), ch=16, batch 64, 9000 G steps,
 # self-attention at 32 in G and 16 in D (the paper's places, halved with the resolution), G lr 4e-4 (the MNIST runs
 # found the paper's 1e-4 moves G too little in a CPU budget), EMA decay 0.999 from G step 1000 (the paper's 0.9999
-# from 40k assumes 250k steps). About 1 s per G step with 1 thread: 50 min per run.
+# from 40k assumes 250k steps). About 1 s per G step with 1 thread: 2.5 h per run, more than one session; the
+# committed runs went to 3000 steps in one session and on to 9000 with RESUME=1 in the next (resuming is bit-exact:
+# the same batches, noise and states as one uninterrupted run). Every checkpoint is kept (--keep-checkpoints 0) for
+# the trend stage.
 # dosovitskiy_brox.paper at 32x32 with width_mult 0.25 (fc 1024 x3, a 4x4x64 map: 10.5 MB of float32 weights, which
 # keeps the six folders under 50 MB), batch 64, 1000 steps: about 1 s per step with 1 thread.
 # Each pair of runs goes side by side, one thread each (OMP_NUM_THREADS=1; two threads per run on 2 cores are slower).
@@ -63,13 +67,13 @@ train_inverter() {
 }
 
 BIGGAN_CPU=(--resolution 32 --ch 16 --lr-g 4e-4 -o g_attention=32 -o d_attention=16 -o ema_decay=0.999
-  -o ema_start=1000)
+  -o ema_start=1000 --keep-checkpoints 0)
 inverters() {
   for label in standard robust; do
     if [ "$DEVICE" = cpu ]; then
-      train_inverter "biggan_$label" biggan_proj.paper "$label" 3000 64 "${BIGGAN_CPU[@]}" &
+      train_inverter "biggan_$label" biggan_proj.paper "$label" 9000 64 "${BIGGAN_CPU[@]}" &
     else
-      train_inverter "biggan_$label" biggan_proj.paper "$label" 20000 256 &
+      train_inverter "biggan_$label" biggan_proj.paper "$label" 20000 256 --keep-checkpoints 0 &
     fi
     train_inverter "dbrox_$label" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 &
     wait
@@ -90,11 +94,15 @@ copy() {
     ckpt=$(ls -d "$RUNS/$name"/checkpoints/step_* | sort | tail -n 1)
     if [[ $name == biggan_* ]]; then
       python "$OUT/to_half.py" "$ckpt" "$OUT/$name"
+      # the resumable state of the run, for training it further in a later session (README.md, "resume/")
+      rm -rf "$OUT/resume/$name" && mkdir -p "$OUT/resume/$name/checkpoints"
+      cp "$RUNS/$name/train_config.json" "$RUNS/$name/log.jsonl" "$OUT/resume/$name/"
+      cp -r "$ckpt" "$OUT/resume/$name/checkpoints/"
     else
       mkdir -p "$OUT/$name" && cp "$ckpt/config.json" "$ckpt/model.safetensors" "$OUT/$name/"
     fi
   done
-  du -sh "$OUT"  # issue 10: at most 50 MB in all
+  du -sh --exclude=resume "$OUT"  # issue 10: at most 50 MB in all (the six folders)
 }
 
 # ------------------------------------------------------------------------------------------------ bench, probes
@@ -119,12 +127,19 @@ probes() {
   done
 }
 
+# biggan_proj's bench numbers (agreement, identification, ...) at every 1000th saved G step of both runs, on the
+# bench's 1000 val images: how far training has brought them, not a checkpoint pick (copy takes the last step).
+trend() {
+  nice -n 10 env OMP_NUM_THREADS=1 python "$OUT/agreement_by_step.py" "$RUNS" "$TIN" "$RUNS/trend"
+}
+
 case "${1:-all}" in
   classifiers) classifiers ;;
   inverters) inverters ;;
   copy) copy ;;
   bench) bench ;;
   probes) probes ;;
-  all) classifiers; inverters; copy; bench; probes ;;
-  *) echo "usage: $0 [classifiers|inverters|copy|bench|probes|all]" >&2; exit 2 ;;
+  trend) trend ;;
+  all) classifiers; inverters; copy; bench; probes; trend ;;
+  *) echo "usage: $0 [classifiers|inverters|copy|bench|probes|trend|all]" >&2; exit 2 ;;
 esac
