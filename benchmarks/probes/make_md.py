@@ -179,17 +179,17 @@ for probe, keys in HEADLINE.items():
         out.append("| paper (ImageNet) | 42.33 | 43.78 |\n")
 out.append("## Figures\n")
 fig_dir.mkdir(parents=True, exist_ok=True)
-for probe, name in FIGURES:
+for probe, figure in FIGURES:  # not `name`: that is the data set's, used in the links
     line = []
     for k in runs:
-        src = runs[k] / probe / name
+        src = runs[k] / probe / figure
         if not src.exists():
             continue
-        dest = fig_dir / f"{k}-{probe}-{name}"
+        dest = fig_dir / f"{k}-{probe}-{figure}"
         img = Image.open(src)
         img.save(dest, optimize=True)
-        line.append(f"[{k}](probes-{name}/{dest.name})")
-    out.append(f"- `{probe}` ({name}): " + ", ".join(line))
+        line.append(f"[{k}]({fig_dir.name}/{dest.name})")
+    out.append(f"- `{probe}` ({figure}): " + ", ".join(line))
 out.append(
     "\nEvery probe's full numbers, tables and figures are in its `index.html` and `results.json` under the "
     "`--out` folders of the commands above (not committed).\n"
