@@ -665,12 +665,8 @@ class Bench:
         s = self.settings
         done = {r.pair.key for r in getattr(self, "results", [])}
         # Earlier pairs are kept, except those this run redid with new weights in the same folders (superseded).
-        redone = {_location(k) for k in done}
-        kept = [
-            r
-            for r in self._previous.get("results", [])
-            if r.get("key") not in done and _location(r.get("key") or "") not in redone
-        ]
+        redone = {_location(k) for k in done}  # a pair redone with the same weights has the same location too
+        kept = [r for r in self._previous.get("results", []) if _location(r.get("key") or "") not in redone]
         return {
             "invkit_version": __version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
