@@ -9,7 +9,10 @@ them); the weights are frozen.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
+import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,6 +23,41 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CheckpointError, InputError
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_preprocessing(c: Any, where: str) -> None:
+    """Refuse a config no network could be fed with: ``InputError``, one line naming the field."""
+    size = tuple(c.input_size)
+    if len(size) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise InputError(f"{where}: 'input_size' must be 3 whole numbers above 0 (C, H, W), got {list(size)}.")
+    if size[0] not in (1, 3):
+        raise InputError(f"{where}: 'input_size' must have 1 or 3 channels, got {size[0]} in {list(size)}.")
+    for key in ("mean", "std"):
+        values = tuple(getattr(c, key))
+        if len(values) != size[0] or not all(_finite_number(v) for v in values):
+            raise InputError(
+                f"{where}: '{key}' needs one finite number per input channel ({size[0]}), got {list(values)}."
+            )
+    if not all(v > 0 for v in c.std):
+        raise InputError(f"{where}: 'std' values must be above 0 (they divide the input), got {list(c.std)}.")
+    if c.interpolation not in INTERPOLATIONS:
+        raise InputError(
+            f"{where}: 'interpolation' must be one of {', '.join(INTERPOLATIONS)}, got {c.interpolation!r}."
+        )
+    if c.channel_order not in CHANNEL_ORDERS:
+        raise InputError(f"{where}: 'channel_order' must be RGB or BGR, got {c.channel_order!r}.")
+    names = c.label_names
+    if names is not None and (len(names) != c.num_classes or not all(isinstance(n, str) for n in names)):
+        raise InputError(
+            f"{where}: 'label_names' must be {c.num_classes} strings, one per logit, got {len(names)} entries."
+        )
 
 
 @dataclass(frozen=True)
@@ -39,6 +77,9 @@ class ClassifierConfig:
     robust: bool = False  # adversarially trained
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # anything else
 
+    def __post_init__(self) -> None:
+        _check_preprocessing(self, f"classifier config '{self.name}'")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
@@ -47,12 +88,36 @@ class ClassifierConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
-        d = dict(d)
-        for k in ("input_size", "mean", "std"):
-            d[k] = tuple(d[k])
-        if d.get("label_names") is not None:
-            d["label_names"] = tuple(d["label_names"])
+    def from_dict(cls, d: Mapping[str, Any], where: str = "classifier config") -> ClassifierConfig:
+        """The config ``to_dict`` wrote (a checkpoint's ``classifier_config``), checked field by field.
+
+        Args:
+            d: field name -> JSON value.
+            where: who the values are for, starting an error message (``"'ckpt/config.json'"``).
+
+        Raises:
+            InputError: one line naming a field that is unknown, missing, of the wrong type or out of range.
+        """
+        from .config import check_fields
+
+        if not isinstance(d, Mapping):
+            raise InputError(f"{where}: the classifier config must be a JSON object, got {type(d).__name__}.")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise InputError(
+                f"{where}: unknown classifier config field(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(fields)}."
+            )
+        missing = [n for n, f in fields.items() if n not in d and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        if missing:
+            raise InputError(f"{where}: the classifier config lacks {', '.join(map(repr, missing))}.")
+        d = check_fields(cls, d, where)  # types, NaN/inf, num_classes > 0
+        for k in ("input_size", "mean", "std", "label_names"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        _check_preprocessing(types.SimpleNamespace(**{n: f.default for n, f in fields.items()} | d), where)
         return cls(**d)
 
     def with_(self, **changes: Any) -> ClassifierConfig:
@@ -80,9 +145,6 @@ class Classifier(nn.Module):
         self.network = network
         self.config = config
         self.init_kwargs = dict(init_kwargs or {})
-        c = config.input_size[0]
-        if len(config.mean) != c or len(config.std) != c:
-            raise ValueError(f"{config.name}: mean/std need {c} values for {c} input channels")
         self.register_buffer("_mean", torch.tensor(config.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(config.std).view(1, -1, 1, 1), persistent=False)
         self.eval()
@@ -211,7 +273,19 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
         raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
     clf.registry_name = entry.name
     if "classifier_config" in cfg:  # keep labels, provenance and preprocessing stored with the weights
-        object.__setattr__(clf, "config", ClassifierConfig.from_dict(cfg["classifier_config"]))
+        where = f"'{Path(directory) / 'config.json'}'"
+        try:
+            stored = ClassifierConfig.from_dict(cfg["classifier_config"], where)
+        except InputError as e:
+            raise CheckpointError(f"{e} Fix that field, or save the classifier again.") from None
+        built = clf.config
+        if stored.num_classes != built.num_classes or stored.input_size[0] != built.input_size[0]:
+            raise CheckpointError(
+                f"{where}: its classifier config has {stored.num_classes} classes and {stored.input_size[0]} input "
+                f"channels, but {entry.name} built from its init_kwargs has {built.num_classes} and "
+                f"{built.input_size[0]}; the checkpoint is corrupt."
+            )
+        object.__setattr__(clf, "config", stored)
         clf._mean = torch.tensor(clf.config.mean).view(1, -1, 1, 1)  # the buffers follow the stored mean/std
         clf._std = torch.tensor(clf.config.std).view(1, -1, 1, 1)
     state = load_checkpoint_weights(directory)

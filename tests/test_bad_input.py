@@ -352,6 +352,62 @@ def test_checkpoint_config_values_are_checked(field, value, expected, tmp_path, 
 
 
 @pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c.update(bogus=1), "unknown classifier config field(s) 'bogus'"),
+        (lambda c: c.pop("num_classes"), "lacks 'num_classes'"),
+        (lambda c: c.update(num_classes="abc"), "'num_classes' must be a whole number, got 'abc'"),
+        (lambda c: c.update(input_size=[1, 28]), "'input_size' must be 3 whole numbers"),
+        (lambda c: c.update(input_size=[4, 28, 28]), "'input_size' must have 1 or 3 channels"),
+        (lambda c: c.update(mean=[0.5, 0.5, 0.5]), "'mean' needs one finite number per input channel (1)"),
+        (lambda c: c.update(std=[0.0]), "'std' values must be above 0"),
+        (lambda c: c.update(interpolation="cubic"), "'interpolation' must be one of bilinear, bicubic, nearest"),
+        (lambda c: c.update(channel_order="GBR"), "'channel_order' must be RGB or BGR"),
+        (lambda c: c.update(label_names=["zero", "one"]), "'label_names' must be 10 strings"),
+        (lambda c: c.update(num_classes=12, label_names=None), "has 12 classes and 1 input channels, but"),
+        (lambda c: c.update(input_size=[3, 28, 28], mean=[0, 0, 0], std=[1, 1, 1]), "and 3 input channels, but"),
+    ],
+    ids=[
+        "unknown field",
+        "missing field",
+        "wrong type",
+        "2-d size",
+        "4 channels",
+        "mean per channel",
+        "std 0",
+        "interpolation",
+        "channel order",
+        "label names",
+        "other class count",
+        "other channels",
+    ],
+)
+def test_classifier_config_values_are_checked(change, expected, tmp_path, digits):
+    """A classifier folder's stored preprocessing config is checked as it loads, not used as it is (several kinds)."""
+    ckpt = _copy_checkpoint(CLF, tmp_path / "clf")
+    doc = json.loads((ckpt / "config.json").read_text())
+    change(doc["config"]["classifier_config"])
+    (ckpt / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="config.json") as info:
+        invkit.load_classifier(ckpt)
+    assert expected in str(info.value)
+    args = ["invert", *digits, "--classifier", str(ckpt), "--checkpoint", BIGGAN, "--out", str(tmp_path / "o")]
+    _one_line_error(_cli(args), expected)
+    assert not (tmp_path / "o").exists()
+
+
+def test_classifier_config_checks_values_built_in_code_too():
+    from invkit.classifier import ClassifierConfig
+
+    with pytest.raises(InputError, match="'std' values must be above 0"):
+        ClassifierConfig(name="x", num_classes=3, std=(0.2, 0.0, 0.2))
+    with pytest.raises(InputError, match="'label_names' must be 3 strings"):
+        ClassifierConfig(name="x", num_classes=3, label_names=("a", "b"))
+    config = ClassifierConfig(name="x", num_classes=2, label_names=("a", "b"))
+    assert ClassifierConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
     "corrupt",
     [
         lambda c: ((c / "config.json").unlink(), (c / "config.json").mkdir()),

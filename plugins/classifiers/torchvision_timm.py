@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from invkit.classifier import Classifier, ClassifierConfig
+from invkit.classifier import INTERPOLATIONS, Classifier, ClassifierConfig
 from invkit.errors import InputError, InvkitError
 
 from .weights import WeightsSource, load_network, plain_state, resolve_weights
@@ -121,7 +121,7 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
             input_size=(3, size, size),
             mean=tuple(float(m) for m in t.mean),
             std=tuple(float(s) for s in t.std),
-            interpolation=t.interpolation.value,
+            interpolation=_interpolation(t.interpolation.value),
             label_names=tuple(w.meta["categories"]),
             source=w.url,
             license=(twin.license if twin is not None and twin.license else "bsd-3-clause (torchvision)"),
@@ -141,7 +141,7 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
             input_size=tuple(pc.input_size),
             mean=tuple(float(m) for m in pc.mean),
             std=tuple(float(s) for s in pc.std),
-            interpolation=pc.interpolation,
+            interpolation=_interpolation(pc.interpolation),
             label_names=imagenet_label_names(pc.num_classes, pc),
             source=f"https://huggingface.co/{pc.hf_hub_id}",
             license=pc.license or "",
@@ -154,11 +154,14 @@ def pretrained_config(name: str, input_size: int | None = None) -> ClassifierCon
                 "paper_ids": pc.paper_ids or "",
             },
         )
-    if cfg.interpolation not in ("bilinear", "bicubic", "nearest"):
-        cfg = cfg.with_(interpolation="bicubic")
     if input_size is not None:
         cfg = cfg.with_(input_size=(3, input_size, input_size))
     return cfg
+
+
+def _interpolation(mode: str) -> str:
+    """A resize mode ``Classifier.preprocess`` has: timm's others (``random``, ``""``) become bicubic."""
+    return mode if mode in INTERPOLATIONS else "bicubic"
 
 
 def _timm_cfg(timm_name: str) -> Any:

@@ -9,7 +9,10 @@ trained with ``--keep-checkpoints 0`` so every checkpoint is kept), TIN the Tiny
 folders and the summary go. For each classifier and each STEP (default: every 1000th saved step) it runs
 ``invkit bench --inverter biggan_proj`` on the same 1000 val images as the committed bench (seed 0), with that
 step's float32 checkpoint, then writes ``OUT/agreement_by_step.{json,md,png}``. A finished bench folder is reused,
-so an interrupted run continues. This reports how the numbers move with training; no checkpoint is picked by it
+so an interrupted run continues. Rows of an earlier ``OUT/agreement_by_step.json`` (the committed one, copied there)
+are kept for steps whose checkpoints RUNS no longer has, as on a fresh machine that resumed the run from
+``resume/``; a step present in both must have the same weights digest, or the script stops (RUNS then holds another
+run than the one those rows measured). This reports how the numbers move with training; no checkpoint is picked by it
 (the committed folders are always the last step of each run).
 """
 
@@ -20,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invkit.checkpoint import atomic_write_text
+from invkit.checkpoint import atomic_write_text, weights_digest
 from invkit.figures import save_curves
 
 KINDS = ("standard", "robust")
@@ -48,12 +51,28 @@ def bench(runs: Path, tin: str, out: Path, kind: str, step: int) -> dict:
     return record
 
 
+def earlier_rows(runs: Path, out: Path, kind: str, have: list[int]) -> dict[int, dict]:
+    """Rows of OUT's earlier summary for `kind`, checked against the run's checkpoints that both have."""
+    summary = out / "agreement_by_step.json"
+    if not summary.is_file():
+        return {}
+    rows = {int(s): r for s, r in json.loads(summary.read_text()).get(kind, {}).items()}
+    for step in sorted(set(rows) & set(have)):
+        digest = weights_digest(runs / f"biggan_{kind}" / "checkpoints" / f"step_{step:06d}")
+        if not rows[step]["key"].endswith(f"@{digest}"):
+            sys.exit(f"{summary}: its {kind} row for step {step} was measured on other weights than "
+                     f"{runs}/biggan_{kind} has at that step; move that file away to start the trend afresh.")  # fmt: skip
+    return rows
+
+
 def main(runs: Path, tin: str, out: Path, steps: list[int]) -> None:
     table: dict[str, dict[int, dict]] = {}
     for kind in KINDS:
         have = saved_steps(runs / f"biggan_{kind}")
         wanted = [s for s in have if (s in steps if steps else s % 1000 == 0 or s == have[-1])]
-        table[kind] = {s: bench(runs, tin, out, kind, s) for s in wanted}
+        rows = earlier_rows(runs, out, kind, have)
+        rows.update({s: bench(runs, tin, out, kind, s) for s in wanted})
+        table[kind] = dict(sorted(rows.items()))
         print(kind, {s: round(r["top1_agreement"], 3) for s, r in table[kind].items()}, flush=True)
     atomic_write_text(out / "agreement_by_step.json", json.dumps(table, indent=1, sort_keys=True))
     lines = ["| classifier | G step | " + " | ".join(h for h, _, _ in COLUMNS) + " |",

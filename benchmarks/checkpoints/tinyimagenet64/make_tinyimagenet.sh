@@ -12,13 +12,17 @@
 # which machine ran each, when, and for how long). Every training writes resumable state: rerun the same stage with
 # RESUME=1 to continue after an interruption.
 #
-# usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|inverters|copy|bench|probes|trend|all]
+# usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|inverters|gans|copy|resume-state|
+#                                                                      bench|probes|trend|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
 #        RUNS         where the full run folders go (default ~/.cache/invkit/tinyimagenet_runs)
 #        DEVICE       cpu (default) or cuda: the inverters at 64x64 need a GPU (see "inverters" below)
 #        RESUME=1     continue the runs in $RUNS instead of starting them
+#        GAN_STEPS    biggan_proj's G steps on the CPU (default 20000: the target fixed on 2026-12-01 before resuming the
+#                     step-9000 runs, from the trend's extrapolation, not from a val pick; see README.md for where the
+#                     committed folders and resume/ stand)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 TIN=${TIN:-$HOME/.cache/invkit-data/tinyimagenet64}
@@ -28,6 +32,7 @@ DEVICE=${DEVICE:-cpu}
 OUT=benchmarks/checkpoints/tinyimagenet64
 EPS=0.00784313725490196  # 2/255, L-inf, for the robust training and the PGD evaluation of both classifiers
 RESUME_FLAG=$([ "${RESUME:-0}" = 1 ] && echo --resume || true)
+GAN_STEPS=${GAN_STEPS:-20000}
 
 # ------------------------------------------------------------------------------------------------ classifiers
 # resnet18s (3x3 stem, no max-pool) at width 32 on images resized to 32x32 (--input-size 32 is the stem choice: the
@@ -51,10 +56,11 @@ classifiers() {
 # (projected, not run). On the CPU: 32x32 output (the classifiers see 32x32 anyway), ch=16, batch 64, 9000 G steps,
 # self-attention at 32 in G and 16 in D (the paper's places, halved with the resolution), G lr 4e-4 (the MNIST runs
 # found the paper's 1e-4 moves G too little in a CPU budget), EMA decay 0.999 from G step 1000 (the paper's 0.9999
-# from 40k assumes 250k steps). About 1 s per G step with 1 thread: 2.5 h per run, more than one session; the
-# committed runs went to 3000 steps in one session and on to 9000 with RESUME=1 in the next (resuming is bit-exact:
-# the same batches, noise and states as one uninterrupted run). Every checkpoint is kept (--keep-checkpoints 0) for
-# the trend stage.
+# from 40k assumes 250k steps). About 1 s per G step with 1 thread: more than one session per run; the runs went to
+# 3000 steps in one session and on with RESUME=1 in the next ones (resuming is bit-exact: the same batches, noise and
+# states as one uninterrupted run). `gans` trains only these two (RESUME=1 continues them; on a fresh machine, first
+# put resume/ and the classifier folders into $RUNS as README.md shows). Every checkpoint is kept
+# (--keep-checkpoints 0) for the trend stage.
 # dosovitskiy_brox.paper at 32x32 with width_mult 0.25 (fc 1024 x3, a 4x4x64 map: 10.5 MB of float32 weights, which
 # keeps the six folders under 50 MB), batch 64, 1000 steps: about 1 s per step with 1 thread.
 # Each pair of runs goes side by side, one thread each (OMP_NUM_THREADS=1; two threads per run on 2 cores are slower).
@@ -68,16 +74,36 @@ train_inverter() {
 
 BIGGAN_CPU=(--resolution 32 --ch 16 --lr-g 4e-4 -o g_attention=32 -o d_attention=16 -o ema_decay=0.999
   -o ema_start=1000 --keep-checkpoints 0)
+train_gan() {
+  local label=$1
+  if [ "$DEVICE" = cpu ]; then
+    train_inverter "biggan_$label" biggan_proj.paper "$label" "$GAN_STEPS" 64 "${BIGGAN_CPU[@]}"
+  else
+    train_inverter "biggan_$label" biggan_proj.paper "$label" 20000 256 --keep-checkpoints 0
+  fi
+}
+
 inverters() {
   for label in standard robust; do
-    if [ "$DEVICE" = cpu ]; then
-      train_inverter "biggan_$label" biggan_proj.paper "$label" 9000 64 "${BIGGAN_CPU[@]}" &
-    else
-      train_inverter "biggan_$label" biggan_proj.paper "$label" 20000 256 --keep-checkpoints 0 &
-    fi
+    train_gan "$label" &
     train_inverter "dbrox_$label" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 &
     wait
   done
+}
+
+# both biggan_proj runs side by side; with RESUME=1 on a machine whose $RUNS lacks them, from the committed resume/
+# state and classifier folders first
+gans() {
+  local label
+  for label in standard robust; do
+    if [ "${RESUME:-0}" = 1 ] && [ ! -d "$RUNS/biggan_$label" ]; then
+      mkdir -p "$RUNS/classifier_$label" && cp "$OUT/classifier_$label"/* "$RUNS/classifier_$label/"
+      cp -r "$OUT/resume/biggan_$label" "$RUNS/"
+    fi
+  done
+  train_gan standard &
+  train_gan robust &
+  wait
 }
 
 # ------------------------------------------------------------------------------------- copy (inference weights)
@@ -91,16 +117,28 @@ copy() {
     cp "$RUNS/$name/config.json" "$RUNS/$name/model.safetensors" "$RUNS/$name/report.json" "$OUT/$name/"
   done
   for name in biggan_standard biggan_robust dbrox_standard dbrox_robust; do
-    ckpt=$(ls -d "$RUNS/$name"/checkpoints/step_* | sort | tail -n 1)
+    ckpt=$(last_checkpoint "$name")
     mkdir -p "$OUT/$name" && cp "$ckpt/config.json" "$ckpt/model.safetensors" "$OUT/$name/"
-    if [[ $name == biggan_* ]]; then
-      # the resumable state of the run, for training it further in a later session (README.md, "resume/")
-      rm -rf "$OUT/resume/$name" && mkdir -p "$OUT/resume/$name/checkpoints"
-      cp "$RUNS/$name/train_config.json" "$RUNS/$name/log.jsonl" "$OUT/resume/$name/"
-      cp -r "$ckpt" "$OUT/resume/$name/checkpoints/"
-    fi
   done
+  resume_state
   du -sh --exclude=resume "$OUT"  # issue 10: at most 50 MB in all (the six folders)
+}
+
+last_checkpoint() {
+  ls -d "$RUNS/$1"/checkpoints/step_* | sort | tail -n 1
+}
+
+# the biggan_proj runs' resumable state (README.md, "resume/"): their last checkpoint with train_state, the log and
+# the train config, for training them further in a later session. `copy` refreshes it; `resume-state` alone keeps a
+# run's progress at the end of a session without replacing the benched folders.
+resume_state() {
+  local name ckpt
+  for name in biggan_standard biggan_robust; do
+    ckpt=$(last_checkpoint "$name")
+    rm -rf "$OUT/resume/$name" && mkdir -p "$OUT/resume/$name/checkpoints"
+    cp "$RUNS/$name/train_config.json" "$RUNS/$name/log.jsonl" "$OUT/resume/$name/"
+    cp -r "$ckpt" "$OUT/resume/$name/checkpoints/"
+  done
 }
 
 # ------------------------------------------------------------------------------------------------ bench, probes
@@ -127,17 +165,24 @@ probes() {
 
 # biggan_proj's bench numbers (agreement, identification, ...) at every 1000th saved G step of both runs, on the
 # bench's 1000 val images: how far training has brought them, not a checkpoint pick (copy takes the last step).
+# With RESUME=1 the committed rows seed it, for the steps whose checkpoints a fresh machine no longer has (runs resumed
+# from resume/ keep only the steps trained there); the script checks the steps both have by weights digest.
 trend() {
+  local committed=benchmarks/results/tinyimagenet64-agreement-by-step/agreement_by_step.json
+  mkdir -p "$RUNS/trend"
+  if [ "${RESUME:-0}" = 1 ] && [ ! -f "$RUNS/trend/agreement_by_step.json" ]; then cp "$committed" "$RUNS/trend/"; fi
   nice -n 10 env OMP_NUM_THREADS=1 python "$OUT/agreement_by_step.py" "$RUNS" "$TIN" "$RUNS/trend"
 }
 
 case "${1:-all}" in
   classifiers) classifiers ;;
   inverters) inverters ;;
+  gans) gans ;;
   copy) copy ;;
+  resume-state) resume_state ;;
   bench) bench ;;
   probes) probes ;;
   trend) trend ;;
   all) classifiers; inverters; copy; bench; probes; trend ;;
-  *) echo "usage: $0 [classifiers|inverters|copy|bench|probes|trend|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [classifiers|inverters|gans|copy|resume-state|bench|probes|trend|all]" >&2; exit 2 ;;
 esac
