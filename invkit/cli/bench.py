@@ -26,7 +26,7 @@ from ._common import (
     parse_options,
     pick_device,
 )
-from ._ui import console
+from ._ui import console, err_console, plain_progress
 
 SHORT = {  # compact headers for the terminal table (report.md and report.html use the long ones)
     "psnr": "PSNR",
@@ -196,7 +196,12 @@ def run(settings: BenchSettings, out: Path) -> None:
     )
     tasks: dict[str, Any] = {}
 
+    # the live display draws nothing in a log until the end: plain lines there (_ui.plain_progress)
+    plain = plain_progress(err_console) if not err_console.is_terminal else None
+
     def callback(event: ProgressEvent) -> None:
+        if plain is not None:
+            plain(event)
         info = "  ".join(f"{k} {v}" for k, v in event.fields.items())
         if event.task not in tasks:
             tasks[event.task] = progress.add_task(event.task, total=event.total, info=info)
