@@ -83,11 +83,18 @@ train_gan() {
   fi
 }
 
+# waits for every background job given by pid; the script stops (set -e) when one failed
+wait_all() {
+  local pid
+  for pid in "$@"; do wait "$pid"; done
+}
+
 inverters() {
   for label in standard robust; do
     train_gan "$label" &
+    local gan=$!
     train_inverter "dbrox_$label" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 &
-    wait
+    wait_all "$gan" $!
   done
 }
 
@@ -102,8 +109,9 @@ gans() {
     fi
   done
   train_gan standard &
+  local standard=$!
   train_gan robust &
-  wait
+  wait_all "$standard" $!
 }
 
 # ------------------------------------------------------------------------------------- copy (inference weights)
