@@ -38,12 +38,19 @@ train_inverter() {
     --save-every 500 --sample-every 500 --log-every 100 --keep-checkpoints 0
 }
 
+# waits for every background job given by pid; the script stops (set -e) when one failed (a bare `wait` returns 0)
+wait_all() {
+  local pid
+  for pid in "$@"; do wait "$pid"; done
+}
+
 dbrox() {
   # dosovitskiy_brox: 3000 steps at batch 64 (see docs/baselines.md). Since issue 12 (published decoder, spatial
   # comparator) both runs together took 58 minutes on the shared 2-core machine (2026-11-30, load 10-20).
   train_inverter dbrox_standard dosovitskiy_brox.mnist standard "$DBROX_STEPS" 64 &
+  local standard=$!
   train_inverter dbrox_robust dosovitskiy_brox.mnist robust "$DBROX_STEPS" 64 &
-  wait
+  wait_all "$standard" $!
 }
 
 inverters() {
@@ -53,8 +60,9 @@ inverters() {
   # carry standing BN statistics; the shipped ones got theirs afterwards with `invkit standing-stats` (16 x 64
   # train digits, seed 0; see benchmarks/results/biggan_proj-standing-stats-cpu-torch2.14.1.md).
   train_inverter biggan_standard biggan_proj.mnist32 standard "$BIGGAN_STEPS" 16 &
+  local standard=$!
   train_inverter biggan_robust biggan_proj.mnist32 robust "$BIGGAN_STEPS" 16 &
-  wait
+  wait_all "$standard" $!
 }
 
 copy() {

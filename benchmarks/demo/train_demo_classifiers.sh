@@ -38,6 +38,11 @@ case "${1:-all}" in
   standard) standard ;;
   robust) robust ;;
   copy) copy ;;
-  all) standard & robust & wait; copy ;;
+  all)
+    standard &
+    pid=$!
+    robust
+    wait "$pid"  # a bare `wait` returns 0: a failed standard run would be copied
+    copy ;;
   *) echo "usage: $0 [all|standard|robust|copy]" >&2; exit 2 ;;
 esac
