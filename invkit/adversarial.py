@@ -108,17 +108,21 @@ def _loss_grad(fn: Model, x: torch.Tensor, labels: torch.Tensor, targeted: bool)
 
 
 def fgsm(model: Any, images: torch.Tensor, labels: torch.Tensor, *, eps: float, targeted: bool = False) -> torch.Tensor:
-    """Fast gradient sign method: one Linf step of size ``eps``, clamped to [0, 1].
+    """Fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, "Explaining and harnessing adversarial
+    examples"): one Linf step of size ``eps`` on the cross-entropy loss, clamped to [0, 1].
 
     Args:
-        model: an ``invkit.Classifier`` or a callable from [0, 1] images to logits.
-        images: clean images ``(N, C, H, W)`` in [0, 1].
-        labels: the true labels (or, with ``targeted``, the labels to move towards).
-        eps: step size in [0, 1] pixel units.
+        model: an ``invkit.Classifier`` or a callable from [0, 1] images to ``(N, K)`` logits.
+        images: clean float images ``(N, C, H, W)`` in [0, 1].
+        labels: ``(N,)`` class indices: the true labels (or, with ``targeted``, the labels to move towards).
+        eps: step size in [0, 1] pixel units, >= 0.
         targeted: descend the loss of ``labels`` instead of ascending it.
 
     Returns:
-        The adversarial images, detached, same shape as ``images``.
+        The adversarial images, detached, same shape as ``images``, in [0, 1].
+
+    Raises:
+        InputError: ``eps < 0``, ``images`` not a 4-D float tensor, or ``labels`` not of shape ``(N,)``.
     """
     _check(images, labels, "linf", eps)
     grad = _loss_grad(_logits_fn(model), images, labels, targeted)
@@ -141,10 +145,10 @@ def pgd(
     """Projected gradient descent on the cross-entropy loss (Madry et al. 2018).
 
     Args:
-        model: an ``invkit.Classifier`` or a callable from [0, 1] images to logits.
-        images: clean images ``(N, C, H, W)`` in [0, 1].
-        labels: the true labels (or, with ``targeted``, the labels to move towards).
-        eps: radius of the ball in [0, 1] pixel units (Linf: per pixel; L2: per image).
+        model: an ``invkit.Classifier`` or a callable from [0, 1] images to ``(N, K)`` logits.
+        images: clean float images ``(N, C, H, W)`` in [0, 1].
+        labels: ``(N,)`` class indices: the true labels (or, with ``targeted``, the labels to move towards).
+        eps: radius of the ball in [0, 1] pixel units, >= 0 (Linf: per pixel; L2: per image).
         norm: ``linf`` or ``l2``.
         steps: ascent steps.
         step_size: size of each step; default ``2.5 * eps / steps``.
@@ -155,6 +159,10 @@ def pgd(
 
     Returns:
         The adversarial images (the last iterate), detached, inside the eps ball and in [0, 1].
+
+    Raises:
+        InputError: ``norm`` not ``linf`` or ``l2``, ``eps < 0``, ``steps < 0``, ``images`` not a 4-D float
+            tensor, or ``labels`` not of shape ``(N,)``.
     """
     _check(images, labels, norm, eps)
     if steps < 0:

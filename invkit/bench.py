@@ -36,7 +36,7 @@ from .checkpoint import (
 from .classifier import Classifier
 from .config import check_fields
 from .data import ImageDataset, for_classifier, load_dataset, resize
-from .errors import CheckpointError, DataError, InvkitError, TrainingError
+from .errors import CheckpointError, DataError, InputError, InvkitError, TrainingError
 from .inverter import Inverter
 from .progress import Progress, ProgressCallback, no_progress
 from .resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
@@ -255,10 +255,26 @@ def invert_logits(
     time); optimisation inverters need autograd and report their steps to ``progress``. The global RNG is
     seeded too, for inverters that also draw from it (jitter).
 
+    Args:
+        inverter: the inverter, on the device of ``logits``.
+        logits: ``(N, num_classes)`` logits of the inverter's classifier (N >= 1), or the ``(N, ...)``
+            representation the inverter says it inverts (``inverter.targets``).
+        seed: seeds the generator handed to ``inverter.invert`` (noise, random starts) and the global torch RNG.
+        batch_size: rows of ``logits`` per ``inverter.invert`` call.
+        progress: receives ``Progress`` events of ``task`` over the N images.
+        task: the progress task name.
+
     Returns:
         Reconstructions ``(N, C, H, W)`` float in [0, 1] on the inverter's device, and the timing fields of a
         result record (``time_per_image_s`` in seconds, peak memory in MiB and how it was measured).
+
+    Raises:
+        InputError: ``logits`` is not a non-empty ``(N, ...)`` tensor; or passed up from ``inverter.invert``,
+            e.g. logits of the wrong shape or dtype or with NaN/inf values (``Inverter.check_logits``).
     """
+    if not isinstance(logits, torch.Tensor) or logits.dim() < 2 or len(logits) == 0:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise InputError(f"invert_logits: expected a non-empty (N, num_classes) batch of logits, got {got}.")
     device = logits.device
     torch.manual_seed(seed)  # inverters that also draw from the global RNG (jitter) repeat run to run
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -293,6 +309,21 @@ class Bench:
         settings: what to run.
         out: folder for results.json and the reports (None: compute only).
         progress: receives ``Progress`` events (tasks ``bench`` over pairs, and one per pair over images).
+
+    Raises:
+        InputError: a settings field of the wrong type, NaN/inf or a negative or zero size
+            (``invkit.config.check_fields``); an unsupported ``lpips_net``; a class with fewer than ``id_k``
+            test images (``metrics.draw_distractors``).
+        InvkitError: ``n < 1``, ``id_k < 2``, no classifier or no inverter; ``n`` above the test images (with
+            ``only_correct``: above those every classifier gets right); ``inverter_options`` for an inverter
+            read from a checkpoint; a ``results.json`` in ``out`` that is not JSON or holds other settings.
+        DataError: data that cannot be opened, with classes a classifier does not know, or that two classifiers
+            number differently.
+        CheckpointError: a classifier or inverter checkpoint folder that is missing or corrupt; a learned
+            inverter with no fitting checkpoint and ``train_steps`` 0; a checkpoint that fits no pair, or
+            several that fit one pair and cannot be told apart.
+        UnknownNameError: an unregistered classifier or inverter name.
+        WeightsNotFoundError: a registry classifier whose pretrained weights are not in the local caches.
     """
 
     def __init__(
@@ -507,7 +538,16 @@ class Bench:
 
     # ------------------------------------------------------------------------------------------ running
     def run(self) -> Iterator[PairResult]:
-        """Compute every pair not already in ``out``; yield each result as it finishes."""
+        """Compute every pair not already in ``out``; yield each result as it finishes.
+
+        Raises:
+            TrainingError: a learned inverter trained here (``train_steps``) that cannot be trained, or whose
+                training stops (``invkit.train.train_inverter``).
+            CheckpointError: an inverter checkpoint that does not load or does not fit its classifier.
+            InputError: passed up from an inverter: options it refuses, or inputs it cannot take.
+            DataError: the train split of ``data``, for an inverter trained here, cannot be opened or matched.
+            OutputError: a results, report or image file in ``out`` cannot be written.
+        """
         previous = {r.get("key"): r for r in self._previous.get("results", [])}
         self.results: list[PairResult] = []
         if self.out is not None:

@@ -214,6 +214,15 @@ def save_checkpoint(
         state_dict: the model weights.
         train_state: optional nested state for resuming (see ``save_train_state``).
         extra: more JSON fields for ``config.json`` (step, metrics, provenance).
+
+    Returns:
+        The folder.
+
+    Raises:
+        OutputError: the folder cannot be created or a file cannot be written (not writable, disk full, a file
+            where the folder should be); files already there keep their old content.
+        TypeError: ``config`` or ``extra`` is not JSON-serialisable, or ``train_state`` holds a value
+            ``save_train_state`` cannot store (the weights may already be written, ``config.json`` is not).
     """
     directory = make_dirs(directory)
     atomic_save_safetensors(directory / WEIGHTS_NAME, state_dict, {"invkit_version": __version__})
@@ -226,7 +235,21 @@ def save_checkpoint(
 
 
 def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    """Read and check ``config.json`` of a checkpoint folder."""
+    """Read and check ``config.json`` of a checkpoint folder.
+
+    Args:
+        directory: the checkpoint folder.
+        kind: ``classifier`` or ``inverter`` to require that kind; None accepts either.
+
+    Returns:
+        The parsed ``config.json``: ``invkit_kind``, ``name`` (the registry name; when empty, inferred from the
+        training run's config or the stored classifier config), ``config`` and any extra fields.
+
+    Raises:
+        CheckpointError: the folder does not exist or is a file; ``config.json`` is missing, not a file, not
+            valid JSON or unreadable; it lacks ``invkit_kind`` or has a ``name`` or ``config`` of the wrong type;
+            it holds another ``kind``; its ``name`` is empty and cannot be inferred (the message says what to write).
+    """
     directory = Path(directory)
     if not directory.exists():
         raise CheckpointError(
@@ -293,6 +316,11 @@ def _inferred_name(doc: dict[str, Any], directory: Path) -> str:
 
 
 def load_checkpoint_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint folder: its ``model.safetensors``, loaded on the CPU (see ``load_safetensors``).
+
+    Raises:
+        CheckpointError: ``model.safetensors`` is missing, a pickle, corrupt or truncated.
+    """
     return load_safetensors(Path(directory) / WEIGHTS_NAME)
 
 
@@ -383,11 +411,29 @@ def spec_identity(spec: str | None) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ safe loading
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a safetensors file, with one-line errors for a missing, pickled or corrupt file."""
+    """Load a safetensors file onto the CPU.
+
+    Returns:
+        Tensor name -> tensor.
+
+    Raises:
+        CheckpointError: the file does not exist, is a folder or unreadable, is a pickle (``torch.save``; the
+            message says how to convert it), or is not a readable safetensors file (corrupt or truncated). One line
+            each.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"weights file '{path}' does not exist.")
-    if _looks_like_pickle(path):
+    if path.is_dir():
+        raise CheckpointError(
+            f"'{path}' is a folder, but a safetensors weights file is expected; give the file in it "
+            f"({WEIGHTS_NAME} for an invkit checkpoint folder)."
+        )
+    try:
+        pickled = _looks_like_pickle(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read weights file '{path}': {exc.strerror or exc}.") from None
+    if pickled:
         raise CheckpointError(
             f"'{path}' is a pickle (torch.save) file, but a safetensors file is expected; "
             "convert it with `invkit convert-weights` or save it with safetensors."
@@ -411,7 +457,21 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
     """Load published weights from safetensors, a torch state dict (``weights_only=True``) or an ``.npz``.
 
     A pickle that contains code or arbitrary objects is refused: ``torch.load(weights_only=True)`` only
-    rebuilds tensors and plain containers. Returns whatever mapping the file holds (callers pick the keys).
+    rebuilds tensors and plain containers. The format follows the suffix: ``.safetensors``, ``.npz``, else torch.
+
+    Args:
+        path: the weights file (``~`` is expanded).
+        what: what the file is, for messages (``"resnet50.tv_in1k weights"``).
+        flag: the CLI option that gave the path, for messages.
+
+    Returns:
+        Whatever mapping the file holds, on the CPU (callers pick the keys).
+
+    Raises:
+        WeightsNotFoundError: ``path`` does not exist or is a folder.
+        UnsafeCheckpointError: a torch pickle with code or Python objects, or an ``.npz`` with pickled objects.
+        CheckpointError: a corrupt or truncated file, a pickle named ``.safetensors``, or a torch file that holds
+            something other than a mapping.
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -461,6 +521,14 @@ def save_train_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
     Tensors are flattened to dotted keys; everything else (ints, floats, strings, lists, None) goes to JSON
     in the file's metadata, so ``optimizer.state_dict()`` round-trips with no pickle.
+
+    Args:
+        path: the file to write (atomically, see ``atomic_save_safetensors``).
+        state: nested mappings, lists and tuples of tensors, bools, ints, floats, strings and None.
+
+    Raises:
+        TypeError: ``state`` holds a value of another type (the message names its key); nothing is written.
+        OutputError: the file cannot be written; ``path`` keeps its old content.
     """
     tensors: dict[str, torch.Tensor] = {}
 
@@ -489,7 +557,13 @@ def save_train_state(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
 
 
 def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Inverse of ``save_train_state``."""
+    """Inverse of ``save_train_state``: the nested state, tensors on the CPU.
+
+    Raises:
+        CheckpointError: ``path`` does not exist (the checkpoint cannot be resumed), is not a readable
+            safetensors file, or is not an invkit training state (no ``invkit_tree`` metadata, or metadata that
+            does not parse or names tensors the file lacks).
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -504,6 +578,8 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     def decode(obj: Any) -> Any:
         if isinstance(obj, dict):
             if "__tensor__" in obj:
+                if obj["__tensor__"] not in tensors:
+                    raise CheckpointError(f"'{path}': its invkit_tree names a tensor the file lacks; it is corrupt.")
                 return tensors[obj["__tensor__"]]
             if "__dict__" in obj:
                 return {decode(k): decode(v) for k, v in obj["__dict__"]}
@@ -513,4 +589,9 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
                 return tuple(decode(v) for v in obj["__tuple__"])
         return obj
 
-    return decode(json.loads(meta["invkit_tree"]))
+    try:
+        return decode(json.loads(meta["invkit_tree"]))
+    except (ValueError, TypeError, KeyError) as exc:  # JSON that does not parse, or a tree of another shape
+        raise CheckpointError(
+            f"'{path}': its invkit_tree metadata is corrupt ({exc}); resume from another checkpoint."
+        ) from None

@@ -62,7 +62,14 @@ def _check_preprocessing(c: Any, where: str) -> None:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """How a classifier expects its input, and where it comes from."""
+    """How a classifier expects its input, and where it comes from.
+
+    Raises:
+        InputError: on construction (and in ``with_``), a field no network could be fed with: ``input_size`` not
+            three whole numbers above 0 or with other than 1 or 3 channels, ``mean``/``std`` not one finite number
+            per channel, a ``std`` not above 0, an unknown ``interpolation`` or ``channel_order``, or
+            ``label_names`` not ``num_classes`` strings.
+    """
 
     name: str  # registry name, ``name.tag``
     num_classes: int  # length of the logit vector
@@ -121,6 +128,12 @@ class ClassifierConfig:
         return cls(**d)
 
     def with_(self, **changes: Any) -> ClassifierConfig:
+        """A copy with ``changes`` (field name -> value) applied, checked like a new config.
+
+        Raises:
+            InputError: a changed field is refused (see the class docstring).
+            TypeError: a key that is not a field.
+        """
         return replace(self, **changes)
 
 
@@ -163,7 +176,10 @@ class Classifier(nn.Module):
         return super().train(mode)
 
     def check_images(self, images: torch.Tensor) -> None:
-        """Raise ``InputError`` unless ``images`` is a float (N, C, H, W) batch in [0, 1] with 1 or 3 channels."""
+        """Raise ``InputError`` unless ``images`` is a float ``(N, C, H, W)`` tensor, C 1 or 3, H and W at least 8.
+
+        The [0, 1] range is the caller's to keep: values are not checked.
+        """
         if not isinstance(images, torch.Tensor):
             raise InputError(f"{self.name}: expected a torch.Tensor of images, got {type(images).__name__}.")
         if images.dim() == 3:
@@ -186,7 +202,21 @@ class Classifier(nn.Module):
             raise InputError(f"{self.name}: images of {images.shape[-2]}x{images.shape[-1]} are too small.")
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1], any size, 1 or 3 channels -> the normalised batch the network takes."""
+        """The normalised batch the network takes, from images in [0, 1].
+
+        Converts the channels (grey repeated to RGB, RGB averaged to grey), resizes with
+        ``config.interpolation`` (antialiased for bilinear and bicubic), flips to BGR when ``config.channel_order``
+        says so, then subtracts ``config.mean`` and divides by ``config.std``.
+
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1]; C is 1 or 3, H and W any size of at least 8.
+
+        Returns:
+            ``(N, *config.input_size)`` in the images' dtype, normalised: no longer in [0, 1].
+
+        Raises:
+            InputError: ``images`` is not such a batch (see ``check_images``).
+        """
         self.check_images(images)
         c, h, w = self.config.input_size
         if images.shape[1] != c:
@@ -203,10 +233,31 @@ class Classifier(nn.Module):
         return self.network(self.preprocess(images))
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes)`` for float images in [0, 1] of any size."""
+        """Logits for a batch of images; gradients flow to ``images``.
+
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1]; C is 1 or 3, H and W any size of at least 8.
+
+        Returns:
+            ``(N, num_classes)`` raw (unnormalised) logits.
+
+        Raises:
+            InputError: ``images`` is not such a batch (see ``check_images``).
+        """
         return self(images)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """The predicted class of each image: the argmax of ``logits``.
+
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1]; C is 1 or 3, H and W any size of at least 8.
+
+        Returns:
+            ``(N,)`` int64 class indices in ``[0, num_classes)``.
+
+        Raises:
+            InputError: ``images`` is not such a batch (see ``check_images``).
+        """
         return self(images).argmax(dim=1)
 
     # ------------------------------------------------------------------------------------------- checkpoints
@@ -256,7 +307,23 @@ class Classifier(nn.Module):
 
 
 def load_classifier(directory: str | os.PathLike) -> Classifier:
-    """Rebuild a classifier from an invkit checkpoint folder."""
+    """Rebuild a classifier from an invkit checkpoint folder, in eval mode.
+
+    The registry name stored in ``config.json`` picks the factory, which is called with the stored
+    ``init_kwargs`` and ``pretrained=False``; a stored ``classifier_config`` (labels, provenance, preprocessing)
+    replaces the factory's, and the weights come from ``model.safetensors``.
+
+    Args:
+        directory: the checkpoint folder (config.json + model.safetensors).
+
+    Raises:
+        CheckpointError: the folder or its ``config.json`` is missing, corrupt, unnamed or of an inverter; the
+            factory cannot build the stored ``init_kwargs``; the stored classifier config is invalid or does not
+            match the built network; ``model.safetensors`` is missing or corrupt, or its weights do not fit the
+            network (wrong keys or shapes, integer dtypes, NaN/inf).
+        UnknownNameError: the stored name is not registered (its plugin is not installed).
+        AmbiguousNameError: several plugins registered the stored name.
+    """
     from .checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
     from .plugins import get_registry
 

@@ -72,11 +72,28 @@ class ImageDataset(Dataset):
 
 
 class TensorImageDataset(ImageDataset):
-    """Images held in memory as ``uint8 (N, C, H, W)``."""
+    """Images held in memory as ``uint8 (N, C, H, W)``; item ``i`` is ``images[i] / 255`` (float ``(C, H, W)``
+    in [0, 1]) and its label.
+
+    Args:
+        images: ``(N, C, H, W)`` uint8 pixels (0-255), N >= 1.
+        labels: ``(N,)`` class indices into ``classes``.
+        classes: the class names, in label order.
+        name: what messages call the data set.
+
+    Raises:
+        InputError: ``images`` is not a 4-D uint8 tensor, or ``labels`` not one label per image.
+        DataError: ``images`` holds no image.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], name: str = ""):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError("images must be uint8 (N, C, H, W)")
+        where = f"data set '{name}'" if name else "TensorImageDataset"
+        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+            got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+            raise InputError(f"{where}: images must be a uint8 tensor (N, C, H, W) in [0, 255], got {got}.")
+        if not isinstance(labels, torch.Tensor) or labels.shape != (len(images),):
+            got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise InputError(f"{where}: labels must be a tensor of shape ({len(images)},), one per image, got {got}.")
         if len(images) == 0:
             raise DataError(f"data set '{name}' is empty.")
         self.images, self.targets = images, labels.long()
@@ -351,7 +368,15 @@ def _build_cached(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray
 
 
 def unpack_archive(path: Path) -> Path:
-    """Unpack a tarball once into the cache; return the unpacked folder."""
+    """Unpack a ``.tar``/``.tar.gz``/``.tgz`` archive once into ``<cache>/unpacked/``; return the unpacked folder.
+
+    An archive of the same path, size and modification time is unpacked only once. When the cache cannot be
+    written, the archive is unpacked into a temporary folder for this run only, with a warning.
+
+    Raises:
+        DataError: the archive is corrupt, not a tar file, or holds members the ``data`` extraction filter
+            refuses (absolute paths, links out of the folder).
+    """
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
     dest = cache_dir() / "unpacked" / f"{path.name.split('.')[0]}-{key}"
@@ -421,10 +446,21 @@ def load_dataset(
     """Open a data set.
 
     Args:
-        spec: ``"default"``/None, a folder, a tarball, or a torchvision data set name.
+        spec: ``"default"``/None, a folder, a tarball, a folder of Downsampled ImageNet npz batches (or one of its
+            files), or a torchvision data set name.
         split: ``train`` or ``test`` (``val`` is accepted for folders that call it so).
         root: where torchvision-format data sets live (default: ``<cache>/datasets``).
         download: let torchvision download a missing data set (needs the network).
+
+    Returns:
+        A data set of ``(image, label)`` items: ``image`` a float ``(C, H, W)`` tensor in [0, 1], ``label`` an int
+        index into its ``classes``. Folder images are decoded when an item is read (a corrupt file raises
+        ``DataError`` then).
+
+    Raises:
+        DataError: an unknown split; a path that does not exist, a file that is not a tar archive (or npz batch),
+            an empty folder or a corrupt archive; a folder without the split, class folders or images; a
+            torchvision data set not found under ``root``; npz batches ``load_npz_folder`` refuses.
     """
     if split not in SPLITS:  # a typo ("tset") must not silently give the train split
         raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}.")
@@ -718,9 +754,19 @@ def take(
     """Stack ``n`` images of a data set into ``(images (n, C, H, W), labels (n,))``, picked by a seeded draw.
 
     Args:
+        dataset: a data set of ``(image, label)`` items, images ``(C, H, W)`` of one shape (float in [0, 1] for
+            invkit's data sets); ``per_class`` uses its ``labels()`` when it has one.
         n: how many (all when None or larger than the data set).
         seed: the draw's seed; the same seed gives the same images.
         per_class: draw an equal number from each class (in class order) instead of uniformly.
+
+    Returns:
+        ``images`` ``(n, C, H, W)`` as the data set gives them (in [0, 1] for invkit's data sets) and ``labels``
+        ``(n,)`` int64. With ``per_class`` there may be fewer than ``n``: ``n // classes`` per class (at least
+        one, and no more than a class has), cut to ``n``.
+
+    Raises:
+        InputError: ``n`` is not a whole number >= 1 (or None).
     """
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise InputError(f"take: n must be a whole number of images >= 1 (or None for all), got {n!r}.")

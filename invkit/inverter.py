@@ -90,16 +90,32 @@ class Inverter(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """Reconstruct images from logits.
 
+        Implementations check their input with ``check_logits`` and ``check_noise``.
+
         Args:
-            logits: ``(N, num_classes)`` logits of the classifier this inverter was built for.
-            noise: ``(N, noise_dim)`` noise for stochastic inverters; drawn from ``generator`` when None.
+            logits: ``(N, num_classes)`` float logits of the classifier this inverter was built for, N >= 1.
+            noise: ``(N, noise_dim)`` standard normal noise for stochastic inverters; when None it is drawn from
+                N(0, 1) with ``generator`` (``sample_noise``). Leave it None for deterministic ones (``noise_dim`` 0).
             generator: seeds the noise (and any other randomness) for reproducible results.
 
         Returns:
             ``(N, channels, resolution, resolution)`` images in [0, 1].
+
+        Raises:
+            InputError: ``logits`` is not a float ``(N, num_classes)`` tensor with N >= 1, or holds NaN/inf;
+                ``noise`` is not of shape ``(N, noise_dim)``.
         """
 
     def check_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return ``logits`` unchanged if ``invert`` can use them.
+
+        Args:
+            logits: should be ``(N, num_classes)`` floating point, N >= 1, finite.
+
+        Raises:
+            InputError: not a tensor; a single vector (no batch dimension); another shape or logit dimension;
+                an integer or bool dtype; an empty batch; NaN/inf values (the message names the rows).
+        """
         if not isinstance(logits, torch.Tensor):
             raise InputError(f"{self.registry_name}: expected a tensor of logits, got {type(logits).__name__}.")
         if logits.dim() == 1:
@@ -134,17 +150,46 @@ class Inverter(nn.Module, abc.ABC):
         return torch.randn(n, self.noise_dim, generator=generator, device=device).to(self.device)
 
     def check_noise(self, noise: torch.Tensor | None, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """The noise ``invert`` uses: ``noise`` if it fits, else a fresh draw when it is None.
+
+        Args:
+            noise: ``(n, noise_dim)``, or None to draw standard normal noise with ``sample_noise``.
+            n: the batch size (the number of logit vectors).
+            generator: seeds the draw when ``noise`` is None.
+
+        Returns:
+            ``(n, noise_dim)`` noise, or None when ``noise`` is None and ``noise_dim`` is 0.
+
+        Raises:
+            InputError: ``noise`` is not a float tensor of shape ``(n, noise_dim)``, or holds NaN or inf.
+        """
         if noise is None:
             return self.sample_noise(n, generator)
+        if not isinstance(noise, torch.Tensor):
+            raise InputError(f"{self.registry_name}: expected noise as a torch.Tensor, got {type(noise).__name__}.")
         if noise.dim() != 2 or noise.shape != (n, self.noise_dim):
             raise InputError(
                 f"{self.registry_name}: expected noise of shape ({n}, {self.noise_dim}), got {tuple(noise.shape)}."
             )
+        if not noise.is_floating_point():
+            raise InputError(f"{self.registry_name}: expected float noise (standard normal), got {noise.dtype}.")
+        if not bool(torch.isfinite(noise).all()):
+            raise InputError(f"{self.registry_name}: the noise holds NaN or inf values.")
         return noise
 
     # ------------------------------------------------------------------------------------------ training
     def make_trainer(self, classifier: Any, **options: Any) -> InverterTrainer:
-        """Everything needed to train this inverter against a frozen classifier (see ``InverterTrainer``)."""
+        """Everything needed to train this inverter against a frozen classifier (see ``InverterTrainer``).
+
+        Learned inverters override it (and set ``trainable``); this default refuses.
+
+        Args:
+            classifier: the frozen classifier whose logits the inverter learns to invert.
+            **options: trainer settings of the subclass (learning rates, loss weights, ...).
+
+        Raises:
+            TrainingError: always, here: the inverter has no training step (``optim`` inverts directly).
+        """
         raise TrainingError(
             f"{self.registry_name or type(self).__name__} has no training step: it inverts "
             "directly with `invkit invert`/`invkit bench`, nothing to train."
@@ -241,7 +286,16 @@ class InverterTrainer(abc.ABC):
         """Wrap trained modules for data-parallel training (see the class docstring)."""
 
     def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """Images for the periodic sample grid (the inference inverter in eval mode)."""
+        """Images for the periodic sample grid: ``invert`` of the inference inverter in eval mode, without gradients.
+
+        Args:
+            logits: ``(N, num_classes)`` logits of the frozen classifier.
+            noise: ``(N, noise_dim)`` standard normal noise, fixed across the run so grids compare; None for a
+                deterministic inverter.
+
+        Returns:
+            ``(N, channels, resolution, resolution)`` images in [0, 1].
+        """
         inv = self.inference_inverter()
         was_training = inv.training
         inv.eval()

@@ -58,7 +58,18 @@ def _check_pair(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ PSNR / SSIM
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB per image, data range 1, capped at ``PSNR_CAP_DB``."""
+    """Peak signal-to-noise ratio in dB per image, data range 1, capped at ``PSNR_CAP_DB``.
+
+    Args:
+        x: ``(N, C, H, W)`` images in [0, 1], C = 1 or 3.
+        y: ``(N, C, H, W)`` images in [0, 1] of the same shape.
+
+    Returns:
+        ``(N,)`` PSNR in dB, at most ``PSNR_CAP_DB`` (100).
+
+    Raises:
+        InputError: the batches are not 4-D, differ in shape, or have other than 1 or 3 channels.
+    """
     _check_pair(x, y, "psnr")
     mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
     return (10 * torch.log10(1.0 / mse.clamp_min(10 ** (-PSNR_CAP_DB / 10)))).float()
@@ -73,7 +84,18 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Structural similarity per image (Wang et al. 2004, Gaussian window, no padding), in [-1, 1]."""
+    """Structural similarity per image (Wang et al. 2004, Gaussian window, no padding).
+
+    Args:
+        x: ``(N, C, H, W)`` images in [0, 1], C = 1 or 3.
+        y: ``(N, C, H, W)`` images in [0, 1] of the same shape.
+
+    Returns:
+        ``(N,)`` SSIM in [-1, 1] (1 for identical images), averaged over positions and channels.
+
+    Raises:
+        InputError: the batches are not 4-D, differ in shape, or have other than 1 or 3 channels.
+    """
     _check_pair(x, y, "ssim")
     n, c, h, w = x.shape
     size = min(SSIM_WINDOW, h, w)
@@ -144,8 +166,18 @@ def lpips_status(net: str = "alex") -> tuple[bool, str]:
 class LPIPS:
     """LPIPS distance per image, only ever with the pretrained backbone (see ``lpips_status``).
 
-    Images are resized so that their shorter side is at least ``LPIPS_MIN_SIZE`` (AlexNet's five layers need
-    it), grey images are repeated to 3 channels, and both are scaled to [-1, 1] as the package expects.
+    LPIPS follows Zhang, Isola, Efros, Shechtman & Wang 2018 ("The unreasonable effectiveness of deep features as
+    a perceptual metric", CVPR), computed by their ``lpips`` package (v0.1 linear heads). Images are resized so
+    that their shorter side is at least ``LPIPS_MIN_SIZE`` (AlexNet's five layers need it), grey images are
+    repeated to 3 channels, and both are scaled to [-1, 1] as the package expects.
+
+    Args:
+        net: the backbone, ``"alex"`` or ``"vgg"``.
+        device: where the network runs.
+
+    Raises:
+        InputError: ``net`` is not supported, or its backbone weights are not in the torch hub cache or do not
+            have the SHA-256 their file name promises (the message says which file to put where).
     """
 
     def __init__(self, net: str = "alex", device: str | torch.device = "cpu"):
@@ -164,6 +196,19 @@ class LPIPS:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """LPIPS distance between ``x[i]`` and ``y[i]`` for each i.
+
+        Args:
+            x: ``(N, C, H, W)`` images in [0, 1], C = 1 or 3.
+            y: ``(N, C, H, W)`` images in [0, 1] of the same shape.
+            batch_size: image pairs per forward pass of the network.
+
+        Returns:
+            ``(N,)`` distances on the CPU (0 for identical images; lower is more similar).
+
+        Raises:
+            InputError: the batches are not 4-D, differ in shape, or have other than 1 or 3 channels.
+        """
         _check_pair(x, y, "lpips")
         out = []
         for i in range(0, len(x), batch_size):
@@ -188,10 +233,19 @@ def classifier_agreement(
 ) -> dict[str, float | int | None]:
     """Top-1 agreement and logit cosine between Φ(x̂) and Φ(x), overall and split by Φ(x) being right.
 
+    Args:
+        recon_logits: ``(N, K)`` logits Φ(x̂) of the reconstructions.
+        orig_logits: ``(N, K)`` logits Φ(x) of the originals.
+        labels: ``(N,)`` true class indices of the originals.
+
     Returns:
         ``top1_agreement``, ``logit_cosine`` (means over all images), the same two with the suffixes
         ``_correct`` and ``_incorrect`` (None when that group is empty), ``n_correct``, ``n_incorrect`` and
-        ``accuracy`` (of the classifier on the originals).
+        ``accuracy`` (of the classifier on the originals). Agreement and accuracy are fractions in [0, 1], the
+        cosine is in [-1, 1].
+
+    Raises:
+        InputError: the two logit tensors differ in shape or are not 2-D.
     """
     if recon_logits.shape != orig_logits.shape or recon_logits.dim() != 2:
         raise InputError(
@@ -218,12 +272,19 @@ def classifier_agreement(
 # ------------------------------------------------------------------------------------ instance identification
 def draw_distractors(labels: torch.Tensor, indices: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """For each ``indices[i]``, ``k - 1`` other indices of the same class in ``labels``, drawn without
-    replacement by a seeded generator. Returns ``(len(indices), k - 1)``.
+    replacement by a seeded generator.
 
     Args:
-        labels: the label of every image in the pool (e.g. a whole held-out split).
-        indices: the images to be identified (positions in ``labels``).
+        labels: ``(M,)`` the label of every image in the pool (e.g. a whole held-out split).
+        indices: ``(N,)`` the images to be identified (positions in ``labels``).
         k: candidates per identification, the original included.
+        seed: seed of the draw; the same seed, labels and indices give the same distractors.
+
+    Returns:
+        ``(N, k - 1)`` int64 positions in ``labels``, none equal to its row's ``indices[i]``.
+
+    Raises:
+        InputError: ``k < 2``, or a class of ``indices`` has fewer than ``k`` images in ``labels``.
     """
     if k < 2:
         raise InputError(f"instance identification needs k >= 2 candidates, got k={k}.")
@@ -246,12 +307,17 @@ def identification_hits(recons: torch.Tensor, originals: torch.Tensor, distracto
     """Per reconstruction, 1 when its original is the nearest of the k candidates by pixel L2 distance.
 
     Args:
-        recons: ``(N, C, H, W)`` reconstructions, already at the originals' size and channels.
-        originals: ``(N, C, H, W)`` the images they were reconstructed from.
-        distractors: ``(N, k - 1, C, H, W)`` other images of each original's class.
+        recons: ``(N, C, H, W)`` reconstructions in [0, 1], already at the originals' size and channels (1 or 3).
+        originals: ``(N, C, H, W)`` the images in [0, 1] they were reconstructed from.
+        distractors: ``(N, k - 1, C, H, W)`` other images in [0, 1] of each original's class.
 
     Returns:
-        ``(N,)`` scores: 1 (hit), 0 (a distractor is strictly nearer) or 1/(t+1) for a tie with t distractors.
+        ``(N,)`` scores in [0, 1]: 1 (hit), 0 (a distractor is strictly nearer) or 1/(t+1) for a tie with t
+        distractors.
+
+    Raises:
+        InputError: ``recons`` and ``originals`` are not 4-D, differ in shape or have other than 1 or 3 channels,
+            or ``distractors`` is not ``(N, k - 1, C, H, W)`` for them.
     """
     _check_pair(recons, originals, "identification")
     if distractors.dim() != 5 or distractors.shape[0] != len(recons) or distractors.shape[2:] != recons.shape[1:]:

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import InvkitError
+from .errors import InputError, InvkitError
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "invkit"
@@ -137,15 +137,24 @@ def _fill(kind: str, hook_name: str) -> Registry:
     return registry
 
 
+_REGISTER_HOOKS = {"classifier": "register_classifiers", "inverter": "register_inverters", "probe": "register_probes"}
+
+
 def get_registry(kind: str) -> Registry:
-    """The registry of ``classifier``, ``inverter`` or ``probe``, filled from the plugins on first use."""
+    """The registry of one kind of object, filled from the plugins' ``register_*`` hooks on first use.
+
+    Args:
+        kind: ``classifier``, ``inverter`` or ``probe`` (singular).
+
+    Raises:
+        InputError: any other ``kind``; the message names the three kinds.
+    """
+    if not isinstance(kind, str) or kind not in _REGISTER_HOOKS:
+        raise InputError(
+            f"unknown registry kind {kind!r}; use one of {', '.join(map(repr, _REGISTER_HOOKS))} (singular)."
+        )
     if kind not in _State.registries:
-        hook_name = {
-            "classifier": "register_classifiers",
-            "inverter": "register_inverters",
-            "probe": "register_probes",
-        }[kind]
-        _State.registries[kind] = _fill(kind, hook_name)
+        _State.registries[kind] = _fill(kind, _REGISTER_HOOKS[kind])
     return _State.registries[kind]
 
 
@@ -167,7 +176,7 @@ def failed_plugins() -> dict[str, str]:
 
     Fills the three registries first, so that a ``register_*`` hook that raises is found too.
     """
-    for kind in ("classifier", "inverter", "probe"):
+    for kind in _REGISTER_HOOKS:
         get_registry(kind)
     return dict(_State.failed)
 

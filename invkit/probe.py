@@ -31,7 +31,8 @@ class ProbeContext:
     Attributes:
         classifier: the frozen classifier whose logits are inverted.
         inverter: an inverter built for that classifier.
-        data: held-out images, a dataset of (image in [0, 1], label).
+        data: held-out images, a dataset of ``(image, label)``: a float ``(C, H, W)`` image in [0, 1] at the data
+            set's own size (``Inverter.target_images`` brings it to the inverter's) and an int class index.
         out: the folder to write figures into (exists).
         generator: seeded; use it for every random draw so runs repeat.
         num_images: how many images of ``data`` to use.
@@ -91,7 +92,17 @@ class Probe(abc.ABC):
 
     @abc.abstractmethod
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        """Run the experiment, write figures under ``ctx.out`` and return the numbers."""
+        """Run the experiment, write figures under ``ctx.out`` and return the numbers.
+
+        Args:
+            ctx: what to run on (the built-in probes apply ``ctx.options`` over the options they were built with).
+
+        Raises:
+            InputError: ``ctx`` the probe cannot use, as the built-in probes report it: an unknown or badly typed
+                option, too few suitable images or classes in ``ctx.data``, a second classifier with other labels.
+            InvkitError: other errors of the classifier or inverter it runs (e.g. an ``optim`` inverter built
+                without its classifier).
+        """
 
 
 def declared_options(probe: Any) -> set[str] | None:

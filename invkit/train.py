@@ -167,6 +167,11 @@ def build_inverter(
 
     Returns:
         The inverter (identical on every rank for the same seed) and the trainer options.
+
+    Raises:
+        TrainingError: ``config.ch`` is set but the inverter's config has no ``ch`` field.
+        UnknownNameError: ``config.inverter`` is not a registered name (default ``create`` only).
+        InputError: the inverter's factory refuses ``resolution``, ``ch`` or a config option's value.
     """
     if create is None:
         from . import create_inverter
@@ -525,6 +530,8 @@ def train_inverter(
 
     Raises:
         TrainingError: bad settings, an inverter with no training step, NaN/inf, a stuck loss or collapse.
+        InputError: a ``config`` field of the wrong type, NaN/inf, or a negative or zero size or rate
+            (``invkit.config.check_fields``).
         DataError: data whose class names the classifier does not know (``invkit.data.for_classifier``).
     """
     train_set = for_classifier(train_set, classifier)  # labels by class name, never by folder order

@@ -173,7 +173,25 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------------- model
 def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> Classifier:
-    """A fresh in-house classifier sized for the training data, with the data's mean/std and class names."""
+    """A fresh in-house classifier sized for the training data, with the data's mean/std and class names.
+
+    With ``cfg.adv`` other than ``"none"`` the classifier is marked robust and its config records the training
+    attack: PGD (Madry et al. 2018, "Towards deep learning models resistant to adversarial attacks") or FGSM with
+    random start (Wong et al. 2020, "Fast is better than free: revisiting adversarial training").
+
+    Args:
+        cfg: the run; ``arch``, ``width`` and the attack fields are used.
+        train: the training split, square uint8 images ``(N, C, H, W)``; the per-channel mean and std of its
+            pixels in [0, 1] become the classifier's normalisation.
+
+    Returns:
+        The classifier with random weights, on the CPU.
+
+    Raises:
+        UnknownNameError: ``cfg.arch`` is not a registered classifier name.
+        InvkitError: ``cfg.arch`` is not ``smallcnn.base`` or ``resnet18s.base``, or the net cannot take the data
+            (channels other than 1 or 3, images under 8 px) or ``cfg.width``.
+    """
     from .plugins import get_registry
 
     entry = get_registry("classifier").resolve(cfg.arch)
@@ -268,6 +286,10 @@ def train_classifier(
 ) -> TrainClassifierReport:
     """Train, checkpoint and evaluate one classifier.
 
+    Adversarial training (``cfg.adv``) is PGD training as Madry et al. 2018 ("Towards deep learning models
+    resistant to adversarial attacks") or FGSM with random start as Wong et al. 2020 ("Fast is better than free:
+    revisiting adversarial training"); the evaluation reports clean and PGD accuracy on the test split.
+
     Args:
         cfg: the run's configuration.
         out_dir: the checkpoint folder to write (created; with ``resume`` it must hold a previous run's state).
@@ -278,6 +300,20 @@ def train_classifier(
 
     Returns:
         The report (also written to ``out_dir/report.json``).
+
+    Raises:
+        InputError: a ``cfg`` field of the wrong type, NaN/inf, negative, or 0 where it must be above 0
+            (``invkit.config.check_fields``).
+        InvkitError: other bad settings (``adv``, ``norm``, ``optimizer``, ``eps_warmup``, ...); ``out_dir``
+            already holding a classifier without ``resume``; a batch larger than the training split or than
+            memory allows; an ``arch`` or data ``build_classifier`` refuses; a resume without an earlier run,
+            with other settings, data or architecture, or past the steps asked for.
+        UnknownNameError: ``cfg.arch`` is not a registered classifier name.
+        DataError: data that cannot be loaded, with fewer than 2 classes, test images of another shape than the
+            training images, or test classes the train split lacks.
+        CheckpointError: with ``resume``, a corrupt ``config.json``, weights or training state in ``out_dir``.
+        TrainingError: the training loss becomes NaN or inf.
+        OutputError: ``out_dir`` or a file in it cannot be written.
     """
     _check_config(cfg)
     out = Path(out_dir)

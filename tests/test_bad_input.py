@@ -457,6 +457,50 @@ def test_library_values_are_checked_too():
         train_classifier(TrainClassifierConfig(lr=float("nan")), "unused")
 
 
+def _corrupt_train_state(path: Path, tree: str) -> Path:
+    from invkit.checkpoint import save_train_state
+
+    save_train_state(path, {"step": 3, "w": torch.ones(2)})
+    save_file(load_file(str(path)), str(path), metadata={"invkit_tree": tree})
+    return path
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "text"),
+    [
+        (lambda t: invkit.data.TensorImageDataset(torch.rand(2, 1, 8, 8), torch.zeros(2), ["a"]), InputError,
+         "images must be a uint8 tensor (N, C, H, W)"),
+        (lambda t: invkit.data.TensorImageDataset(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(3), ["a"]),
+         InputError, "labels must be a tensor of shape (2,)"),
+        (lambda t: invkit.bench.invert_logits(invkit.load_inverter(BIGGAN), torch.zeros(0, 10), seed=0, batch_size=4),
+         InputError, "non-empty (N, num_classes) batch"),
+        (lambda t: invkit.checkpoint.load_safetensors(t), CheckpointError, "is a folder"),
+        (lambda t: invkit.checkpoint.load_train_state(_corrupt_train_state(t / "s", "{not json")),
+         CheckpointError, "invkit_tree metadata is corrupt"),
+        (lambda t: invkit.checkpoint.load_train_state(_corrupt_train_state(t / "s", '{"__tensor__": "x"}')),
+         CheckpointError, "names a tensor the file lacks"),
+        (lambda t: invkit.load_inverter(BIGGAN).invert(torch.zeros(2, 10), noise=[[0.0] * 120] * 2), InputError,
+         "expected noise as a torch.Tensor"),
+        (lambda t: invkit.load_inverter(BIGGAN).invert(torch.zeros(2, 10), noise=torch.zeros(2, 120, dtype=torch.long)),
+         InputError, "expected float noise"),
+        (lambda t: invkit.load_inverter(BIGGAN).invert(torch.zeros(2, 10), noise=torch.full((2, 120), float("nan"))),
+         InputError, "noise holds NaN or inf"),
+    ],
+    ids=["float images", "labels per image", "empty logits", "weights folder", "tree not json", "tree names a tensor",
+         "noise a list", "integer noise", "nan noise"],
+)  # fmt: skip
+def test_library_entry_points_refuse_bad_values_with_one_line(call, error, text, tmp_path):
+    """Raw errors (ValueError, RuntimeError from torch.cat, IsADirectoryError, JSONDecodeError, AttributeError,
+    NaN images) that library calls gave for these inputs, each now an invkit error saying what is wrong."""
+    import invkit.bench
+    import invkit.checkpoint
+    import invkit.data  # noqa: F401  (the lambdas reach it as invkit.data)
+
+    with pytest.raises(error) as info:
+        call(tmp_path)
+    assert text in str(info.value) and "\n" not in str(info.value)
+
+
 # ======================================================================================== point 5: non-finite numbers
 def _with_weights(src: str, dst: Path, change) -> Path:
     ckpt = _copy_checkpoint(src, dst)

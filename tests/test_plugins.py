@@ -337,3 +337,10 @@ def test_plugins_md_shows_the_example_tests_as_they_are():
     doc = (EXAMPLE_SRC.parents[1] / "plugins.md").read_text()
     shown = re.search(r"```python\nimport invkit\nimport invkit.testing\n(.*?)```", doc, re.S)
     assert shown and shown.group(1).strip() in (EXAMPLE_SRC.parent / "tests" / "test_prototypes.py").read_text()
+
+
+@pytest.mark.parametrize("kind", ["classifiers", "robot", "", None])
+def test_get_registry_refuses_an_unknown_kind_naming_the_kinds(kind):
+    with pytest.raises(invkit.InputError, match=r"unknown registry kind .*'classifier', 'inverter', 'probe'") as info:
+        invkit.get_registry(kind)
+    assert len(str(info.value).splitlines()) == 1

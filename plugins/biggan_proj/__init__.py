@@ -37,9 +37,27 @@ PRESETS: dict[str, tuple[dict[str, Any], str]] = {
 
 
 def _factory(tag: str):
+    """The factory registered as ``biggan_proj.<tag>`` (its preset from ``PRESETS``)."""
     preset, _ = PRESETS[tag]
 
     def factory(classifier: Any = None, **config: Any) -> BigGANInverter:
+        """A new, untrained BigGAN-projection inverter (Teterwak et al., ICML 2021; the method is in ``model.py``).
+
+        Values are applied in order: the preset, then the classifier's shape, then ``config``.
+
+        Args:
+            classifier: the frozen ``invkit.Classifier`` to invert; sets ``num_classes`` (its logit dimension) and
+                ``channels`` (from its ``input_size``). None keeps the preset's (1000 logits, 3 channels).
+            **config: ``BigGANConfig`` fields, e.g. ``resolution`` (32, 64 or 128 px) or ``ch``.
+
+        Returns:
+            The inverter, with ``registry_name`` ``biggan_proj.<tag>``.
+
+        Raises:
+            InputError: an option that is not a ``BigGANConfig`` field; a value of the wrong type or out of range
+                (``invkit.config.check_fields``); a resolution other than 32, 64 or 128; a ``noise_dim`` that
+                is not a positive multiple of the number of noise chunks; an unknown ``bn_stats``.
+        """
         names = {f.name for f in fields(BigGANConfig)}
         unknown = sorted(set(config) - names)
         if unknown:

@@ -207,7 +207,20 @@ class DBlock(nn.Module):
 
 # ---------------------------------------------------------------------------------------------------- networks
 class Generator(nn.Module):
-    """G(e, z): hierarchical noise ``e`` and logits ``z`` to an image in [-1, 1] (tanh)."""
+    """G(e, z): hierarchical noise ``e`` and logits ``z`` to an image in [-1, 1] (tanh); BigGAN's generator with
+    Eq. 3 conditional batch-norm on the logits (Teterwak et al. 2021).
+
+    ``forward(noise, logits)`` takes noise ``(N, noise_dim)`` (standard normal; split into one chunk for the initial
+    linear layer and one per up-block) and logits ``(N, num_classes)``, and returns images
+    ``(N, channels, resolution, resolution)`` in [-1, 1].
+
+    Args:
+        cfg: the architecture fields of the config (``resolution``, ``ch``, ``noise_dim``, ...).
+
+    Raises:
+        InputError: ``resolution`` is not 32, 64 or 128, or ``noise_dim`` is not a positive multiple of the number
+            of chunks (4 at 32 px, 5 at 64 px, 6 at 128 px).
+    """
 
     def __init__(self, cfg: BigGANConfig):
         super().__init__()
@@ -246,7 +259,18 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D(x, z) with the projection head of Eq. 2; ``terms`` returns its two summands separately."""
+    """D(x, z) with the projection head of Eq. 2; ``terms`` returns its two summands separately.
+
+    The projection discriminator of T. Miyato and M. Koyama, "cGANs with Projection Discriminator", ICLR 2018,
+    conditioned on the logits instead of a class embedding (Teterwak et al. 2021, Eq. 2).
+    ``forward(x, logits)`` takes images ``x`` ``(N, channels, resolution, resolution)`` in [-1, 1] (the range of
+    G's tanh output; the trainer maps real images from [0, 1] with ``2 x - 1``) and logits ``(N, num_classes)``,
+    and returns one unbounded score per image, ``(N,)`` (higher: more real).
+
+    Args:
+        cfg: the architecture fields of the config; ``resolution`` must be 32, 64 or 128 (not checked here:
+            ``BigGANInverter`` checks it first).
+    """
 
     def __init__(self, cfg: BigGANConfig):
         super().__init__()
@@ -264,7 +288,7 @@ class Discriminator(nn.Module):
         self.embed = sn_linear(cfg.num_classes, cin, bias=False, eps=cfg.sn_eps)  # W2 of Eq. 2
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Psi(x): the residual trunk, ReLU and global sum pooling."""
+        """Psi(x): the residual trunk, ReLU and global sum pooling; ``(N, discriminator_widths(cfg)[-1])``."""
         h = x
         for i, block in enumerate(self.blocks):
             h = block(h)
@@ -284,12 +308,27 @@ class Discriminator(nn.Module):
 
 # ------------------------------------------------------------------------------------------------------ losses
 def d_hinge_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discriminator hinge loss: (mean(relu(1 - D(real))), mean(relu(1 + D(fake))))."""
+    """Discriminator hinge loss: (mean(relu(1 - D(real))), mean(relu(1 + D(fake)))).
+
+    The hinge loss of J. H. Lim and J. C. Ye, "Geometric GAN", arXiv:1705.02894, 2017, as used by Miyato et al.,
+    "Spectral Normalization for Generative Adversarial Networks", ICLR 2018, and by BigGAN.
+
+    Args:
+        d_real: ``(N,)`` D scores of real images.
+        d_fake: ``(M,)`` D scores of generated images.
+
+    Returns:
+        The real and the fake term, two scalars >= 0; D minimises their sum.
+    """
     return F.relu(1.0 - d_real).mean(), F.relu(1.0 + d_fake).mean()
 
 
 def g_hinge_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    """Generator hinge loss: -mean(D(G(e, z), z))."""
+    """Generator hinge loss: -mean(D(G(e, z), z)) (Lim & Ye 2017; Miyato et al. 2018), a scalar.
+
+    Args:
+        d_fake: ``(N,)`` D scores of generated images.
+    """
     return -d_fake.mean()
 
 
@@ -297,8 +336,20 @@ def g_hinge_loss(d_fake: torch.Tensor) -> torch.Tensor:
 class BigGANInverter(Inverter):
     """Logits -> image with the (EMA) BigGAN generator; its state dict holds G's weights only.
 
+    The feedforward inverter of Teterwak et al., ICML 2021 (module docstring). ``invert`` takes logits
+    ``(N, num_classes)`` and noise ``(N, noise_dim)`` (drawn when None) and returns images
+    ``(N, channels, resolution, resolution)`` in [0, 1].
+
     ``config.bn_stats`` says whether its batch-norm buffers are standing statistics ("standing", the default of
     checkpoints trained since issue 12; see standing.py) or the EMA of the training running statistics.
+
+    Args:
+        config: the architecture (and training defaults); build it through ``biggan_proj.<tag>``, which checks
+            the field values first.
+
+    Raises:
+        InputError: ``bn_stats`` is not "running" or "standing"; ``resolution`` is not 32, 64 or 128; ``noise_dim``
+            is not a positive multiple of the number of noise chunks (``Generator``).
     """
 
     trainable = True
@@ -380,6 +431,10 @@ TRAINER_OPTIONS = (
 class BigGANTrainer(InverterTrainer):
     """Hinge-loss GAN training of the inverter against real images and their logits.
 
+    The training of Teterwak et al. 2021, which takes BigGAN's ImageNet recipe (A. Brock, J. Donahue and
+    K. Simonyan, "Large Scale GAN Training for High Fidelity Natural Image Synthesis", ICLR 2019): hinge losses,
+    Adam(0, 0.999), two D steps per G step, an EMA of G; values in ``BigGANConfig``.
+
     Holds the discriminator, both Adam optimisers, the EMA copy of G and a noise generator. Every step:
     ``num_d_steps`` D updates, each on a fresh batch (real images and their logits against G's images for the
     same logits), then one G update on a fresh batch, then the EMA update.
@@ -389,10 +444,19 @@ class BigGANTrainer(InverterTrainer):
     ``channels_last`` (memory format of G, D and the image batches), both on by default where the device
     computes bf16 natively (``native_bf16``: CUDA with bf16, CPUs with AVX512-BF16/AMX) and off elsewhere;
     ``seed`` for the noise generator (default: drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
+    Batches (``invkit.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
 
     Deviations from the paper: on such devices the forward passes run in bf16 (losses, optimiser states and
     weights stay fp32); the paper does not state its precision. On a CPU with AMX a step is 2.5-5x faster than in fp32;
     how much it changes the numbers is measured (docs/training.md, "Numerics"). ``bf16=False`` restores fp32.
+
+    Args:
+        inverter: the inverter to train (its generator is G).
+        classifier: the frozen classifier being inverted (the training loop, not the trainer, computes the logits).
+        **options: the options above.
+
+    Raises:
+        TrainingError: an option not listed above.
     """
 
     def __init__(self, inverter: BigGANInverter, classifier: Any, **options: Any):

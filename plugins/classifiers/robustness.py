@@ -132,7 +132,20 @@ def create(
         tag: which release (``l2_eps3``, ``linf_eps4``, ...).
         pretrained: False builds random weights.
         weights: a local ``.ckpt`` (``--weights PATH``), or its ``model`` dict as safetensors.
-        input_size: run at this square size instead of 224.
+        input_size: run at this square size in pixels (32 or more) instead of 224.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
+
+    Raises:
+        InvkitError: a keyword argument other than these.
+        InputError: ``input_size`` below 32.
+        WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
+            network is off, or the download failed.
+        UnsafeCheckpointError: the weights file is a pickle that holds code or Python objects (a
+            ``CheckpointError``).
+        CheckpointError: the weights file is unreadable, is not a robustness checkpoint (nor a torchvision resnet50
+            state dict), has a normaliser without 3 channels, or its keys or shapes do not fit resnet50.
     """
     import torchvision
 

@@ -213,7 +213,22 @@ def create(
     Args:
         pretrained: False builds random weights.
         weights: a local ``R152.npz`` (``--weights PATH``); a safetensors file with the same names also works.
-        input_size: run at this square size instead of 224.
+        input_size: run at this square size in pixels (32 or more) instead of 224.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size (RGB; it flips them
+        to BGR).
+
+    Raises:
+        InvkitError: a keyword argument other than these.
+        InputError: ``input_size`` below 32.
+        WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
+            network is off, or the download failed.
+        UnsafeCheckpointError: the weights file is a pickle that holds code or Python objects (a
+            ``CheckpointError``).
+        CheckpointError: the weights file is unreadable; it holds feature-denoising blocks (R152-Denoise,
+            X101-DenoiseAll), names that are not the tensorpack ResNet-152's (or none of them), or kernels of the
+            wrong rank; or the converted keys or shapes do not fit resnet152.
     """
     if unknown:
         raise InvkitError(

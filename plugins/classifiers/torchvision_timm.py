@@ -218,7 +218,22 @@ def create(
         name: the registry name, ``family.tag``.
         pretrained: False builds random weights (tests, ``invkit.load_classifier``).
         weights: a local weights file (``--weights PATH``).
-        input_size: run the convolutional networks at this square size instead of the published one.
+        input_size: run the convolutional networks at this square size in pixels instead of the published one.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
+
+    Raises:
+        InvkitError: a keyword argument other than these; the installed timm has no pretrained config for a timm
+            tag.
+        InputError: ``input_size`` for ViT-B/16 (fixed size), or below the smallest the network accepts (32 px for
+            ResNet-152, 75 px for Inception-V3).
+        WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
+            network is off, or the download failed.
+        UnsafeCheckpointError: the weights file is a pickle that holds code or Python objects (a
+            ``CheckpointError``).
+        CheckpointError: the weights file is unreadable, holds no state dict of tensors, or its keys or shapes do
+            not fit the network.
     """
     if unknown:
         raise InvkitError(f"{name} takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}.")

@@ -122,7 +122,20 @@ def _stage_widths(start: int, n: int) -> list[tuple[int, int]]:
 
 
 class DosovitskiyBroxInverter(Inverter):
-    """The generator G: logits -> fully connected -> reshape -> up-convolutions -> image in [0, 1]."""
+    """The generator G: logits -> fully connected -> reshape -> up-convolutions -> image in [0, 1].
+
+    The fc-feature decoder of A. Dosovitskiy and T. Brox, "Generating Images with Perceptual Similarity Metrics
+    based on Deep Networks", NIPS 2016, scaled to the resolution (module docstring). ``forward(logits)`` and
+    ``invert(logits)`` map logits ``(N, num_classes)`` to images ``(N, channels, resolution, resolution)`` in
+    [0, 1] (sigmoid output); it is deterministic (``noise_dim`` 0).
+
+    Args:
+        config: the architecture (and training defaults); build it through ``dosovitskiy_brox.<preset>``
+            (``build``), which checks the field values first.
+
+    Raises:
+        InputError: ``resolution`` is odd or below 8 pixels, or ``noise_dim`` is not 0.
+    """
 
     trainable = True
 
@@ -181,7 +194,19 @@ class DosovitskiyBroxInverter(Inverter):
 
 class Discriminator(nn.Module):
     """D(x, y): conv layers on the image and fully connected layers on the feature vector, concatenated,
-    then a two-way (real / generated) classifier (the paper's Sec. 3 discriminator, scaled to the resolution)."""
+    then a two-way (real / generated) classifier (the paper's Sec. 3 discriminator, scaled to the resolution).
+
+    ``forward(images, features)`` takes images ``(N, channels, H, W)`` in [0, 1] (real ones and G's sigmoid output;
+    built for H = W = ``resolution``, though the global average pooling accepts other sizes) and feature vectors
+    ``(N, num_classes)`` (the logits ``y``), and returns ``(N, 2)`` unnormalised two-way logits.
+
+    Args:
+        channels: image channels.
+        resolution: image side in pixels; stride-2 convolutions halve it down to 4 or less.
+        num_classes: length of the feature vector.
+        width: channels of the first convolution, doubled per stride-2 convolution up to ``8 * width``.
+        fc_dim: width of the feature branch's first layer (then ``fc_dim // 2``).
+    """
 
     def __init__(self, channels: int, resolution: int, num_classes: int, width: int = 32, fc_dim: int = 1024):
         super().__init__()
@@ -198,7 +223,7 @@ class Discriminator(nn.Module):
         self.head = nn.Sequential(nn.Linear(c_in + fc_dim // 2, fc_dim // 2), nn.ReLU(), nn.Linear(fc_dim // 2, 2))
 
     def forward(self, images: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """Two logits per image: index 0 = generated, index 1 = real."""
+        """Two logits per image, ``(N, 2)``: index 0 = generated, index 1 = real (softmax gives D's probability)."""
         return self.head(torch.cat([self.image_branch(images), self.feature_branch(features)], dim=1))
 
 
@@ -217,13 +242,28 @@ def feature_loss(generated_features: torch.Tensor, target_features: torch.Tensor
 
 
 def adversarial_loss(d_logits_generated: torch.Tensor) -> torch.Tensor:
-    """L_adv = -log D(G(y), y): the softmax cross-entropy of generated images against the *real* label."""
+    """L_adv = -log D(G(y), y): the softmax cross-entropy of generated images against the *real* label.
+
+    Args:
+        d_logits_generated: ``(N, 2)`` discriminator logits of generated images (index 1 = real).
+
+    Returns:
+        The batch mean, a scalar >= 0.
+    """
     target = torch.full((d_logits_generated.shape[0],), REAL, dtype=torch.long, device=d_logits_generated.device)
     return F.cross_entropy(d_logits_generated, target)
 
 
 def discriminator_loss(d_logits_real: torch.Tensor, d_logits_generated: torch.Tensor) -> torch.Tensor:
-    """L_discr = -log D(x, y) - log(1 - D(G(y), y)) (batch means)."""
+    """L_discr = -log D(x, y) - log(1 - D(G(y), y)) (batch means).
+
+    Args:
+        d_logits_real: ``(N, 2)`` discriminator logits of real images.
+        d_logits_generated: ``(M, 2)`` discriminator logits of generated images.
+
+    Returns:
+        The sum of the two cross-entropy batch means, a scalar >= 0.
+    """
     real = torch.full((d_logits_real.shape[0],), REAL, dtype=torch.long, device=d_logits_real.device)
     fake = torch.full((d_logits_generated.shape[0],), FAKE, dtype=torch.long, device=d_logits_generated.device)
     return F.cross_entropy(d_logits_real, real) + F.cross_entropy(d_logits_generated, fake)
@@ -310,6 +350,24 @@ class DosovitskiyBroxTrainer(InverterTrainer):
     inverted classifier), another ``invkit.Classifier``, or a registered classifier name; ``g_lr`` / ``d_lr``
     (separate learning rates, from ``invkit train --lr-g/--lr-d``); ``bf16`` (bfloat16 autocast of the
     forward passes) and ``channels_last`` (memory format of G and D), both off by default.
+    Batches (``invkit.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
+
+    Args:
+        inverter: the decoder G to train.
+        classifier: the frozen classifier being inverted (also the default comparator).
+        comparator: see above.
+        g_lr: G's learning rate (default ``lr``).
+        d_lr: D's learning rate (default ``lr``).
+        bf16: see above.
+        channels_last: see above.
+        **options: the config fields listed above.
+
+    Raises:
+        TrainingError: an option not listed above; a classifier with another number of logits than the inverter
+            takes; neither a classifier nor a comparator.
+        InvkitError: ``comparator_layer`` is not a module of the comparator's network, or is "penultimate" for
+            a network without ``nn.Linear`` (``Comparator``); a ``comparator`` name that does not resolve
+            (``invkit.resolve_classifier``: ``UnknownNameError``, ``CheckpointError``).
     """
 
     OPTIONS = ("lambda_pix", "lambda_feat", "lambda_adv", "comparator_layer", "lr", "beta1", "beta2", "d_pause_ratio")
@@ -449,7 +507,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> DosovitskiyBroxInverter:
-    """Factory for ``dosovitskiy_brox.<preset>``: preset fields, then the classifier's shape, then ``fields``."""
+    """Factory for ``dosovitskiy_brox.<preset>``: preset fields, then the classifier's shape, then ``fields``.
+
+    A new, untrained decoder of Dosovitskiy & Brox 2016 (NIPS; module docstring).
+
+    Args:
+        preset: a key of ``PRESETS``.
+        classifier: the classifier to invert; sets ``num_classes`` and ``channels``, and for ``paper`` also
+            ``resolution`` (its input height in pixels).
+        **fields: ``DosovitskiyBroxConfig`` fields, e.g. ``resolution`` or ``width_mult``.
+
+    Returns:
+        The inverter; it maps ``(N, num_classes)`` logits to ``(N, channels, resolution, resolution)`` images in
+        [0, 1].
+
+    Raises:
+        InputError: an option that is not a ``DosovitskiyBroxConfig`` field; a value of the wrong type or out of
+            range (``invkit.config.check_fields``); an odd resolution or one below 8; ``noise_dim`` other than 0.
+    """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:
         c, h, _ = classifier.config.input_size

@@ -92,7 +92,34 @@ def smallcnn(
     extra: dict[str, Any] | None = None,
 ) -> Classifier:
     """A small CNN for 28-32 px images (random weights unless ``weights`` is given; ``pretrained`` is unused:
-    there are no published weights for an in-house net)."""
+    there are no published weights for an in-house net).
+
+    Args:
+        pretrained: unused.
+        weights: a state-dict file (safetensors, or a torch file read with ``weights_only=True``) to load.
+        channels: input channels, 1 (grey) or 3 (RGB).
+        num_classes: number of logits.
+        input_size: side of the square input in pixels, 8 or more; images of other sizes are resized to it.
+        width: channels of the first convolution.
+        mean: per-channel mean subtracted from the [0, 1] image, one per channel (default 0.5 each).
+        std: per-channel standard deviation the image is divided by after the mean, one per channel, above 0
+            (default 0.5 each: [0, 1] maps to [-1, 1]).
+        label_names: readable class names, one per logit.
+        robust: whether the network is (to be) adversarially trained; recorded in the config.
+        extra: more metadata for ``ClassifierConfig.extra``.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
+
+    Raises:
+        InvkitError: ``channels``, ``num_classes``, ``input_size`` or ``width`` is not a positive integer;
+            ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+        InputError: ``mean`` or ``std`` is not one finite number per channel, a ``std`` is not above 0, or
+            ``label_names`` does not have one name per logit (``ClassifierConfig``).
+        WeightsNotFoundError: the ``weights`` file does not exist.
+        CheckpointError: the ``weights`` file is unreadable, holds no state dict, or its keys or shapes do not fit
+            the network; ``UnsafeCheckpointError`` (a subclass) for a pickle that holds code or Python objects.
+    """
     return _build(
         "smallcnn.base",
         SmallCNN,
@@ -124,7 +151,37 @@ def resnet18s(
     robust: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Classifier:
-    """A ResNet-18 for 32-64 px images (3x3 stem, no max-pool; random weights unless ``weights`` is given)."""
+    """A ResNet-18 for 32-64 px images (3x3 stem, no max-pool; random weights unless ``weights`` is given).
+
+    ResNet-18 of K. He, X. Zhang, S. Ren and J. Sun, "Deep Residual Learning for Image Recognition", CVPR 2016,
+    with the small-image stem used for CIFAR (``models.ResNet18S``).
+
+    Args:
+        pretrained: unused: there are no published weights for an in-house net.
+        weights: a state-dict file (safetensors, or a torch file read with ``weights_only=True``) to load.
+        channels: input channels, 1 (grey) or 3 (RGB).
+        num_classes: number of logits.
+        input_size: side of the square input in pixels, 8 or more; images of other sizes are resized to it.
+        width: channels of the first convolution (the first stage's; 64 is the standard ResNet-18).
+        mean: per-channel mean subtracted from the [0, 1] image, one per channel (default 0.5 each).
+        std: per-channel standard deviation the image is divided by after the mean, one per channel, above 0
+            (default 0.5 each: [0, 1] maps to [-1, 1]).
+        label_names: readable class names, one per logit.
+        robust: whether the network is (to be) adversarially trained; recorded in the config.
+        extra: more metadata for ``ClassifierConfig.extra``.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
+
+    Raises:
+        InvkitError: ``channels``, ``num_classes``, ``input_size`` or ``width`` is not a positive integer;
+            ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+        InputError: ``mean`` or ``std`` is not one finite number per channel, a ``std`` is not above 0, or
+            ``label_names`` does not have one name per logit (``ClassifierConfig``).
+        WeightsNotFoundError: the ``weights`` file does not exist.
+        CheckpointError: the ``weights`` file is unreadable, holds no state dict, or its keys or shapes do not fit
+            the network; ``UnsafeCheckpointError`` (a subclass) for a pickle that holds code or Python objects.
+    """
     return _build(
         "resnet18s.base",
         ResNet18S,

@@ -13,7 +13,7 @@ Objective (M&V Eq. 1-3, per image, mean-reduced so that weights do not depend on
     x* = argmin_x  ||Phi(x) - z||^2 / ||z||^2  +  lambda_tv * TV^beta(x)  +  lambda_alpha * N_alpha(x)
 
     TV^beta(x) = mean_ij ( (x[i,j+1] - x[i,j])^2 + (x[i+1,j] - x[i,j])^2 )^(beta/2)      total variation
-    N_alpha(x) = mean_ij | (x[i,j] - center) / (1 - center) |^alpha                       alpha-norm bound
+    N_alpha(x) = mean_ij | (x[i,j] - center) / max(center, 1 - center) |^alpha            alpha-norm bound
 
 ``Phi`` is the classifier's logit function and ``z`` the target logits. The division by ||z||^2 is M&V's
 normalisation. Engstrom et al. (the ``robust`` preset) instead match the *penultimate* representation R with
@@ -97,7 +97,12 @@ def logit_loss(
 def total_variation(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
     """Per-image TV^beta (mean over pixels and channels of the beta/2 power of the squared gradient): ``(N,)``.
 
-    The last row and column, which have no right/lower neighbour, use a zero difference there.
+    The total-variation regulariser of Mahendran & Vedaldi 2015, mean-reduced (module docstring). The last row
+    and column, which have no right/lower neighbour, use a zero difference there.
+
+    Args:
+        x: ``(N, C, H, W)`` images, in [0, 1] here.
+        beta: the exponent (M&V use 1 or 2); for beta != 2, 1e-8 is added inside the power (differentiable at 0).
     """
     dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1, 0, 0))
     dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
@@ -107,12 +112,26 @@ def total_variation(x: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
 
 
 def alpha_norm(x: torch.Tensor, alpha: float = 6.0, center: float = 0.0) -> torch.Tensor:
-    """Per-image mean of |(x - center) / scale|^alpha with scale = max(center, 1 - center): ``(N,)``, <= 1 on [0, 1]."""
+    """Per-image mean of |(x - center) / scale|^alpha with scale = max(center, 1 - center): ``(N,)``, <= 1 on [0, 1].
+
+    The alpha-norm regulariser of Mahendran & Vedaldi 2015 (their alpha = 6), mean-reduced and centred.
+
+    Args:
+        x: ``(N, C, H, W)`` images in [0, 1].
+        alpha: the exponent.
+        center: the value pixels are pulled towards, in [0, 1] (0: a black background such as MNIST's).
+    """
     scale = max(center, 1.0 - center)
     return ((x - center) / scale).abs().pow(alpha).flatten(1).mean(dim=1)
 
 
 def logit_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each row of ``a`` with the same row of ``b``: ``(N,)`` in [-1, 1].
+
+    Args:
+        a: ``(N, D)`` logits (or representations).
+        b: ``(N, D)`` targets.
+    """
     return F.cosine_similarity(a, b, dim=1)
 
 
@@ -120,8 +139,21 @@ def logit_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class OptimInverter(Inverter):
     """Inverts logits by optimising the image (see the module docstring). Holds, but does not own, the classifier.
 
+    Follows A. Mahendran and A. Vedaldi, "Understanding Deep Image Representations by Inverting Them", CVPR 2015
+    (``optim.mv15``), and L. Engstrom et al., "Adversarial Robustness as a Prior for Learned Representations",
+    arXiv:1906.00945, 2019 (``optim.robust``).
+
+    Args:
+        config: the objective and optimiser settings; build it through ``optim.<preset>`` (``build``), which checks
+            the field values first.
+        classifier: the classifier to invert; None until ``set_classifier`` (``invert`` needs one).
+
     Attributes:
         progress: a ``ProgressCallback`` that receives one ``Progress`` every few steps (the CLI draws it).
+
+    Raises:
+        InputError: ``param``, ``layer``, ``distance`` or ``optimizer`` is not one of its values; ``pgd_l2`` without
+            ``param="clamp"``; ``steps`` < 0 or ``batch_size`` < 1; the classifier has another number of classes.
     """
 
     trainable = False
@@ -152,6 +184,14 @@ class OptimInverter(Inverter):
         return self._classifier
 
     def set_classifier(self, classifier: Classifier) -> None:
+        """Invert ``classifier`` from now on and record its name in ``config.classifier_name``.
+
+        The classifier is held, not registered as a submodule: its weights are not part of this inverter's
+        checkpoint (``invkit.load_inverter(dir, classifier=clf)`` sets it again).
+
+        Raises:
+            InputError: the classifier gives another number of logits than ``num_classes``.
+        """
         if classifier.num_classes != self.num_classes:
             raise InputError(
                 f"optim: set up for {self.num_classes} logits but {classifier.name} gives {classifier.num_classes}."
@@ -163,8 +203,15 @@ class OptimInverter(Inverter):
         """``R(x)``, the representation this inverter matches: the logits, or (``layer="penultimate"``) the input
         of the classifier's last ``nn.Linear``, flattened to ``(N, D)``. Keeps the graph (used in the objective).
 
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1], any size, 1 or 3 channels (the classifier resizes).
+
+        Returns:
+            ``(N, num_classes)`` logits, or ``(N, D)`` penultimate features.
+
         Raises:
             InvkitError: no classifier, or no ``nn.Linear`` in it for ``layer="penultimate"``.
+            InputError: ``images`` is not such a batch (``Classifier.check_images``).
         """
         clf = self._classifier
         if clf is None:
@@ -184,7 +231,18 @@ class OptimInverter(Inverter):
 
     def targets(self, images: torch.Tensor) -> torch.Tensor:
         """What ``invert`` takes for these images: their logits, or their penultimate representation
-        (``layer="penultimate"``), without gradient. ``invkit bench`` and ``invkit invert`` call it."""
+        (``layer="penultimate"``), without gradient. ``invkit bench`` and ``invkit invert`` call it.
+
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1], any size, 1 or 3 channels.
+
+        Returns:
+            ``(N, num_classes)`` logits, or ``(N, D)`` penultimate features, detached, on the classifier's device.
+
+        Raises:
+            InvkitError: no classifier, or no ``nn.Linear`` in it for ``layer="penultimate"``.
+            InputError: ``images`` is not such a batch.
+        """
         with torch.no_grad():
             return self.representation(images.to(self.device)).detach()
 
@@ -205,7 +263,7 @@ class OptimInverter(Inverter):
         start: torch.Tensor | None = None,
         progress: ProgressCallback | None = None,
     ) -> torch.Tensor:
-        """Images whose logits match ``logits``; see ``invert_with_info`` for the arguments."""
+        """Images whose logits match ``logits``; see ``invert_with_info`` for the arguments and errors."""
         return self.invert_with_info(logits, noise, generator, start=start, progress=progress)[0]
 
     def invert_with_info(
@@ -220,7 +278,9 @@ class OptimInverter(Inverter):
         """Optimise one image per logit vector.
 
         Args:
-            logits: ``(N, num_classes)`` target logits ``z``.
+            logits: ``(N, num_classes)`` target logits ``z``. With ``layer="penultimate"`` (``optim.robust``) it
+                holds the ``(N, D)`` target penultimate representations instead, as ``targets(images)`` gives
+                them; the name is kept because it is the ``Inverter.invert`` API.
             noise: unused (``noise_dim`` is 0); must be None.
             generator: seeds the start images and the jitter; the same seed gives the same images.
             start: ``(N, channels, resolution, resolution)`` start images in [0, 1] instead of noise.
@@ -228,8 +288,13 @@ class OptimInverter(Inverter):
 
         Returns:
             ``(images, info)``: images ``(N, C, R, R)`` in [0, 1] and ``info`` with per-image tensors
-            ``logit_mse`` (mean squared logit error), ``logit_cosine`` (cosine to the target) and ``loss``
-            (the final objective), plus ``steps`` and ``seconds``.
+            ``logit_mse`` (mean squared error of the matched representation), ``logit_cosine`` (cosine to the
+            target) and ``loss`` (the final objective), plus ``steps`` and ``seconds``.
+
+        Raises:
+            InvkitError: no classifier is set; with ``layer="penultimate"``, the classifier has no ``nn.Linear``.
+            InputError: ``logits`` is not a non-empty, finite, floating-point batch of the expected width;
+                ``noise`` is neither None nor ``(N, 0)``; ``start`` has the wrong shape or values outside [0, 1].
         """
         clf = self._classifier
         if clf is None:
@@ -414,7 +479,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> OptimInverter:
-    """Factory for ``optim.<preset>``: preset values, then the classifier's shape, then ``fields``."""
+    """Factory for ``optim.<preset>``: preset values, then the classifier's shape, then ``fields``.
+
+    ``mv15`` follows Mahendran & Vedaldi 2015, ``robust`` Engstrom et al. 2019 (``PRESETS``, module docstring).
+
+    Args:
+        preset: a key of ``PRESETS``.
+        classifier: the classifier to invert; sets ``num_classes``, ``channels`` and ``resolution`` (its input
+            size in pixels). The inverter cannot ``invert`` without one (``set_classifier`` adds it later).
+        **fields: ``OptimConfig`` fields, e.g. ``steps`` or ``lr``.
+
+    Raises:
+        InputError: an option that is not an ``OptimConfig`` field; a value of the wrong type or out of range
+            (``invkit.config.check_fields``); a setting ``OptimInverter`` refuses (see there).
+    """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:
         c, h, _ = classifier.config.input_size

@@ -34,7 +34,17 @@ from invkit.progress import Progress
 
 # ------------------------------------------------------------------------------------------------ options
 def resolve_options(probe_name: str, defaults: Any, overrides: Mapping[str, Any]) -> Any:
-    """``defaults`` (a dataclass instance) with ``overrides`` (``ctx.options``) applied and type-checked."""
+    """``defaults`` (a dataclass instance) with ``overrides`` (``ctx.options``) applied and type-checked.
+
+    Args:
+        probe_name: the probe's registry name, starting error messages.
+        defaults: the options dataclass instance: its fields are the accepted names, its values the defaults.
+        overrides: option name (``-`` or ``_``) -> value, as given or as text.
+
+    Raises:
+        InputError: a name that is not a field; a value that is not of the field's type (``bool``, whole number,
+            number, tuple of numbers); a NaN or infinite number (``invkit.config.check_fields``).
+    """
     fields = {f.name: f for f in dataclasses.fields(defaults)}
     changes = {}
     for key, value in overrides.items():

@@ -39,6 +39,17 @@ class ClassSpreadOptions:
 
 
 class ClassSpread(Probe):
+    """Mean L2 distance of logit vectors to their class's mean logit vector, and reconstructions of the class means
+    (paper §5.5).
+
+    Args:
+        **options: fields of ``ClassSpreadOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, the data yields fewer than two images.
+    """
+
     description = "mean L2 distance of logits to their class mean over 10 random classes (§5.5)"
 
     def __init__(self, **options):

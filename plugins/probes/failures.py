@@ -63,6 +63,17 @@ def _fidelity(
 
 
 class Misclassified(Probe):
+    """Fidelity (PSNR, SSIM, identification) of reconstructions of misclassified vs correctly classified images
+    (paper Fig. 6, supplement Figs. 7-8).
+
+    Args:
+        **options: fields of ``MisclassifiedOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, the classifier gets every scanned image right.
+    """
+
     description = "fidelity of reconstructions of misclassified vs correctly classified images (Fig. 6)"
 
     def __init__(self, **options):
@@ -177,6 +188,17 @@ def _load_classifier(spec: str, device: torch.device) -> Any:
 
 
 class FGSM(Probe):
+    """FGSM adversarial images (Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial Examples",
+    ICLR 2015) and what the reconstructions of their logits are classified as (paper Fig. 7).
+
+    Args:
+        **options: fields of ``FGSMOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, ``other_classifier`` has another number of classes.
+    """
+
     description = "FGSM eps=0.1 adversarial inputs and their reconstructions with labels (Fig. 7)"
 
     def __init__(self, **options):

@@ -67,6 +67,8 @@ def _spread(values: torch.Tensor) -> dict[str, float]:
 
 
 class _Fit(Probe):
+    """What ``brightness-fit`` and ``sharpness-fit`` share (module docstring); subclasses set ``kind``."""
+
     kind = ""  # "brightness" or "sharpness"
     default_factors: tuple = ()
 
@@ -231,12 +233,34 @@ class _Fit(Probe):
 
 
 class BrightnessFit(_Fit):
+    """The logit shift and scale that mimic an image brightness change (PIL ``ImageEnhance.Brightness`` factors),
+    in logit space and by reconstruction (supplement §6, Figs. 9-16).
+
+    Args:
+        **options: fields of ``FitOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     kind = "brightness"
     default_factors = (0.5, 0.75, 1.0, 1.25, 1.5)
     description = "best-fit logit shift/scale against image brightness factors (supp. §6, Figs. 9-16)"
 
 
 class SharpnessFit(_Fit):
+    """The logit shift and scale that mimic an image sharpness change (PIL ``ImageEnhance.Sharpness`` factors),
+    in logit space and by reconstruction (supplement §6, Figs. 9-16).
+
+    Args:
+        **options: fields of ``FitOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     kind = "sharpness"
     default_factors = (0.0, 0.5, 1.0, 2.0, 4.0)
     description = "best-fit logit shift/scale against image sharpness factors (supp. §6, Figs. 9-16)"

@@ -91,6 +91,17 @@ def _write(
 
 
 class LogitInterpolate(Probe):
+    """Reconstructions along linear paths between the logits of two images of different classes, noise fixed,
+    and the smoothness of each path (paper Figs. 5 and 9).
+
+    Args:
+        **options: fields of ``InterpolateOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, the drawn images are all of one class.
+    """
+
     description = "linear interpolation between two logit vectors (Figs. 5, 9); smoothness along the path"
 
     def __init__(self, **options):
@@ -136,6 +147,17 @@ class LogitInterpolate(Probe):
 
 
 class NoiseInterpolate(Probe):
+    """Reconstructions along linear paths between two noise vectors, logits fixed, and the smoothness of each path
+    (supplement Figs. 3-6).
+
+    Args:
+        **options: fields of ``InterpolateOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, the inverter is deterministic (``noise_dim`` 0).
+    """
+
     description = "linear interpolation between two noise vectors (supp. Figs. 3-6); smoothness along the path"
 
     def __init__(self, **options):

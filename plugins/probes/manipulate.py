@@ -140,6 +140,17 @@ def _linspace(low: float, high: float, n: int) -> list[float]:
 
 
 class LogitShift(Probe):
+    """Brightness, contrast and sharpness of reconstructions of ``logits + s`` over a range of shifts ``s``
+    (paper Fig. 8).
+
+    Args:
+        **options: fields of ``ShiftOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "add a constant to every logit (Fig. 8); brightness/contrast/sharpness of reconstructions"
 
     def __init__(self, **options):
@@ -165,6 +176,17 @@ class LogitShift(Probe):
 
 
 class LogitScale(Probe):
+    """Brightness, contrast and sharpness of reconstructions of ``logits * 10^e`` over a range of exponents ``e``
+    (paper Fig. 8).
+
+    Args:
+        **options: fields of ``ScaleOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "multiply the logits by 10^e, e in [-0.3, 0.3] (Fig. 8); measures of reconstructions"
 
     def __init__(self, **options):
@@ -188,6 +210,17 @@ class LogitScale(Probe):
 
 
 class LogitPerturb(Probe):
+    """Change in brightness, contrast and sharpness of reconstructions when i.i.d. Gaussian noise is added to the
+    logits (paper Fig. 8, variance 0.55).
+
+    Args:
+        **options: fields of ``PerturbOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "i.i.d. Gaussian noise on the logits, variance 0.55 (Fig. 8); measures of reconstructions"
 
     def __init__(self, **options):

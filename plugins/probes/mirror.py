@@ -54,6 +54,17 @@ def nearest_flip(recon: torch.Tensor, original: torch.Tensor) -> tuple[torch.Ten
 
 
 class Mirror(Probe):
+    """How often reconstructions under different noise samples are nearest the horizontal or the vertical mirror
+    image of the original (paper §5.3).
+
+    Args:
+        **options: fields of ``MirrorOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "reconstructions across noise samples: horizontal vs vertical flips of the original (§5.3)"
 
     def __init__(self, **options):

@@ -27,6 +27,17 @@ class NoiseResampleOptions:
 
 
 class NoiseResample(Probe):
+    """Diversity of reconstructions of one logit vector under several noise samples, and whether each keeps the
+    original's class (supplement Figs. 1-2).
+
+    Args:
+        **options: fields of ``NoiseResampleOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "one logit vector, 8 noise samples (supp. Figs. 1-2); diversity across samples"
 
     def __init__(self, **options):

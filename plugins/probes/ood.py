@@ -53,6 +53,17 @@ class OODOptions:
 
 
 class OOD(Probe):
+    """Reconstruction error of out-of-distribution images against in-distribution ones, and the classifier's
+    confidence on both (paper Fig. 10).
+
+    Args:
+        **options: fields of ``OODOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "reconstruct another data set through a model trained on the first (Fig. 10)"
 
     def __init__(self, **options):

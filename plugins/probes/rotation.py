@@ -28,6 +28,17 @@ class RotationOptions:
 
 
 class Rotation(Probe):
+    """Whether counter-rotated reconstructions of 90°-rotated inputs match the reconstructions of the upright inputs
+    (supplement Fig. 17).
+
+    Args:
+        **options: fields of ``RotationOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``).
+    """
+
     description = "90° rotated inputs, counter-rotated reconstructions (supp. Fig. 17); similarity to upright"
 
     def __init__(self, **options):

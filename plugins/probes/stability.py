@@ -60,6 +60,17 @@ def load_from_classes(ctx: ProbeContext, n: int, classes: int) -> tuple[torch.Te
 
 
 class IterativeStability(Probe):
+    """How often a reconstruction (and the reconstruction of its reconstruction, per round) gets the original's
+    predicted class, split by correct and incorrect originals (supplement §5).
+
+    Args:
+        **options: fields of ``StabilityOptions``.
+
+    Raises:
+        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
+            ``ctx.options``); in ``run``, with ``classes`` > 0, a drawn class has too few images.
+    """
+
     description = "re-classify reconstructions; % identical, split by correct/incorrect originals (supp. §5)"
 
     def __init__(self, **options):

@@ -60,8 +60,10 @@ def earlier_rows(runs: Path, out: Path, kind: str, have: list[int]) -> dict[int,
     for step in sorted(set(rows) & set(have)):
         digest = weights_digest(runs / f"biggan_{kind}" / "checkpoints" / f"step_{step:06d}")
         if not rows[step]["key"].endswith(f"@{digest}"):
-            sys.exit(f"{summary}: its {kind} row for step {step} was measured on other weights than "
-                     f"{runs}/biggan_{kind} has at that step; move that file away to start the trend afresh.")  # fmt: skip
+            sys.exit(
+                f"{summary}: its {kind} row for step {step} was measured on other weights than "
+                f"{runs}/biggan_{kind} has at that step; move that file away to start the trend afresh."
+            )
     return rows
 
 
