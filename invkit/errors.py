@@ -64,6 +64,23 @@ class TrainingError(InvkitError):
     """Training cannot start or had to stop (NaN losses, collapse, an inverter that cannot be trained)."""
 
 
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C or SIGTERM stopped a training run after it saved a resumable checkpoint at the step it was in.
+
+    Attributes:
+        signal_name: ``SIGINT`` or ``SIGTERM``.
+        checkpoint: the checkpoint folder written at the interruption (None when nothing could be saved).
+        exit_status: what the CLI exits with: 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
+    """
+
+    def __init__(self, message: str, signal_name: str, checkpoint: object = None):
+        import signal
+
+        super().__init__(message)
+        self.signal_name, self.checkpoint = signal_name, checkpoint
+        self.exit_status = 128 + int(getattr(signal, signal_name, signal.SIGINT))
+
+
 class OutputError(InvkitError, OSError):
     """An output file or folder cannot be written (read-only folder, disk full, a file where a folder should be).
 

@@ -58,7 +58,8 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import ImageDataset, TensorImageDataset, for_classifier, resize, take
-from .errors import CheckpointError, InvkitError, TrainingError
+from .errors import CheckpointError, InvkitError, TrainingError, TrainingInterrupted
+from .interrupt import stop_requests
 from .inverter import Batch, Inverter, InverterTrainer
 from .outputs import dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
@@ -863,42 +864,48 @@ def _loop(
     imgs_log = total_imgs = 0
     ips = t_train_extra = 0.0
     inverter.train()
-    while step < config.steps:
-        raw = trainer.train_step(next_batch, step)
-        step += 1
-        losses = _mean_over_ranks(d, raw, device)
-        reason, since = _bad_losses(losses, history, config.stuck_steps, step)
-        if reason:
-            raise stop(reason, since=since)
-        imgs_log += counted[0]
-        total_imgs += counted[0]
-        counted[0] = 0
-        last = step == config.steps
-        if step % config.log_every == 0 or last:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            now = time.perf_counter()
-            ips = imgs_log / max(now - t_log, 1e-9)
-            t_log, imgs_log = now, 0
+    with stop_requests() as request:  # Ctrl-C / SIGTERM: end the step, save, stop (invkit.interrupt)
+        while step < config.steps:
+            raw = trainer.train_step(next_batch, step)
+            step += 1
+            losses = _mean_over_ranks(d, raw, device)
+            reason, since = _bad_losses(losses, history, config.stuck_steps, step)
+            if reason:
+                raise stop(reason, since=since)
+            imgs_log += counted[0]
+            total_imgs += counted[0]
+            counted[0] = 0
+            last = step == config.steps
+            if step % config.log_every == 0 or last:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                now = time.perf_counter()
+                ips = imgs_log / max(now - t_log, 1e-9)
+                t_log, imgs_log = now, 0
+                if d.main:
+                    epoch = round(stream.position / len(source), 4)
+                    line = {"step": step, "time": round(now - t_start, 3), "img_per_s": round(ips, 2), "epoch": epoch}
+                    with open(out / LOG_FILE, "a") as f:
+                        f.write(json.dumps(line | losses) + "\n")
             if d.main:
-                epoch = round(stream.position / len(source), 4)
-                line = {"step": step, "time": round(now - t_start, 3), "img_per_s": round(ips, 2), "epoch": epoch}
-                with open(out / LOG_FILE, "a") as f:
-                    f.write(json.dumps(line | losses) + "\n")
-        if d.main:
-            progress(Progress("train", step, config.steps, {"img/s": ips, **losses}))
-        t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
-        if (config.sample_every and step % config.sample_every == 0) or last:
-            reason = None
-            if d.main:
-                reason = _samples(trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std)
-            if _broadcast_flag(d, reason is not None, device):
-                raise stop(reason or "the samples on rank 0 failed a check (see its log)")
-        if step % config.save_every == 0 or last:
-            last_ckpt = save(step) or last_ckpt
-        overhead = time.perf_counter() - t_extra
-        t_log += overhead
-        t_train_extra += overhead
+                progress(Progress("train", step, config.steps, {"img/s": ips, **losses}))
+            t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
+            if (config.sample_every and step % config.sample_every == 0) or last:
+                reason = None
+                if d.main:
+                    reason = _samples(
+                        trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std
+                    )
+                if _broadcast_flag(d, reason is not None, device):
+                    raise stop(reason or "the samples on rank 0 failed a check (see its log)")
+            saved = step % config.save_every == 0 or last
+            if saved:
+                last_ckpt = save(step) or last_ckpt
+            if not last and _broadcast_flag(d, bool(request), device):  # rank 0's decision, on every rank
+                raise _interrupted(request.signal_name, step, last_ckpt if saved else save(step), out, d)
+            overhead = time.perf_counter() - t_extra
+            t_log += overhead
+            t_train_extra += overhead
     elapsed = time.perf_counter() - t_start - t_train_extra
     return TrainResult(
         step=step,
@@ -906,6 +913,20 @@ def _loop(
         losses=losses,
         images_per_s=total_imgs / elapsed if elapsed > 0 and total_imgs else 0.0,
         trainer=trainer,
+    )
+
+
+def _interrupted(signal_name: str | None, step: int, path: Path | None, out: Path, d: _Dist) -> TrainingInterrupted:
+    """The error that ends a run stopped by Ctrl-C or SIGTERM, after its checkpoint at ``step`` was written."""
+    if d.main:
+        with open(out / LOG_FILE, "a") as f:
+            f.write(json.dumps({"step": step, "event": "interrupted", "signal": signal_name}) + "\n")
+    name = signal_name or "SIGTERM"  # a rank that got no signal follows rank 0's
+    return TrainingInterrupted(
+        f"{name} at step {step}: saved {path}; run the same command again to continue from it (with --resume "
+        "for `invkit train`; `invkit bench` resumes its own training runs).",
+        name,
+        path,
     )
 
 

@@ -41,7 +41,8 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
-from .errors import DataError, InvkitError, TrainingError
+from .errors import DataError, InvkitError, TrainingError, TrainingInterrupted
+from .interrupt import stop_requests
 from .outputs import check_resume, dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
 
@@ -389,54 +390,65 @@ def train_classifier(
     t0 = time.time() - seconds
     loss_avg = acc_avg = None
     step = start
-    for step in range(start, total):
-        epoch, k = divmod(step, per_epoch)
-        if epoch != perm_epoch:  # the epoch's order depends only on (seed, epoch): resumable
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-            perm_epoch = epoch
-        g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
-        x, y = _batch(train, perm[k * cfg.batch_size : (k + 1) * cfg.batch_size])
-        if cfg.augment:
-            x = _augment(x, g)
-        x, y = x.to(device), y.to(device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        eps_now = cfg.eps
-        if cfg.adv != "none":
-            warm = cfg.eps_warmup * total
-            eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
-            net.eval()
+    with stop_requests() as request:  # Ctrl-C / SIGTERM: end the step, save, stop (invkit.interrupt)
+        for step in range(start, total):
+            epoch, k = divmod(step, per_epoch)
+            if epoch != perm_epoch:  # the epoch's order depends only on (seed, epoch): resumable
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+                perm_epoch = epoch
+            g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+            x, y = _batch(train, perm[k * cfg.batch_size : (k + 1) * cfg.batch_size])
+            if cfg.augment:
+                x = _augment(x, g)
+            x, y = x.to(device), y.to(device)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            eps_now = cfg.eps
+            if cfg.adv != "none":
+                warm = cfg.eps_warmup * total
+                eps_now = cfg.eps * min(1.0, (step + 1) / warm) if warm > 0 else cfg.eps
+                net.eval()
+                with autocast():
+                    x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
+            net.train()
+            net.requires_grad_(True)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step)
             with autocast():
-                x = cfg.train_attack(eps_now).run(clf, x, y, generator=g)
-        net.train()
-        net.requires_grad_(True)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        with autocast():
-            logits = clf(x)
-        loss = F.cross_entropy(logits.float(), y)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower --lr.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        net.eval()
-        net.requires_grad_(False)
-        acc = (logits.argmax(1) == y).float().mean().item()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc
-        done = step + 1
-        fields = {
-            "epoch": f"{done / per_epoch:.2f}",
-            "loss": loss_avg,
-            "adv acc" if cfg.adv != "none" else "acc": acc_avg,
-            "img/s": round((done - start) * cfg.batch_size / max(time.time() - t0 - seconds, 1e-9)),
-        }
-        if cfg.adv != "none" and cfg.eps_warmup > 0:
-            fields["eps"] = round(eps_now, 4)
-        progress(Progress("train", done, total, fields))
-        if done % cfg.checkpoint_every == 0 and done < total:
-            _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
+                logits = clf(x)
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the training loss became {loss.item()} at step {step}; lower --lr.")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            net.eval()
+            net.requires_grad_(False)
+            acc = (logits.argmax(1) == y).float().mean().item()
+            loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+            acc_avg = acc if acc_avg is None else 0.95 * acc_avg + 0.05 * acc
+            done = step + 1
+            fields = {
+                "epoch": f"{done / per_epoch:.2f}",
+                "loss": loss_avg,
+                "adv acc" if cfg.adv != "none" else "acc": acc_avg,
+                "img/s": round((done - start) * cfg.batch_size / max(time.time() - t0 - seconds, 1e-9)),
+            }
+            if cfg.adv != "none" and cfg.eps_warmup > 0:
+                fields["eps"] = round(eps_now, 4)
+            progress(Progress("train", done, total, fields))
+            if done % cfg.checkpoint_every == 0 and done < total:
+                _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
+            if request and done < total:
+                if done % cfg.checkpoint_every:
+                    _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
+                name = request.signal_name or "SIGTERM"
+                raise TrainingInterrupted(
+                    f"{name} at step {done}: saved the model and its training state in '{out}'; continue with the "
+                    "same command and --resume.",
+                    name,
+                    out,
+                )
     elapsed = time.time() - t0
     if start >= total:
         elapsed = seconds

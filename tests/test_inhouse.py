@@ -167,6 +167,28 @@ def test_resume_continues_to_the_same_weights(tmp_path):
         torch.testing.assert_close(v, w, msg=k)
 
 
+def test_a_signal_saves_the_step_it_came_in_and_resuming_ends_with_the_same_weights(tmp_path):
+    """SIGTERM between checkpoints (every 4 steps) saves step 3; the resumed run equals an unbroken one."""
+    import os
+    import signal
+
+    train, test = load_split("default", "train"), load_split("default", "test")
+    cfg = TrainClassifierConfig(steps=5, batch_size=16, eval_samples=4, eval_steps=1, checkpoint_every=4)
+    train_classifier(cfg, tmp_path / "full", train_data=train, test_data=test)
+
+    def term_at_3(event):
+        if event.task == "train" and event.completed == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(invkit.TrainingInterrupted, match="SIGTERM at step 3: saved the model") as info:
+        train_classifier(cfg, tmp_path / "cut", train_data=train, test_data=test, progress=term_at_3)
+    assert info.value.exit_status == 143 and info.value.checkpoint == tmp_path / "cut"
+    train_classifier(cfg, tmp_path / "cut", resume=True, train_data=train, test_data=test)
+    a, b = invkit.load_classifier(tmp_path / "full"), invkit.load_classifier(tmp_path / "cut")
+    for (k, v), (_, w) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
+        torch.testing.assert_close(v, w, msg=k, rtol=0, atol=0)
+
+
 def _image_folder(root, corrupt: bool = False, rgb: bool = False, size: int = 28):
     for split in ("train", "test"):
         for label in ("a", "b"):

@@ -38,7 +38,7 @@ def _toy_plugin():
     _toy_inverter.register()
 
 
-def _run(out, resume=False, **changes):
+def _run(out, resume=False, progress=None, **changes):
     """Train the toy inverter in this process through the library API."""
     fields = dict(
         classifier="toyclf.base",
@@ -57,9 +57,11 @@ def _run(out, resume=False, **changes):
     clf = invkit.create_classifier("toyclf.base")
     inverter, trainer_options = build_inverter(config, clf)
     data = load_dataset("default", "train")
+    kw = {"progress": progress} if progress is not None else {}
     return train_inverter(
-        config, clf, inverter, data, load_dataset("default", "test"), trainer_options=trainer_options, resume=resume
-    )
+        config, clf, inverter, data, load_dataset("default", "test"), trainer_options=trainer_options, resume=resume,
+        **kw,
+    )  # fmt: skip
 
 
 def _cli(args):
@@ -235,6 +237,85 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
     log = [json.loads(ln) for ln in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
     log2 = [json.loads(ln) for ln in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
     assert [(x["step"], x["mse_loss"]) for x in log] == [(x["step"], x["mse_loss"]) for x in log2]
+
+
+def _signal_at(step: int, signum: int):
+    """A progress callback that sends this process ``signum`` while the loop is in ``step``."""
+
+    def callback(event):
+        if event.task == "train" and event.completed == step:
+            os.kill(os.getpid(), signum)
+
+    return callback
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_ends_the_step_saves_it_and_the_resumed_run_is_exact(tmp_path, signum):
+    """Ctrl-C or SIGTERM between checkpoints (save_every 5) keeps the step it came in, and resuming from there ends
+    bit-identical to an uninterrupted run; the handlers in place before the run are back afterwards."""
+    before = signal.getsignal(signum)
+    whole = _run(tmp_path / "whole", steps=10)
+    with pytest.raises(invkit.TrainingInterrupted) as info:
+        _run(tmp_path / "cut", steps=10, progress=_signal_at(3, signum))
+    name = signal.Signals(signum).name
+    assert info.value.signal_name == name and info.value.exit_status == 128 + signum
+    assert info.value.checkpoint == tmp_path / "cut" / "checkpoints" / "step_000003"
+    assert f"{name} at step 3: saved" in str(info.value) and "--resume" in str(info.value)
+    assert latest_checkpoint(tmp_path / "cut").name == "step_000003"
+    assert signal.getsignal(signum) is before
+    log = [json.loads(ln) for ln in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert log[-1] == {"step": 3, "event": "interrupted", "signal": name}
+    resumed = _run(tmp_path / "cut", steps=10, resume=True)
+    _assert_identical(
+        load_file(whole.checkpoint / "model.safetensors"), load_file(resumed.checkpoint / "model.safetensors")
+    )
+    _assert_identical(
+        _tensors(load_train_state(whole.checkpoint / "train_state.safetensors")),
+        _tensors(load_train_state(resumed.checkpoint / "train_state.safetensors")),
+    )
+
+
+def test_a_signal_on_a_checkpoint_step_saves_it_once_and_a_second_signal_acts_at_once(tmp_path, monkeypatch):
+    import invkit.train
+
+    writes = []
+    real = invkit.train.write_checkpoint
+    monkeypatch.setattr(
+        invkit.train, "write_checkpoint", lambda out, step, *a: writes.append(step) or real(out, step, *a)
+    )
+    with pytest.raises(invkit.TrainingInterrupted) as info:
+        _run(tmp_path / "a", steps=10, progress=_signal_at(5, signal.SIGINT))
+    assert info.value.checkpoint.name == "step_000005" and writes == [5]
+
+    def twice(event):
+        if event.task == "train" and event.completed == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # asks for a stop
+            os.kill(os.getpid(), signal.SIGINT)  # the default handler again: KeyboardInterrupt now
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", steps=10, progress=twice)
+    assert latest_checkpoint(tmp_path / "b") is None  # stopped at once, before any save
+
+
+def test_cli_exits_as_the_signal_would_after_saving(tmp_path):
+    """SIGTERM to `invkit train` (a cluster's preemption, `kill`): one line naming the saved step, exit 143."""
+    proc = subprocess.Popen(
+        [sys.executable, str(TOY), "cli", *_toy_args(tmp_path / "run", 200)],
+        env=_subprocess_env(TOY_STEP_DELAY="0.05"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = tmp_path / "run" / "checkpoints" / "step_000005"
+    deadline = time.time() + 600
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert first.exists(), proc.stderr.read()[-2000:]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 128 + signal.SIGTERM
+    err = proc.stderr.read()
+    step = latest_checkpoint(tmp_path / "run").name
+    assert f"interrupted: SIGTERM at step {int(step[5:])}: saved" in err and "Traceback" not in err, err[-2000:]
 
 
 # ------------------------------------------------------------------------------------------------ atomicity

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..errors import InvkitError
+from ..errors import InvkitError, TrainingInterrupted
 
 # Each module defines ``command``, a click command. Listed here in help order.
 COMMAND_MODULES = (
@@ -48,6 +48,9 @@ class InvkitGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = _one_line_warning
                 return super().invoke(ctx)
+        except TrainingInterrupted as exc:  # a checkpoint was saved: say where, exit as the signal would
+            click.echo(f"interrupted: {exc}", err=True)
+            sys.exit(exc.exit_status)
         except InvkitError as exc:
             raise click.ClickException(str(exc)) from None
         except click.BadParameter as exc:  # a bad option value: one line naming the option and what it takes
