@@ -102,6 +102,58 @@ def save_curves(
     return Path(path)
 
 
+def save_panels(
+    path: str | os.PathLike,
+    x: Sequence[float],
+    ys: Mapping[str, Sequence[float]],
+    *,
+    smooth: int = 1,
+    xlabel: str = "",
+    title: str = "",
+    ncols: int = 2,
+) -> Path:
+    """One small plot per named series over the same x, written as PNG: the raw values faint and, when
+    ``smooth`` > 1, their trailing moving average over ``smooth`` points drawn over them (noisy training losses)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(ys)
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.6 * nrows), dpi=100, squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        y = [float(v) for v in ys[name]]
+        line = ax.plot(list(x), y, linewidth=0.8, alpha=0.35 if smooth > 1 else 1.0)[0]
+        if smooth > 1:
+            ax.plot(list(x), moving_average(y, smooth), color=line.get_color(), linewidth=1.6)
+        ax.set_title(name if smooth <= 1 else f"{name} (line: mean of {smooth})", fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean over ``window`` points (fewer at the start), one value per input value."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def data_uri(path: str | os.PathLike) -> str:
     """A PNG file as a ``data:`` URI, for HTML that opens offline with no side files."""
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()

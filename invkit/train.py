@@ -16,8 +16,9 @@ maths (see ``invkit.inverter.InverterTrainer``). The loop provides:
   ``state_dict()``, the step, the data position and every RNG state (torch CPU and CUDA, python, numpy) of
   every rank, which is what makes ``resume`` bit-exact.
 * **Logs and samples**: ``OUT/train_config.json`` (the resolved run), ``OUT/log.jsonl`` (one JSON line per
-  log step) and ``OUT/samples/step_NNNNNN.png`` (held-out images above their reconstructions from fixed
-  logits and fixed noise).
+  log step), ``OUT/samples/step_NNNNNN.png`` (held-out images above their reconstructions from fixed
+  logits and fixed noise), and ``OUT/curves.png`` + ``OUT/report.html`` (``invkit.train_report``), redrawn
+  with every sample grid.
 * **Stops** with ``TrainingError`` (one line) on a non-finite loss or weight, on a loss stuck at one value
   for ``stuck_steps`` steps, or on samples that no longer depend on their logits (collapse); the last good
   checkpoint is kept.
@@ -63,6 +64,7 @@ from .interrupt import stop_requests
 from .inverter import Batch, Inverter, InverterTrainer
 from .outputs import dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
+from .train_report import write_train_report
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -845,6 +847,7 @@ def _loop(
         if d.main:
             with open(out / LOG_FILE, "a") as f:
                 f.write(json.dumps({"step": step, "event": "stopped", "reason": reason}) + "\n")
+            write_train_report(out)  # the curves up to the stop are what one looks at next
         good = last_ckpt
         if since is not None:
             before = [p for s_, p in find_checkpoints(out) if s_ <= since]
@@ -896,6 +899,7 @@ def _loop(
                     reason = _samples(
                         trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std
                     )
+                    write_train_report(out)  # curves.png and report.html follow the run
                 if _broadcast_flag(d, reason is not None, device):
                     raise stop(reason or "the samples on rank 0 failed a check (see its log)")
             saved = step % config.save_every == 0 or last
@@ -921,6 +925,7 @@ def _interrupted(signal_name: str | None, step: int, path: Path | None, out: Pat
     if d.main:
         with open(out / LOG_FILE, "a") as f:
             f.write(json.dumps({"step": step, "event": "interrupted", "signal": signal_name}) + "\n")
+        write_train_report(out)
     name = signal_name or "SIGTERM"  # a rank that got no signal follows rank 0's
     return TrainingInterrupted(
         f"{name} at step {step}: saved {path}; run the same command again to continue from it (with --resume "

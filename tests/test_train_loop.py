@@ -145,6 +145,31 @@ def test_run_writes_config_log_samples_and_checkpoints(tmp_path):
     assert state["step"] == 10 and state["position"] == 10 * 2 * 8 and "inverter" in state
 
 
+def test_the_run_folder_gets_curves_and_an_html_report_that_follow_it(tmp_path):
+    from PIL import Image
+
+    from invkit.train_report import read_log, write_train_report
+
+    out = tmp_path / "run"
+    _run(out, steps=10, log_every=2)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3  # curves + the two sample grids, embedded: opens offline
+    assert page.index("step_000010") < page.index("step_000005")  # newest samples first
+    assert "toyinv.base" in page and "sample std" in page and "mean of" not in page  # 5 log lines: no smoothing
+    with Image.open(out / "curves.png") as im:
+        assert im.format == "PNG" and im.width > 300
+    # event lines and a line cut short by a kill are not steps; a report with one embedded grid links the other
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"step": 10, "event": "interrupted", "signal": "SIGINT"}\n{"step": 12, "mse_lo')
+    assert [r["step"] for r in read_log(out / "log.jsonl")] == [2, 4, 6, 8, 10]
+    write_train_report(out, embed_samples=1)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "href='samples/step_000005.png'" in page
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no step logged yet" in write_train_report(empty).read_text()
+
+
 def test_existing_run_needs_resume(tmp_path):
     _run(tmp_path, steps=5)
     with pytest.raises(invkit.TrainingError, match="--resume"):
@@ -363,6 +388,8 @@ def test_nan_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in inv.state_dict().values())
     last = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert last["event"] == "stopped" and "nan" in last["reason"]
+    page = (tmp_path / "report.html").read_text()  # redrawn at the stop: the curves up to it are there
+    assert "step_000005" in page and "no step logged" not in page and (tmp_path / "curves.png").is_file()
 
 
 def test_non_finite_weights_are_never_checkpointed(tmp_path):

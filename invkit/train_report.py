@@ -1,0 +1,139 @@
+"""A training run at a glance: ``OUT/curves.png`` and ``OUT/report.html``, written from the run folder.
+
+``invkit train`` leaves numbers in ``log.jsonl`` and pictures in ``samples/step_NNNNNN.png``; reading a GAN run
+from those means a plotting script and a file browser. ``write_train_report`` draws each logged loss (and the
+throughput) against the step in a panel of its own, raw and as a moving average over a tenth of the log lines
+(GAN losses are noisy), and writes
+one self-contained HTML page (images embedded, opens offline) with the run's settings, the curves, the
+checkpoints with their health check and the newest sample grids. The training loop calls it whenever it draws
+samples and when it stops, so the page follows the run; it can also be called on any run folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .figures import html_table, img_tag, save_panels, write_html_page
+
+__all__ = ["read_log", "write_train_report"]
+
+CURVES = "curves.png"
+REPORT = "report.html"
+NOT_CURVES = frozenset({"step", "time", "epoch", "event"})  # log fields that are not per-step measurements
+
+
+def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The step lines of a ``log.jsonl``, in order; event lines (``interrupted``, ``stopped``) and lines that do
+    not parse (a line cut short by a kill) are left out.
+
+    Returns:
+        One dict per logged step: ``step`` (int), ``time`` (seconds since the run or resume began), ``img_per_s``
+        and the trainer's losses, as written.
+    """
+    rows = []
+    path = Path(path)
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and "event" not in row:
+            rows.append(row)
+    return rows
+
+
+def _curve_series(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    names = [k for k in rows[0] if k not in NOT_CURVES]
+    return {k: [float(r[k]) for r in rows] for k in names if all(isinstance(r.get(k), int | float) for r in rows)}
+
+
+def _settings(run: Path) -> str:
+    config_path = run / "train_config.json"
+    if not config_path.is_file():
+        return "<p>(no train_config.json)</p>"
+    try:
+        doc = json.loads(config_path.read_text())
+    except ValueError:
+        return "<p>(train_config.json does not parse)</p>"
+    train = doc.get("train", {}) if isinstance(doc, Mapping) else {}
+    inverter = doc.get("inverter", {}) if isinstance(doc, Mapping) else {}
+    rows = [{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in sorted(train.items())]
+    rows.append({"setting": "inverter", "value": str(inverter.get("name", "?"))})
+    for key in ("device", "world_size", "torch", "invkit"):
+        if key in doc:
+            rows.append({"setting": key, "value": str(doc[key])})
+    return html_table(rows)
+
+
+def _checkpoints(run: Path) -> str:
+    rows = []
+    for folder in sorted((run / "checkpoints").glob("step_*")):
+        try:
+            config = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        extra = config.get("extra", {}) if isinstance(config, Mapping) else {}
+        health = extra.get("health", {}) if isinstance(extra, Mapping) else {}
+        rows.append(
+            {
+                "checkpoint": folder.name,
+                "sample std": health.get("sample_std", ""),
+                "collapse threshold": health.get("collapse_std", ""),
+            }
+        )
+    return html_table(rows) if rows else "<p>(no checkpoint yet)</p>"
+
+
+def write_train_report(run: str | os.PathLike, embed_samples: int = 8) -> Path:
+    """Write ``RUN/curves.png`` (when the log has steps) and ``RUN/report.html`` for a training run folder.
+
+    Args:
+        run: an ``invkit train`` output folder (``log.jsonl``, ``samples/``, ``checkpoints/``).
+        embed_samples: how many of the newest sample grids the page embeds; older ones are linked by path.
+
+    Returns:
+        The path of ``report.html``.
+
+    Raises:
+        OutputError: a file cannot be written (the previous version of each file stays).
+    """
+    run = Path(run)
+    rows = read_log(run / "log.jsonl")
+    sections: list[tuple[str, str]] = [("Settings", _settings(run))]
+    if rows:
+        last = rows[-1]
+        summary = f"step {last['step']}"
+        if "img_per_s" in last:
+            summary += f", {last['img_per_s']:.4g} images/s at the last log line"
+        smooth = max(1, len(rows) // 10)
+        save_panels(
+            run / CURVES, [r["step"] for r in rows], _curve_series(rows), smooth=smooth, xlabel="step", title=run.name
+        )
+        caption = (
+            "<p class='caption'>Faint: the values logged every <code>--log-every</code> steps; line: their moving "
+            f"average over {smooth} log lines. Newest log line: {html.escape(summary)}.</p>"
+        )
+        sections.append(("Losses", img_tag(run / CURVES, alt="losses against the step") + caption))
+    else:
+        sections.append(("Losses", "<p>(no step logged yet)</p>"))
+    samples = sorted((run / "samples").glob("step_*.png"), reverse=True)
+    if samples:
+        parts = [
+            "<p class='caption'>Held-out images (top row) above their reconstructions from fixed logits and noise.</p>"
+        ]
+        for path in samples[:embed_samples]:
+            parts.append(f"<h3>{html.escape(path.stem)}</h3>{img_tag(path, alt=path.stem)}")
+        older = samples[embed_samples:]
+        if older:
+            links = ", ".join(f"<a href='samples/{html.escape(p.name)}'>{html.escape(p.stem)}</a>" for p in older)
+            parts.append(f"<p>Older grids (files beside this page): {links}</p>")
+        sections.append(("Samples, newest first", "".join(parts)))
+    sections.append(("Checkpoints", _checkpoints(run)))
+    return write_html_page(run / REPORT, f"invkit train: {run.name}", sections)
