@@ -170,6 +170,23 @@ def test_the_run_folder_gets_curves_and_an_html_report_that_follow_it(tmp_path):
     assert "no step logged yet" in write_train_report(empty).read_text()
 
 
+def test_cli_report_redraws_a_run_folder_and_refuses_other_folders(tmp_path):
+    from invkit.cli import build_cli
+
+    out = tmp_path / "run"
+    _run(out, steps=5, log_every=1)
+    (out / "report.html").unlink()
+    (out / "curves.png").unlink()
+    result = CliRunner().invoke(build_cli(), ["report", str(out), "--samples", "0"])
+    assert result.exit_code == 0 and f"report: {out / 'report.html'}" in result.output, result.output
+    assert (out / "curves.png").is_file() and "data:image/png" in (out / "report.html").read_text()
+    (tmp_path / "bench").mkdir()
+    for folder, text in ((tmp_path / "missing", "is not a folder"), (tmp_path / "bench", "not an `invkit train` run")):
+        result = CliRunner().invoke(build_cli(), ["report", str(out), str(folder)])
+        assert result.exit_code == 1 and text in result.output and "Traceback" not in result.output, result.output
+        assert result.output.strip().count("\n") == 0  # one line, and nothing written for the good folder first
+
+
 def test_existing_run_needs_resume(tmp_path):
     _run(tmp_path, steps=5)
     with pytest.raises(invkit.TrainingError, match="--resume"):

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "invkit.cli.train_classifier",
     "invkit.cli.train",
     "invkit.cli.standing_stats",
+    "invkit.cli.report_cmd",
     "invkit.cli.invert",
     "invkit.cli.bench",
     "invkit.cli.probe",
