@@ -64,7 +64,7 @@ from .interrupt import stop_requests
 from .inverter import Batch, Inverter, InverterTrainer
 from .outputs import dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
-from .train_report import write_train_report
+from .train_report import trim_log, write_train_report
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -494,20 +494,6 @@ def _check_config(config: TrainConfig, world: int) -> None:
             raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}.")
 
 
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written by a run killed after its last checkpoint)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
-
-
 def train_inverter(
     config: TrainConfig,
     classifier: Classifier,
@@ -626,7 +612,7 @@ def _train(
         run = {"trainer_options": trainer_options, "world_size": d.world, "device": str(device)}
         run["data_fingerprint"] = fingerprint  # a resume on other images is refused (see _check_resumed_data)
         _write_run_config(out, config, inverter, classifier, run | {"train_images": len(source), "cache_logits": cache})
-        _trim_log(out / LOG_FILE, step)
+        trim_log(out / LOG_FILE, step)
     last_ckpt = existing if resume else None
     from .bench import classifier_identity
 

@@ -45,9 +45,11 @@ from .errors import DataError, InvkitError, TrainingError, TrainingInterrupted
 from .interrupt import stop_requests
 from .outputs import check_resume, dataset_fingerprint
 from .progress import Progress, ProgressCallback, no_progress
+from .train_report import trim_log, write_train_report
 
 TRAINABLE = ("smallcnn", "resnet18s")
 REPORT_NAME = "report.json"
+LOG_NAME = "log.jsonl"
 TRAIN_CONFIG_NAME = "train_config.json"
 
 
@@ -79,10 +81,12 @@ class TrainClassifierConfig:
     eval_steps: int | None = None  # PGD steps of the evaluation; None: max(20, 2 * adv_steps)
     eval_samples: int | None = 1000  # test images attacked in the PGD evaluation (None: all); clean acc uses all
     checkpoint_every: int = 500  # steps between checkpoints (and one at the end)
+    log_every: int = 50  # steps between lines of OUT/log.jsonl (loss, accuracy, lr of that step; curves.png)
     bf16: bool = False  # bfloat16 autocast for the training forward passes and attacks (evaluation stays fp32)
     channels_last: bool = False  # channels_last memory format for the network and the training batches
 
-    positive_fields = ("steps", "adv_steps", "checkpoint_every", "eval_steps", "step_size")  # > 0 (see invkit.config)
+    # > 0 (see invkit.config)
+    positive_fields = ("steps", "adv_steps", "checkpoint_every", "log_every", "eval_steps", "step_size")
 
     def __post_init__(self) -> None:
         if self.eval_eps is not None:
@@ -230,7 +234,16 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
 
 
 # Settings a resumed run may change; every other field must equal the run's (see docs/guide.md).
-RESUME_MAY_CHANGE = ("epochs", "steps", "eval_eps", "eval_steps", "eval_samples", "checkpoint_every", "download")
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "steps",
+    "eval_eps",
+    "eval_steps",
+    "eval_samples",
+    "checkpoint_every",
+    "log_every",
+    "download",
+)
 
 
 def _check_config(cfg: TrainClassifierConfig) -> None:
@@ -368,6 +381,7 @@ def train_classifier(
     fingerprint = dataset_fingerprint(train)
     if resume:
         start, seconds = _resume(out, clf, opt, cfg, fingerprint)
+        trim_log(out / LOG_NAME, start)  # lines a killed run wrote after its last checkpoint
         if start > total:
             raise InvkitError(
                 f"--resume: the run in '{out}' is at step {start}, past the {total} steps asked for now; "
@@ -437,12 +451,22 @@ def train_classifier(
             if cfg.adv != "none" and cfg.eps_warmup > 0:
                 fields["eps"] = round(eps_now, 4)
             progress(Progress("train", done, total, fields))
+            if done % cfg.log_every == 0 or done == total:  # this step's values; the report smooths them
+                line = {"step": done, "epoch": round(done / per_epoch, 4), "loss": loss.item(), "acc": acc,
+                        "lr": lr_at(step), "img_per_s": fields["img/s"]}  # fmt: skip
+                if cfg.adv != "none":
+                    line["eps"] = eps_now
+                with open(out / LOG_NAME, "a") as f:
+                    f.write(json.dumps(line) + "\n")
             if done % cfg.checkpoint_every == 0 and done < total:
                 _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
             if request and done < total:
                 if done % cfg.checkpoint_every:
                     _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
                 name = request.signal_name or "SIGTERM"
+                with open(out / LOG_NAME, "a") as f:
+                    f.write(json.dumps({"step": done, "event": "interrupted", "signal": name}) + "\n")
+                write_train_report(out)
                 raise TrainingInterrupted(
                     f"{name} at step {done}: saved the model and its training state in '{out}'; continue with the "
                     "same command and --resume.",
@@ -461,6 +485,7 @@ def train_classifier(
     report.train_images = n
     _save(out, clf, opt, cfg, total, elapsed, extra={"metrics": _metrics(report)}, fingerprint=fingerprint)
     atomic_write_json(out / REPORT_NAME, report.to_dict())
+    write_train_report(out)  # curves.png and report.html: the log's curves beside the evaluation
     return report
 
 

@@ -18,9 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import atomic_write_text
 from .figures import html_table, img_tag, save_panels, write_html_page
 
-__all__ = ["read_log", "write_train_report"]
+__all__ = ["read_log", "trim_log", "write_train_report"]
 
 CURVES = "curves.png"
 REPORT = "report.html"
@@ -49,6 +50,22 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def trim_log(path: str | os.PathLike, step: int) -> None:
+    """Drop the lines of a ``log.jsonl`` past ``step`` (written by a run killed after its last checkpoint), and
+    lines cut short by a kill, so that a resumed run's log reads as one run."""
+    path = Path(path)
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError):
+            continue
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
 def _curve_series(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     names = [k for k in rows[0] if k not in NOT_CURVES]
     return {k: [float(r[k]) for r in rows] for k in names if all(isinstance(r.get(k), int | float) for r in rows)}
@@ -62,14 +79,36 @@ def _settings(run: Path) -> str:
         doc = json.loads(config_path.read_text())
     except ValueError:
         return "<p>(train_config.json does not parse)</p>"
-    train = doc.get("train", {}) if isinstance(doc, Mapping) else {}
-    inverter = doc.get("inverter", {}) if isinstance(doc, Mapping) else {}
+    if not isinstance(doc, Mapping):
+        return "<p>(train_config.json is not a JSON object)</p>"
+    # invkit train nests its options under "train"; invkit train-classifier writes them flat
+    train = doc.get("train", {}) if isinstance(doc.get("train"), Mapping) else doc
     rows = [{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in sorted(train.items())]
-    rows.append({"setting": "inverter", "value": str(inverter.get("name", "?"))})
+    if isinstance(doc.get("inverter"), Mapping):
+        rows.append({"setting": "inverter", "value": str(doc["inverter"].get("name", "?"))})
     for key in ("device", "world_size", "torch", "invkit"):
         if key in doc:
             rows.append({"setting": key, "value": str(doc[key])})
     return html_table(rows)
+
+
+def _results(run: Path) -> str | None:
+    """``train-classifier``'s evaluation (``report.json``): clean accuracy and each PGD accuracy."""
+    try:
+        doc = json.loads((run / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, Mapping):
+        return None
+    rows = [{"measure": k, "value": doc[k]} for k in ("clean_accuracy", "test_images", "steps", "epochs", "seconds")
+            if isinstance(doc.get(k), int | float)]  # fmt: skip
+    for entry in doc.get("pgd") or []:
+        attack = entry.get("attack", {}) if isinstance(entry, Mapping) else {}
+        eps = attack.get("eps")
+        eps = f"{eps:.4g}" if isinstance(eps, int | float) else "?"
+        label = f"PGD-{attack.get('steps', '?')} {attack.get('norm', '?')} eps {eps} accuracy"
+        rows.append({"measure": label, "value": entry.get("accuracy", "")})
+    return html_table(rows) if rows else None
 
 
 def _checkpoints(run: Path) -> str:
@@ -95,7 +134,8 @@ def write_train_report(run: str | os.PathLike, embed_samples: int = 8) -> Path:
     """Write ``RUN/curves.png`` (when the log has steps) and ``RUN/report.html`` for a training run folder.
 
     Args:
-        run: an ``invkit train`` output folder (``log.jsonl``, ``samples/``, ``checkpoints/``).
+        run: an ``invkit train`` output folder (``log.jsonl``, ``samples/``, ``checkpoints/``) or an
+            ``invkit train-classifier`` one (``log.jsonl``, ``report.json`` once evaluated).
         embed_samples: how many of the newest sample grids the page embeds; older ones are linked by path.
 
     Returns:
@@ -135,5 +175,9 @@ def write_train_report(run: str | os.PathLike, embed_samples: int = 8) -> Path:
             links = ", ".join(f"<a href='samples/{html.escape(p.name)}'>{html.escape(p.stem)}</a>" for p in older)
             parts.append(f"<p>Older grids (files beside this page): {links}</p>")
         sections.append(("Samples, newest first", "".join(parts)))
-    sections.append(("Checkpoints", _checkpoints(run)))
-    return write_html_page(run / REPORT, f"invkit train: {run.name}", sections)
+    results = _results(run)
+    if results is not None:
+        sections.insert(1, ("Evaluation (report.json)", results))
+    if (run / "checkpoints").is_dir():
+        sections.append(("Checkpoints", _checkpoints(run)))
+    return write_html_page(run / REPORT, f"invkit training run: {run.name}", sections)

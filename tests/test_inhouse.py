@@ -173,7 +173,7 @@ def test_a_signal_saves_the_step_it_came_in_and_resuming_ends_with_the_same_weig
     import signal
 
     train, test = load_split("default", "train"), load_split("default", "test")
-    cfg = TrainClassifierConfig(steps=5, batch_size=16, eval_samples=4, eval_steps=1, checkpoint_every=4)
+    cfg = TrainClassifierConfig(steps=5, batch_size=16, eval_samples=4, eval_steps=1, checkpoint_every=4, log_every=1)
     train_classifier(cfg, tmp_path / "full", train_data=train, test_data=test)
 
     def term_at_3(event):
@@ -183,10 +183,21 @@ def test_a_signal_saves_the_step_it_came_in_and_resuming_ends_with_the_same_weig
     with pytest.raises(invkit.TrainingInterrupted, match="SIGTERM at step 3: saved the model") as info:
         train_classifier(cfg, tmp_path / "cut", train_data=train, test_data=test, progress=term_at_3)
     assert info.value.exit_status == 143 and info.value.checkpoint == tmp_path / "cut"
+    log = [json.loads(ln) for ln in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 3] and log[-1]["event"] == "interrupted"
     train_classifier(cfg, tmp_path / "cut", resume=True, train_data=train, test_data=test)
     a, b = invkit.load_classifier(tmp_path / "full"), invkit.load_classifier(tmp_path / "cut")
     for (k, v), (_, w) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k, rtol=0, atol=0)
+    # the log reads as one run (the interruption noted), its losses those of the unbroken run; the page shows both
+    full = [json.loads(ln) for ln in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    resumed = [r for r in map(json.loads, (tmp_path / "cut" / "log.jsonl").read_text().splitlines()) if "loss" in r]
+    assert [(r["step"], r["loss"], r["acc"], r["lr"]) for r in full] == [
+        (r["step"], r["loss"], r["acc"], r["lr"]) for r in resumed
+    ]
+    page = (tmp_path / "cut" / "report.html").read_text()
+    assert "Evaluation (report.json)" in page and "clean_accuracy" in page and "PGD-1 linf" in page
+    assert (tmp_path / "cut" / "curves.png").is_file()
 
 
 def _image_folder(root, corrupt: bool = False, rgb: bool = False, size: int = 28):

@@ -116,6 +116,13 @@ from ._ui import console, progress_bars
     "--checkpoint-every", type=POSITIVE_INT, default=500, show_default=True, help="Steps between checkpoints."
 )
 @click.option(
+    "--log-every",
+    type=POSITIVE_INT,
+    default=50,
+    show_default=True,
+    help="Steps between lines of log.jsonl (the loss and accuracy curves of report.html).",
+)
+@click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16"]),
     default="fp32",
@@ -136,8 +143,9 @@ def command(
 ) -> None:
     """Train an in-house classifier (standard or PGD adversarial training) and report clean and PGD accuracy.
 
-    Writes an invkit checkpoint folder (load it with invkit.load_classifier or pass it as --classifier) and
-    report.json; prints a table of clean accuracy and PGD accuracy on the test split.
+    Writes an invkit checkpoint folder (load it with invkit.load_classifier or pass it as --classifier),
+    report.json, log.jsonl, curves.png and report.html; prints a table of clean accuracy and PGD accuracy on the
+    test split.
     """
     cfg = TrainClassifierConfig(
         eval_eps=eval_eps or None, eval_samples=eval_samples or None, bf16=precision == "bf16", **options
@@ -146,7 +154,9 @@ def command(
     with claim_output(out_dir, "invkit train-classifier"), progress_bars() as progress:
         report = train_classifier(cfg, out_dir, resume=resume, progress=progress, device=dev)
     print_report(report)
-    console.print(f"checkpoint: {report.checkpoint}   report: {report.checkpoint}/{REPORT_NAME}")
+    console.print(
+        f"checkpoint: {report.checkpoint}   report: {report.checkpoint}/{REPORT_NAME} and report.html", soft_wrap=True
+    )
 
 
 def print_report(report: TrainClassifierReport) -> None:
