@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import re
 import time
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from .config import check_fields
 from .data import ImageDataset, for_classifier, load_dataset, resize
 from .errors import CheckpointError, DataError, InputError, InvkitError, TrainingError
 from .inverter import Inverter
+from .outputs import machine_info
 from .progress import Progress, ProgressCallback, no_progress
 from .resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
 
@@ -715,7 +715,7 @@ class Bench:
                 "fingerprint": s.fingerprint(),
                 "image_indices": self.indices.tolist(),
             },
-            "environment": environment(self.device),
+            "environment": machine_info(self.device),
             "lpips": self.lpips_message,
             "pairs": [{"classifier": p.classifier_label, "inverter": p.inverter, "slug": p.slug} for p in self.pairs],
             "results": kept + [r.record | {"slug": r.pair.slug} for r in getattr(self, "results", [])],
@@ -728,18 +728,3 @@ class Bench:
         doc = self.document()
         atomic_write_json(self.out / RESULTS_NAME, doc)  # NaN metrics become null: results.json stays valid JSON
         write_reports(self.out, doc)
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """The machine a run used, for the report."""
-    env = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env

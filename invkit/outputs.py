@@ -148,3 +148,50 @@ def dataset_fingerprint(dataset: Any, samples: int = 64) -> str:
         image = dataset[i][0]
         h.update((image.float().clamp(0, 1) * 255).round().to(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: Any) -> dict[str, Any]:
+    """The machine a run uses, for the records that say which machine made a result or checkpoint.
+
+    Args:
+        device: the ``torch.device`` (or its name) the run computes on.
+
+    Returns:
+        JSON-ready fields: ``cpu`` (model name), ``cpu_count``, ``cpu_capability`` (torch's SIMD level, e.g.
+        AVX512), ``cpu_bf16`` (oneDNN has native bf16 kernels: AVX512-BF16 or AMX), ``torch_threads``, ``gpu``
+        (CUDA device name, for a CUDA device), ``device``, ``torch``, ``python`` and ``platform``. No host or
+        user names.
+    """
+    import platform
+
+    import torch
+
+    device = torch.device(device)
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

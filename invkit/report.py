@@ -143,7 +143,8 @@ def settings_lines(doc: dict[str, Any]) -> list[str]:
         "classifiers: " + ", ".join(f"{labels[c]} ({c})" if labels.get(c, c) != c else c for c in s["classifiers"]),
         f"inverters: {', '.join(s['inverters'])}",
         f"LPIPS: {doc['lpips']}",
-        f"machine: {env['platform']}, {env['cpu_count']} CPUs ({env['torch_threads']} torch threads), device "
+        f"machine: {env['platform']}, {env.get('cpu', 'CPU')} x {env['cpu_count']} ({env['torch_threads']} torch "
+        f"threads, {env.get('cpu_capability', '?')}{', native bf16' if env.get('cpu_bf16') else ''}), device "
         f"{env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}; torch {env['torch']}; invkit "
         f"{doc['invkit_version']}; {doc['created']}",
     ]

@@ -62,7 +62,7 @@ from .data import ImageDataset, TensorImageDataset, for_classifier, resize, take
 from .errors import CheckpointError, InvkitError, TrainingError, TrainingInterrupted
 from .interrupt import stop_requests
 from .inverter import Batch, Inverter, InverterTrainer
-from .outputs import dataset_fingerprint
+from .outputs import dataset_fingerprint, machine_info
 from .progress import Progress, ProgressCallback, no_progress
 from .train_report import trim_log, write_train_report
 
@@ -616,7 +616,13 @@ def _train(
     last_ckpt = existing if resume else None
     from .bench import classifier_identity
 
+    machine = machine_info(device)
+    if d.main:  # which machine trained which steps: one line per start or resume, kept by trim_log
+        with open(out / LOG_FILE, "a") as f:
+            event = "resumed" if step else "started"
+            f.write(json.dumps({"step": step, "event": event, "world_size": d.world, "machine": machine}) + "\n")
     checkpoint_extra = {
+        "machine": machine,  # of the run segment that wrote the checkpoint (log.jsonl has every segment's)
         "classifier": classifier.name,
         "train_config": config.to_dict(),
         # absolute folder + digest of the classifier: the checkpoint is matched to it from any working folder
@@ -885,12 +891,13 @@ def _loop(
                     reason = _samples(
                         trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std
                     )
-                    write_train_report(out)  # curves.png and report.html follow the run
                 if _broadcast_flag(d, reason is not None, device):
                     raise stop(reason or "the samples on rank 0 failed a check (see its log)")
             saved = step % config.save_every == 0 or last
             if saved:
                 last_ckpt = save(step) or last_ckpt
+            if d.main and (saved or (config.sample_every and step % config.sample_every == 0)):
+                write_train_report(out)  # curves.png and report.html follow the run
             if not last and _broadcast_flag(d, bool(request), device):  # rank 0's decision, on every rank
                 raise _interrupted(request.signal_name, step, last_ckpt if saved else save(step), out, d)
             overhead = time.perf_counter() - t_extra

@@ -43,7 +43,7 @@ from .classifier import Classifier
 from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
 from .errors import DataError, InvkitError, TrainingError, TrainingInterrupted
 from .interrupt import stop_requests
-from .outputs import check_resume, dataset_fingerprint
+from .outputs import check_resume, dataset_fingerprint, machine_info
 from .progress import Progress, ProgressCallback, no_progress
 from .train_report import trim_log, write_train_report
 
@@ -390,6 +390,11 @@ def train_classifier(
     else:
         make_dirs(out)
     atomic_write_json(out / TRAIN_CONFIG_NAME, asdict(cfg) | {"data_fingerprint": fingerprint})
+    machine = machine_info(device)
+    if start < total:  # which machine trained which steps: one line per start or resume
+        with open(out / LOG_NAME, "a") as f:
+            event = "resumed" if start else "started"
+            f.write(json.dumps({"step": start, "event": event, "machine": machine}) + "\n")
 
     def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
@@ -484,7 +489,7 @@ def train_classifier(
     report.steps, report.epochs, report.seconds = total, round(total / per_epoch, 3), round(elapsed, 1)
     report.train_images = n
     _save(out, clf, opt, cfg, total, elapsed, extra={"metrics": _metrics(report)}, fingerprint=fingerprint)
-    atomic_write_json(out / REPORT_NAME, report.to_dict())
+    atomic_write_json(out / REPORT_NAME, report.to_dict() | {"machine": machine})  # the machine that evaluated
     write_train_report(out)  # curves.png and report.html: the log's curves beside the evaluation
     return report
 

@@ -118,13 +118,15 @@ def _checkpoints(run: Path) -> str:
             config = json.loads((folder / "config.json").read_text())
         except (OSError, ValueError):
             continue
-        extra = config.get("extra", {}) if isinstance(config, Mapping) else {}
-        health = extra.get("health", {}) if isinstance(extra, Mapping) else {}
+        health = config.get("health", {}) if isinstance(config, Mapping) else {}
+        machine = config.get("machine", {}) if isinstance(config, Mapping) else {}
+        made_on = machine.get("gpu") or " ".join(str(machine.get(k, "")) for k in ("cpu", "cpu_capability"))
         rows.append(
             {
                 "checkpoint": folder.name,
                 "sample std": health.get("sample_std", ""),
                 "collapse threshold": health.get("collapse_std", ""),
+                "machine": made_on.strip() or "(not recorded)",
             }
         )
     return html_table(rows) if rows else "<p>(no checkpoint yet)</p>"

@@ -184,17 +184,22 @@ def test_a_signal_saves_the_step_it_came_in_and_resuming_ends_with_the_same_weig
         train_classifier(cfg, tmp_path / "cut", train_data=train, test_data=test, progress=term_at_3)
     assert info.value.exit_status == 143 and info.value.checkpoint == tmp_path / "cut"
     log = [json.loads(ln) for ln in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [1, 2, 3, 3] and log[-1]["event"] == "interrupted"
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]
+    assert [(r["step"], r["event"]) for r in log if "event" in r] == [(0, "started"), (3, "interrupted")]
+    assert log[0]["machine"]["cpu_count"] >= 1 and log[0]["machine"]["device"] == "cpu"
     train_classifier(cfg, tmp_path / "cut", resume=True, train_data=train, test_data=test)
     a, b = invkit.load_classifier(tmp_path / "full"), invkit.load_classifier(tmp_path / "cut")
     for (k, v), (_, w) in zip(a.network.state_dict().items(), b.network.state_dict().items()):
         torch.testing.assert_close(v, w, msg=k, rtol=0, atol=0)
     # the log reads as one run (the interruption noted), its losses those of the unbroken run; the page shows both
-    full = [json.loads(ln) for ln in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    full = [r for r in map(json.loads, (tmp_path / "full" / "log.jsonl").read_text().splitlines()) if "loss" in r]
     resumed = [r for r in map(json.loads, (tmp_path / "cut" / "log.jsonl").read_text().splitlines()) if "loss" in r]
     assert [(r["step"], r["loss"], r["acc"], r["lr"]) for r in full] == [
         (r["step"], r["loss"], r["acc"], r["lr"]) for r in resumed
     ]
+    events = [r for r in map(json.loads, (tmp_path / "cut" / "log.jsonl").read_text().splitlines()) if "event" in r]
+    assert [(r["step"], r["event"]) for r in events] == [(0, "started"), (3, "interrupted"), (3, "resumed")]
+    assert json.loads((tmp_path / "cut" / "report.json").read_text())["machine"]["cpu"]
     page = (tmp_path / "cut" / "report.html").read_text()
     assert "Evaluation (report.json)" in page and "clean_accuracy" in page and "PGD-1 linf" in page
     assert (tmp_path / "cut" / "curves.png").is_file()

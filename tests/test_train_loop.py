@@ -25,6 +25,7 @@ import invkit.checkpoint
 from invkit.checkpoint import load_train_state
 from invkit.data import load_dataset
 from invkit.train import BatchStream, TrainConfig, build_inverter, latest_checkpoint, train_inverter
+from invkit.train_report import read_log
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy_inverter  # noqa: E402
@@ -131,8 +132,11 @@ def test_run_writes_config_log_samples_and_checkpoints(tmp_path):
     assert result.step == 10 and result.checkpoint == out / "checkpoints" / "step_000010"
     doc = json.loads((out / "train_config.json").read_text())
     assert doc["train"]["steps"] == 10 and doc["inverter"]["name"] == "toyinv.base" and doc["cache_logits"]
-    lines = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    lines = read_log(out / "log.jsonl")  # the step lines; the "started" event line with the machine comes first
     assert [ln["step"] for ln in lines] == [2, 4, 6, 8, 10]
+    first = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "started" and first["step"] == 0 and first["machine"]["cpu_count"] >= 1
+    assert json.loads((out / "checkpoints" / "step_000010" / "config.json").read_text())["machine"]["cpu"]
     assert all(ln["img_per_s"] > 0 and "mse_loss" in ln for ln in lines)
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000005.png", "step_000010.png"]
     assert (out / "checkpoints" / "latest").read_text().strip() == "step_000010"
@@ -148,7 +152,7 @@ def test_run_writes_config_log_samples_and_checkpoints(tmp_path):
 def test_the_run_folder_gets_curves_and_an_html_report_that_follow_it(tmp_path):
     from PIL import Image
 
-    from invkit.train_report import read_log, write_train_report
+    from invkit.train_report import write_train_report
 
     out = tmp_path / "run"
     _run(out, steps=10, log_every=2)
@@ -156,6 +160,8 @@ def test_the_run_folder_gets_curves_and_an_html_report_that_follow_it(tmp_path):
     assert page.count("data:image/png;base64,") == 3  # curves + the two sample grids, embedded: opens offline
     assert page.index("step_000010") < page.index("step_000005")  # newest samples first
     assert "toyinv.base" in page and "sample std" in page and "mean of" not in page  # 5 log lines: no smoothing
+    ckpt = json.loads((out / "checkpoints" / "step_000010" / "config.json").read_text())
+    assert f"{ckpt['health']['sample_std']:.4g}" in page and ckpt["machine"]["cpu"] in page  # health, machine
     with Image.open(out / "curves.png") as im:
         assert im.format == "PNG" and im.width > 300
     # event lines and a line cut short by a kill are not steps; a report with one embedded grid links the other
@@ -276,9 +282,10 @@ def test_sigkill_mid_training_then_resume_is_bit_identical(tmp_path):
         _tensors(load_train_state(b / "train_state.safetensors")),
     )
     # every logged loss of the killed+resumed run equals the uninterrupted run's, step by step
-    log = [json.loads(ln) for ln in (tmp_path / "whole" / "log.jsonl").read_text().splitlines()]
-    log2 = [json.loads(ln) for ln in (tmp_path / "killed" / "log.jsonl").read_text().splitlines()]
+    log, log2 = read_log(tmp_path / "whole" / "log.jsonl"), read_log(tmp_path / "killed" / "log.jsonl")
     assert [(x["step"], x["mse_loss"]) for x in log] == [(x["step"], x["mse_loss"]) for x in log2]
+    events = [json.loads(ln) for ln in (tmp_path / "killed" / "log.jsonl").read_text().splitlines() if "event" in ln]
+    assert [e["event"] for e in events] == ["started", "resumed"] and events[1]["step"] in (10, 15, 20, 25)
 
 
 def _signal_at(step: int, signum: int):
@@ -490,8 +497,7 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     hashes = [(tmp_path / f"hash_rank{i}.txt").read_text() for i in range(2)]
     assert hashes[0] == hashes[1]
-    lines = (out / "log.jsonl").read_text().splitlines()
-    assert [json.loads(ln)["step"] for ln in lines] == list(range(1, 7))  # rank 0 alone writes
+    assert [ln["step"] for ln in read_log(out / "log.jsonl")] == list(range(1, 7))  # rank 0 alone writes
     assert json.loads((out / "train_config.json").read_text())["world_size"] == 2
     assert latest_checkpoint(out).name == "step_000006"
 
