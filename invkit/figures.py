@@ -66,6 +66,18 @@ def save_rows(rows: Sequence[torch.Tensor], path: str | os.PathLike, scale: int 
     return save_grid(torch.cat(fixed), path, nrow=n, scale=scale)
 
 
+def _write_figure(fig: object, path: str | os.PathLike) -> Path:
+    """Lay out a matplotlib figure, write it as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
 def save_curves(
     path: str | os.PathLike,
     x: Sequence[float],
@@ -94,12 +106,7 @@ def save_curves(
     if len(ys) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return _write_figure(fig, path)
 
 
 def save_panels(
@@ -135,12 +142,7 @@ def save_panels(
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return _write_figure(fig, path)
 
 
 def moving_average(values: Sequence[float], window: int) -> list[float]:
