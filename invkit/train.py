@@ -883,7 +883,9 @@ def _loop(
                     with open(out / LOG_FILE, "a") as f:
                         f.write(json.dumps(line | losses) + "\n")
             if d.main:
-                progress(Progress("train", step, config.steps, {"img/s": ips, **losses}))
+                progress(
+                    Progress("train", step, config.steps, ({"img/s": ips} if ips else {}) | losses)
+                )  # img/s once measured
             t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
             if (config.sample_every and step % config.sample_every == 0) or last:
                 reason = None
