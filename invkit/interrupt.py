@@ -15,7 +15,9 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["StopRequest", "stop_requests"]
+from .errors import TrainingInterrupted
+
+__all__ = ["StopRequest", "interrupted_error", "stop_requests"]
 
 
 class StopRequest:
@@ -60,3 +62,21 @@ def stop_requests(signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.S
         yield request
     finally:
         restore()
+
+
+def interrupted_error(
+    signal_name: str | None, step: int, checkpoint: object, how_to_continue: str, saved: str | None = None
+) -> TrainingInterrupted:
+    """The error a training loop raises once it saved ``step`` after a stop request.
+
+    Args:
+        signal_name: the signal that asked for the stop; None on a rank that got none and follows rank 0's decision
+            (counted as SIGTERM, what torchrun passes on).
+        step: the step that was saved.
+        checkpoint: where it was saved (``TrainingInterrupted.checkpoint``).
+        how_to_continue: the end of the message: how to resume.
+        saved: what the message says was saved; ``checkpoint`` when None.
+    """
+    name = signal_name or "SIGTERM"
+    what = saved if saved is not None else checkpoint
+    return TrainingInterrupted(f"{name} at step {step}: saved {what}; {how_to_continue}", name, checkpoint)

@@ -59,18 +59,23 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import ImageDataset, TensorImageDataset, for_classifier, resize, take
-from .errors import CheckpointError, InvkitError, TrainingError, TrainingInterrupted
-from .interrupt import stop_requests
+from .errors import CheckpointError, InvkitError, TrainingError
+from .interrupt import interrupted_error, stop_requests
 from .inverter import Batch, Inverter, InverterTrainer
 from .outputs import dataset_fingerprint, machine_info
 from .progress import Progress, ProgressCallback, no_progress
-from .train_report import trim_log, write_train_report
+from .train_report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 CONFIG_FILE = "train_config.json"
-LOG_FILE = "log.jsonl"
+LOG_FILE = LOG  # log.jsonl, written through invkit.train_report
 SAMPLES = "samples"
+# how to go on after an interruption (bench trains through train_inverter too)
+RESUME_HINT = (
+    "run the same command again to continue from it (with --resume for `invkit train`; `invkit bench` resumes its "
+    "own training runs)."
+)
 IN_MEMORY_LIMIT = 200_000  # folders with more images are decoded batch by batch instead of held in memory
 
 
@@ -618,9 +623,7 @@ def _train(
 
     machine = machine_info(device)
     if d.main:  # which machine trained which steps: one line per start or resume, kept by trim_log
-        with open(out / LOG_FILE, "a") as f:
-            event = "resumed" if step else "started"
-            f.write(json.dumps({"step": step, "event": event, "world_size": d.world, "machine": machine}) + "\n")
+        log_start(out, step, machine, world_size=d.world)
     checkpoint_extra = {
         "machine": machine,  # of the run segment that wrote the checkpoint (log.jsonl has every segment's)
         "classifier": classifier.name,
@@ -837,8 +840,7 @@ def _loop(
     def stop(reason: str, since: int | None = None) -> TrainingError:
         """The error that ends the run; ``since``: the step the trouble began (checkpoints after it are suspect)."""
         if d.main:
-            with open(out / LOG_FILE, "a") as f:
-                f.write(json.dumps({"step": step, "event": "stopped", "reason": reason}) + "\n")
+            append_log(out, {"step": step, "event": "stopped", "reason": reason})
             write_train_report(out)  # the curves up to the stop are what one looks at next
         good = last_ckpt
         if since is not None:
@@ -880,14 +882,14 @@ def _loop(
                 if d.main:
                     epoch = round(stream.position / len(source), 4)
                     line = {"step": step, "time": round(now - t_start, 3), "img_per_s": round(ips, 2), "epoch": epoch}
-                    with open(out / LOG_FILE, "a") as f:
-                        f.write(json.dumps(line | losses) + "\n")
+                    append_log(out, line | losses)
             if d.main:
                 progress(
                     Progress("train", step, config.steps, ({"img/s": ips} if ips else {}) | losses)
                 )  # img/s once measured
             t_extra = time.perf_counter()  # samples and checkpoints do not count in img/s
-            if (config.sample_every and step % config.sample_every == 0) or last:
+            sampled = bool(config.sample_every and step % config.sample_every == 0) or last
+            if sampled:
                 reason = None
                 if d.main:
                     reason = _samples(
@@ -898,10 +900,13 @@ def _loop(
             saved = step % config.save_every == 0 or last
             if saved:
                 last_ckpt = save(step) or last_ckpt
-            if d.main and (saved or (config.sample_every and step % config.sample_every == 0)):
+            if d.main and (saved or sampled):
                 write_train_report(out)  # curves.png and report.html follow the run
             if not last and _broadcast_flag(d, bool(request), device):  # rank 0's decision, on every rank
-                raise _interrupted(request.signal_name, step, last_ckpt if saved else save(step), out, d)
+                path = last_ckpt if saved else save(step)
+                if d.main:
+                    log_interruption(out, step, request.signal_name)  # rank 0 decided: it got the signal
+                raise interrupted_error(request.signal_name, step, path, RESUME_HINT)
             overhead = time.perf_counter() - t_extra
             t_log += overhead
             t_train_extra += overhead
@@ -912,21 +917,6 @@ def _loop(
         losses=losses,
         images_per_s=total_imgs / elapsed if elapsed > 0 and total_imgs else 0.0,
         trainer=trainer,
-    )
-
-
-def _interrupted(signal_name: str | None, step: int, path: Path | None, out: Path, d: _Dist) -> TrainingInterrupted:
-    """The error that ends a run stopped by Ctrl-C or SIGTERM, after its checkpoint at ``step`` was written."""
-    if d.main:
-        with open(out / LOG_FILE, "a") as f:
-            f.write(json.dumps({"step": step, "event": "interrupted", "signal": signal_name}) + "\n")
-        write_train_report(out)
-    name = signal_name or "SIGTERM"  # a rank that got no signal follows rank 0's
-    return TrainingInterrupted(
-        f"{name} at step {step}: saved {path}; run the same command again to continue from it (with --resume "
-        "for `invkit train`; `invkit bench` resumes its own training runs).",
-        name,
-        path,
     )
 
 

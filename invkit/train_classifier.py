@@ -41,15 +41,15 @@ from .checkpoint import (
 )
 from .classifier import Classifier
 from .data import FolderImageDataset, ImageDataset, TensorImageDataset, load_dataset, match_classes
-from .errors import DataError, InvkitError, TrainingError, TrainingInterrupted
-from .interrupt import stop_requests
+from .errors import DataError, InvkitError, TrainingError
+from .interrupt import interrupted_error, stop_requests
 from .outputs import check_resume, dataset_fingerprint, machine_info
 from .progress import Progress, ProgressCallback, no_progress
-from .train_report import trim_log, write_train_report
+from .train_report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
 
 TRAINABLE = ("smallcnn", "resnet18s")
+RESUME_HINT = "continue with the same command and --resume."  # after an interruption
 REPORT_NAME = "report.json"
-LOG_NAME = "log.jsonl"
 TRAIN_CONFIG_NAME = "train_config.json"
 
 
@@ -381,20 +381,18 @@ def train_classifier(
     fingerprint = dataset_fingerprint(train)
     if resume:
         start, seconds = _resume(out, clf, opt, cfg, fingerprint)
-        trim_log(out / LOG_NAME, start)  # lines a killed run wrote after its last checkpoint
         if start > total:
             raise InvkitError(
                 f"--resume: the run in '{out}' is at step {start}, past the {total} steps asked for now; "
                 "ask for more steps (or epochs), not fewer."
             )
+        trim_log(out / LOG, start)  # lines a killed run wrote after its last checkpoint (a refused resume: none)
     else:
         make_dirs(out)
     atomic_write_json(out / TRAIN_CONFIG_NAME, asdict(cfg) | {"data_fingerprint": fingerprint})
     machine = machine_info(device)
     if start < total:  # which machine trained which steps: one line per start or resume
-        with open(out / LOG_NAME, "a") as f:
-            event = "resumed" if start else "started"
-            f.write(json.dumps({"step": start, "event": event, "machine": machine}) + "\n")
+        log_start(out, start, machine)
 
     def lr_at(step: int) -> float:  # cosine decay from cfg.lr to 0
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * step / total))
@@ -461,23 +459,15 @@ def train_classifier(
                         "lr": lr_at(step), "img_per_s": fields["img/s"]}  # fmt: skip
                 if cfg.adv != "none":
                     line["eps"] = eps_now
-                with open(out / LOG_NAME, "a") as f:
-                    f.write(json.dumps(line) + "\n")
+                append_log(out, line)
             if done % cfg.checkpoint_every == 0 and done < total:
                 _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
             if request and done < total:
                 if done % cfg.checkpoint_every:
                     _save(out, clf, opt, cfg, done, time.time() - t0, extra={}, fingerprint=fingerprint)
-                name = request.signal_name or "SIGTERM"
-                with open(out / LOG_NAME, "a") as f:
-                    f.write(json.dumps({"step": done, "event": "interrupted", "signal": name}) + "\n")
-                write_train_report(out)
-                raise TrainingInterrupted(
-                    f"{name} at step {done}: saved the model and its training state in '{out}'; continue with the "
-                    "same command and --resume.",
-                    name,
-                    out,
-                )
+                log_interruption(out, done, request.signal_name)
+                saved = f"the model and its training state in '{out}'"
+                raise interrupted_error(request.signal_name, done, out, RESUME_HINT, saved=saved)
     elapsed = time.time() - t0
     if start >= total:
         elapsed = seconds

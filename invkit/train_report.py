@@ -21,8 +21,9 @@ from typing import Any
 from .checkpoint import atomic_write_text
 from .figures import html_table, img_tag, save_panels, write_html_page
 
-__all__ = ["read_log", "trim_log", "write_train_report"]
+__all__ = ["LOG", "append_log", "log_interruption", "log_start", "read_log", "trim_log", "write_train_report"]
 
+LOG = "log.jsonl"
 CURVES = "curves.png"
 REPORT = "report.html"
 NOT_CURVES = frozenset({"step", "time", "epoch", "event"})  # log fields that are not per-step measurements
@@ -48,6 +49,23 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
         if isinstance(row, dict) and isinstance(row.get("step"), int) and "event" not in row:
             rows.append(row)
     return rows
+
+
+def append_log(run: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``RUN/log.jsonl``: a step's values, or an event (``{"step", "event", ...}``)."""
+    with open(Path(run) / LOG, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def log_start(run: str | os.PathLike, step: int, machine: Mapping[str, Any], **extra: Any) -> None:
+    """The line a training run writes when it starts (``step`` 0) or resumes: which machine trains from ``step``."""
+    append_log(run, {"step": step, "event": "resumed" if step else "started", **extra, "machine": dict(machine)})
+
+
+def log_interruption(run: str | os.PathLike, step: int, signal_name: str | None) -> None:
+    """The line a run stopped by a signal writes after saving ``step``, then the report as it stands."""
+    append_log(run, {"step": step, "event": "interrupted", "signal": signal_name})
+    write_train_report(run)
 
 
 def trim_log(path: str | os.PathLike, step: int) -> None:
@@ -147,7 +165,7 @@ def write_train_report(run: str | os.PathLike, embed_samples: int = 8) -> Path:
         OutputError: a file cannot be written (the previous version of each file stays).
     """
     run = Path(run)
-    rows = read_log(run / "log.jsonl")
+    rows = read_log(run / LOG)
     sections: list[tuple[str, str]] = [("Settings", _settings(run))]
     if rows:
         last = rows[-1]
