@@ -27,8 +27,8 @@ import torch
 
 import invkit
 from invkit.data import load_dataset, resize, take
-from invkit.figures import save_rows
-from invkit.metrics import classifier_agreement, psnr
+from invkit.evaluation.metrics import classifier_agreement, psnr
+from invkit.io import save_rows
 
 
 def main() -> None:

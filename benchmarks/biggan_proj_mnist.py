@@ -24,8 +24,8 @@ import torch
 
 import invkit
 from invkit.data import load_dataset, resize, take
-from invkit.figures import save_grid, save_rows
-from invkit.metrics import psnr
+from invkit.evaluation.metrics import psnr
+from invkit.io import save_grid, save_rows
 
 MNIST = str(Path("~/.cache/invkit-data/mnist").expanduser())
 

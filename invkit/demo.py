@@ -64,7 +64,7 @@ def require() -> None:
 
 def default_settings(**overrides: object):
     """``BenchSettings`` of the no-argument ``invkit bench``: both demo classifiers x all three inverters."""
-    from .bench import BenchSettings
+    from .evaluation.settings import BenchSettings
 
     require()
     classifiers = [str(folder(f)) for f in CLASSIFIERS.values()]

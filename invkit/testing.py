@@ -22,7 +22,7 @@ What each check verifies (docs/plugins.md, "Testing your plugin", lists the same
   registry name and the images; logits of the wrong shape or dtype raise ``InputError``; the inverter is
   trainable (``make_trainer`` returns an ``InverterTrainer`` whose ``train_step`` returns finite losses and
   whose ``state_dict`` survives ``save_train_state``) or says why not (``TrainingError``).
-* ``check_probe``: the probe runs on a tiny classifier and inverter through ``invkit.probe.run_probe`` (what
+* ``check_probe``: the probe runs on a tiny classifier and inverter through ``invkit.core.probe.run_probe`` (what
   ``invkit probe`` runs), returns a JSON-serialisable ``ProbeResult`` named after the probe, writes every
   figure it lists and ``results.json``, repeats its numbers for the same seed, and rejects an option it does
   not declare.
@@ -44,10 +44,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .classifier import Classifier, ClassifierConfig
+from .core.classifier import Classifier, ClassifierConfig
+from .core.inverter import Inverter, InverterTrainer
+from .core.probe import Probe, ProbeContext, ProbeResult, declared_options, run_probe
 from .errors import InputError, InvkitError, TrainingError
-from .inverter import Inverter, InverterTrainer
-from .probe import Probe, ProbeContext, ProbeResult, declared_options, run_probe
 
 __all__ = [
     "ConformanceError",
@@ -152,7 +152,7 @@ def tiny_inverter(classifier: Classifier, resolution: int = 32, noise_dim: int =
 
 def tiny_ood_data(channels: int = 3, size: int = 32, n: int = 24) -> Any:
     """Seeded random colour blobs, a stand-in out-of-distribution data set (``ctx.extra_data["ood"]``)."""
-    from .data import TensorImageDataset
+    from .data.datasets import TensorImageDataset
 
     g = torch.Generator().manual_seed(1)
     images = (torch.rand(n, channels, size, size, generator=g) * 255).to(torch.uint8)
@@ -179,7 +179,9 @@ def check_classifier(name: str, tmp_path: str | Path, **factory_kwargs: Any) -> 
     Raises:
         ConformanceError: the first broken rule, in one line.
     """
-    from . import create_classifier, get_registry, load_classifier
+    from .core.classifier import load_classifier
+    from .core.factory import create_classifier
+    from .core.plugins import get_registry
 
     entry = get_registry("classifier").resolve(name)
     clf = create_classifier(name, **({"pretrained": False} | factory_kwargs))
@@ -246,7 +248,9 @@ def check_inverter(
     Raises:
         ConformanceError: the first broken rule, in one line.
     """
-    from . import create_inverter, get_registry, load_inverter
+    from .core.factory import create_inverter
+    from .core.inverter import load_inverter
+    from .core.plugins import get_registry
 
     entry = get_registry("inverter").resolve(name)
     clf = classifier if classifier is not None else tiny_classifier()
@@ -291,7 +295,7 @@ def _check_trainable(name: str, inv: Inverter, clf: Classifier, train_steps: int
         exc = _raises(TrainingError, lambda: inv.make_trainer(clf), f"{name}.make_trainer (trainable is False)")
         _require(str(exc).strip(), f"{name}: make_trainer's TrainingError must say why it cannot be trained")
         return
-    from .checkpoint import load_train_state, save_train_state
+    from .io.train_state import load_train_state, save_train_state
 
     trainer = inv.make_trainer(clf)
     _require(isinstance(trainer, InverterTrainer), f"{name}: make_trainer returned {type(trainer).__name__}")
@@ -346,8 +350,9 @@ def check_probe(
     Raises:
         ConformanceError: the first broken rule, in one line.
     """
-    from . import create_probe, get_registry
-    from .data import load_dataset
+    from .core.factory import create_probe
+    from .core.plugins import get_registry
+    from .data.sources import load_dataset
 
     entry = get_registry("probe").resolve(name)
     probe = create_probe(name)

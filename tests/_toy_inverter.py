@@ -32,7 +32,7 @@ from torch import nn
 
 import invkit
 from invkit import Classifier, ClassifierConfig, Inverter, InverterTrainer, TrainingError
-from invkit.inverter import Batch
+from invkit.core.inverter import Batch
 
 
 # --------------------------------------------------------------------------------------------------- classifier
@@ -181,7 +181,7 @@ class ToyPlugin:
 
 
 def register() -> None:
-    pm = invkit.plugins.get_plugin_manager()
+    pm = invkit.core.plugins.get_plugin_manager()
     if pm.get_plugin("toy") is None:
         invkit.register_plugin(ToyPlugin(), name="toy")
 

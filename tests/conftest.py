@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import invkit.plugins
+import invkit.core.plugins
 
 
 @pytest.fixture(autouse=True)
@@ -13,9 +13,9 @@ def _seed_and_isolate(tmp_path, monkeypatch):
     """Seed torch, keep caches in tmp, and give every test freshly loaded plugins."""
     torch.manual_seed(0)
     monkeypatch.setenv("INVKIT_CACHE", str(tmp_path / "cache"))
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
     yield
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""FGSM and PGD (invkit.adversarial): eps balls, valid images, higher loss, any classifier."""
+"""FGSM and PGD (invkit.core.adversarial): eps balls, valid images, higher loss, any classifier."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import invkit
-from invkit.adversarial import AttackConfig, accuracy, fgsm, pgd
+from invkit.core.adversarial import AttackConfig, accuracy, fgsm, pgd
 
 
 @pytest.fixture

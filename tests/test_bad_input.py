@@ -1,7 +1,8 @@
 """Issue 13, points 2-8: bad input, faults and field reports, grouped by kind.
 
-Each kind is fixed where it is owned (``invkit.checkpoint`` atomic writes, ``invkit.cli._common`` option types,
-``invkit.config.check_fields``, ``invkit.outputs`` output folders and resumes, ``invkit.train`` checkpoint health)
+Each kind is fixed where it is owned (``invkit.io.files`` atomic writes, ``invkit.cli._common`` option types,
+``invkit.utils.config.check_fields``, ``invkit.io.outputs`` output folders and resumes, ``invkit.training`` checkpoint
+health)
 and tested here on several members, including every example of the issue.
 """
 
@@ -23,17 +24,17 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import invkit
-from invkit.checkpoint import (
+from invkit.cli import build_cli
+from invkit.data import load_dataset, take
+from invkit.errors import CheckpointError, DataError, InputError, InvkitError, OutputError, TrainingError
+from invkit.io import (
     atomic_save_safetensors,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    claim_output,
     save_checkpoint,
 )
-from invkit.cli import build_cli
-from invkit.data import load_dataset, take
-from invkit.errors import CheckpointError, DataError, InputError, InvkitError, OutputError, TrainingError
-from invkit.outputs import claim_output
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy_inverter  # noqa: E402
@@ -107,7 +108,7 @@ def _refuse_writes_under(monkeypatch, root: Path, code: int = errno.EROFS) -> No
 
 def _disk_full_after(monkeypatch, allowed: int) -> list[str]:
     """Let ``allowed`` atomic writes succeed, then fail every later one with ENOSPC (as a full disk does)."""
-    import invkit.checkpoint as ck
+    import invkit.io.files as ck
 
     done: list[str] = []
     real_replace = os.replace
@@ -208,7 +209,7 @@ def test_disk_full_while_appending_to_the_training_log_is_one_line(tmp_path, mon
 def test_safetensors_write_error_becomes_output_error(tmp_path, monkeypatch):
     from safetensors import SafetensorError
 
-    import invkit.checkpoint as ck
+    import invkit.io.files as ck
 
     def full(*a, **k):
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
@@ -397,7 +398,7 @@ def test_classifier_config_values_are_checked(change, expected, tmp_path, digits
 
 
 def test_classifier_config_checks_values_built_in_code_too():
-    from invkit.classifier import ClassifierConfig
+    from invkit.core.classifier import ClassifierConfig
 
     with pytest.raises(InputError, match="'std' values must be above 0"):
         ClassifierConfig(name="x", num_classes=3, std=(0.2, 0.0, 0.2))
@@ -440,9 +441,9 @@ def test_library_values_are_checked_too():
         invkit.create_inverter("biggan_proj.mnist32", ch=0)
     with pytest.raises(InputError, match="'leak' must be a finite number"):
         invkit.create_inverter("dosovitskiy_brox.mnist", leak=float("nan"))
-    from invkit.bench import Bench, BenchSettings
-    from invkit.train import TrainConfig, train_inverter
-    from invkit.train_classifier import TrainClassifierConfig, train_classifier
+    from invkit.evaluation.bench import Bench
+    from invkit.evaluation.settings import BenchSettings
+    from invkit.training import TrainClassifierConfig, TrainConfig, train_classifier, train_inverter
 
     with pytest.raises(InputError, match="'batch_size' must be above 0"):
         Bench(BenchSettings(classifiers=[CLF], inverters=["optim"], batch_size=0))
@@ -458,7 +459,7 @@ def test_library_values_are_checked_too():
 
 
 def _corrupt_train_state(path: Path, tree: str) -> Path:
-    from invkit.checkpoint import save_train_state
+    from invkit.io import save_train_state
 
     save_train_state(path, {"step": 3, "w": torch.ones(2)})
     save_file(load_file(str(path)), str(path), metadata={"invkit_tree": tree})
@@ -472,12 +473,13 @@ def _corrupt_train_state(path: Path, tree: str) -> Path:
          "images must be a uint8 tensor (N, C, H, W)"),
         (lambda t: invkit.data.TensorImageDataset(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(3), ["a"]),
          InputError, "labels must be a tensor of shape (2,)"),
-        (lambda t: invkit.bench.invert_logits(invkit.load_inverter(BIGGAN), torch.zeros(0, 10), seed=0, batch_size=4),
+        (lambda t: invkit.evaluation.inversion.invert_logits(invkit.load_inverter(BIGGAN), torch.zeros(0, 10), seed=0,
+                                                             batch_size=4),
          InputError, "non-empty (N, num_classes) batch"),
-        (lambda t: invkit.checkpoint.load_safetensors(t), CheckpointError, "is a folder"),
-        (lambda t: invkit.checkpoint.load_train_state(_corrupt_train_state(t / "s", "{not json")),
+        (lambda t: invkit.io.load_safetensors(t), CheckpointError, "is a folder"),
+        (lambda t: invkit.io.load_train_state(_corrupt_train_state(t / "s", "{not json")),
          CheckpointError, "invkit_tree metadata is corrupt"),
-        (lambda t: invkit.checkpoint.load_train_state(_corrupt_train_state(t / "s", '{"__tensor__": "x"}')),
+        (lambda t: invkit.io.load_train_state(_corrupt_train_state(t / "s", '{"__tensor__": "x"}')),
          CheckpointError, "names a tensor the file lacks"),
         (lambda t: invkit.load_inverter(BIGGAN).invert(torch.zeros(2, 10), noise=[[0.0] * 120] * 2), InputError,
          "expected noise as a torch.Tensor"),
@@ -492,8 +494,6 @@ def _corrupt_train_state(path: Path, tree: str) -> Path:
 def test_library_entry_points_refuse_bad_values_with_one_line(call, error, text, tmp_path):
     """Raw errors (ValueError, RuntimeError from torch.cat, IsADirectoryError, JSONDecodeError, AttributeError,
     NaN images) that library calls gave for these inputs, each now an invkit error saying what is wrong."""
-    import invkit.bench
-    import invkit.checkpoint
     import invkit.data  # noqa: F401  (the lambdas reach it as invkit.data)
 
     with pytest.raises(error) as info:
@@ -704,7 +704,7 @@ TC_ARGS = ["train-classifier", "--batch-size", "8", "--eval-samples", "2", "--de
 @pytest.fixture(scope="module")
 def trained_classifier(tmp_path_factory):
     """A train-classifier run of 2 steps, trained once for the resume tests (each test works on a copy)."""
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
     out = tmp_path_factory.mktemp("tc") / "c"
     result = _cli([*TC_ARGS, str(out), "--steps", "2"])
     assert result.exit_code == 0, result.output
@@ -743,7 +743,7 @@ def test_train_classifier_resume_may_change_steps_and_evaluation(trained_classif
 
 # ================================================================================== point 8: which checkpoint is good
 def _toy_run(out, resume=False, **changes):
-    from invkit.train import TrainConfig, build_inverter, train_inverter
+    from invkit.training import TrainConfig, build_inverter, train_inverter
 
     fields = dict(classifier="toyclf.base", inverter="toyinv.base", out=str(out), steps=10, batch_size=8)
     fields.update(save_every=5, sample_every=5, log_every=1, device="cpu", seed=0, keep_checkpoints=0)
@@ -757,7 +757,7 @@ def _toy_run(out, resume=False, **changes):
 
 @pytest.mark.parametrize("broken", ["model.safetensors", "train_state.safetensors"])
 def test_resume_skips_a_truncated_newest_checkpoint(broken, tmp_path, toy):
-    from invkit.train import latest_checkpoint
+    from invkit.training import latest_checkpoint
 
     _toy_run(tmp_path, steps=10)
     newest = latest_checkpoint(tmp_path)
@@ -777,7 +777,7 @@ def test_resume_with_every_checkpoint_broken_names_them(tmp_path, toy):
 
 
 def test_the_last_good_checkpoint_passed_the_health_check(tmp_path, toy):
-    from invkit.train import find_checkpoints
+    from invkit.training import find_checkpoints
 
     # checkpoints every 4 steps, sample grids every 10: the collapse at step 21 happens between grids
     with pytest.raises(TrainingError, match="collapse") as info:

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import invkit
-from invkit.bench import Bench, BenchSettings, pick_indices
+from invkit.evaluation.bench import Bench
+from invkit.evaluation.sampling import pick_indices
+from invkit.evaluation.settings import BenchSettings
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +179,7 @@ def test_report_grid_rows_share_one_size_when_originals_are_larger(tiny, tmp_pat
     from PIL import Image
     from safetensors.torch import load_file, save_file
 
-    from invkit.report import write_reports
+    from invkit.evaluation.report import write_reports
 
     out = tmp_path / "out"
     list(Bench(settings(tiny), out).run())
@@ -207,7 +209,7 @@ def test_bench_perfect_inverter_scores_one(tiny, tmp_path, monkeypatch):
         def invert(self, logits, noise=None, generator=None):
             return originals
 
-    from invkit import bench as bench_mod
+    from invkit.evaluation import bench as bench_mod
 
     monkeypatch.setattr(bench_mod.Bench, "_inverter", lambda self, pair, clf: (Oracle(TinyOptimConfig()), {}))
     bench.settings.batch_size = 100

@@ -14,7 +14,7 @@ from torch import nn
 
 import invkit
 from invkit import Classifier, ClassifierConfig, InputError
-from invkit.checkpoint import load_train_state, save_train_state
+from invkit.io import load_train_state, save_train_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from invkit.cli import build_cli
 from invkit.cli._ui import plain_progress, progress_interval
-from invkit.progress import Progress
+from invkit.utils.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy_inverter  # noqa: E402

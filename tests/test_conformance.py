@@ -15,7 +15,7 @@ import torch
 
 import invkit
 import invkit.testing
-from invkit.probe import declared_options
+from invkit.core.probe import declared_options
 from invkit.testing import ConformanceError
 
 # Reduced widths for the big presets, and few optimisation steps for optim: config fields of each method.
@@ -85,7 +85,7 @@ def broken_plugin():
 
     invkit.register_plugin(Plugin(), name="broken")
     yield
-    invkit.plugins.unregister_plugin("broken")
+    invkit.core.plugins.unregister_plugin("broken")
 
 
 @pytest.mark.parametrize(
@@ -113,4 +113,4 @@ def test_check_probe_catches_an_unseeded_probe(tmp_path):
         with pytest.raises(ConformanceError, match="ctx.generator"):
             invkit.testing.check_probe("unseeded-probe", tmp_path)
     finally:
-        invkit.plugins.unregister_plugin("unseeded")
+        invkit.core.plugins.unregister_plugin("unseeded")

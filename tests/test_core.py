@@ -10,15 +10,8 @@ import torch
 from torch import nn
 
 import invkit
-from invkit.checkpoint import (
-    load_safetensors,
-    load_train_state,
-    load_weights_file,
-    read_checkpoint_config,
-    save_checkpoint,
-    save_train_state,
-)
-from invkit.classifier import Classifier, ClassifierConfig
+from invkit.core.classifier import Classifier, ClassifierConfig
+from invkit.core.registry import Registry
 from invkit.data import load_dataset, take
 from invkit.errors import (
     CheckpointError,
@@ -29,7 +22,14 @@ from invkit.errors import (
     UnsafeCheckpointError,
     WeightsNotFoundError,
 )
-from invkit.registry import Registry
+from invkit.io import (
+    load_safetensors,
+    load_train_state,
+    load_weights_file,
+    read_checkpoint_config,
+    save_checkpoint,
+    save_train_state,
+)
 
 
 # ---------------------------------------------------------------------------------------------------- registry

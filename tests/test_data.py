@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import invkit.data as data
+import invkit.data.datasets as data_sets
 from invkit.data import (
     CacheWarning,
     decode_image,
@@ -20,6 +21,8 @@ from invkit.data import (
     load_npz_folder,
     match_classes,
 )
+from invkit.data.classes import _Relabeled
+from invkit.data.images import _to_uint8
 from invkit.errors import DataError
 
 
@@ -57,7 +60,7 @@ def test_a_second_materialize_decodes_nothing(tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("decoded although the cache is valid")
 
-    monkeypatch.setattr(data, "decode_image", no_decoding)
+    monkeypatch.setattr(data_sets, "decode_image", no_decoding)  # looked up in invkit.data.datasets
     assert torch.equal(load_dataset(root, "train").materialize().images, first)
 
 
@@ -141,7 +144,7 @@ def test_high_bit_depth_greyscale_reads_like_its_8_bit_copy(tmp_path, kind):
     elif kind == "I (older Pillow's 16-bit PNG mode)":
         path = _write(tmp_path / "a16.png", a8.astype(np.uint16) * 257)
         with Image.open(path) as im:
-            got = data._to_uint8(im.convert("I"), "L")[..., 0].astype(int)
+            got = _to_uint8(im.convert("I"), "L")[..., 0].astype(int)
         assert np.abs(got - a8.astype(int)).max() <= 1
         return
     elif kind == "tiff I;16":
@@ -249,7 +252,7 @@ def test_tensor_and_other_data_sets_are_mapped_too():
         torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.tensor([0, 1, 1, 0]), ["y", "x"]
     )
     assert match_classes(tensor_ds, ["x", "y"]).labels() == [1, 0, 0, 1]
-    wrapped = data._Relabeled(tensor_ds, [0, 1], ["y", "x"])  # not a Tensor/Folder data set: wrapped
+    wrapped = _Relabeled(tensor_ds, [0, 1], ["y", "x"])  # not a Tensor/Folder data set: wrapped
     assert match_classes(wrapped, ["w", "x", "y"]).labels() == [2, 1, 1, 2]
 
 

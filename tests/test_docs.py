@@ -1,9 +1,13 @@
-"""Every hook and every CLI command (with each of its options) is documented in docs/."""
+"""Every hook and every CLI command (with each of its options) is documented in docs/, and every name the docs and
+the example plugin use imports from where they say."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -45,3 +49,62 @@ def test_docs_links_resolve():
     for page in pages:
         for target in re.findall(r"\]\(([^)#:]+?)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+
+
+# ------------------------------------------------------------------------------------------------ documented names
+DOC_PAGES = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+EXAMPLE_SOURCES = sorted((DOCS / "example_plugin").rglob("*.py"))
+
+
+def documented_names() -> list[tuple[str, str]]:
+    """(where, dotted name) for every ``invkit.x.y`` the docs name in backticks or import in a code snippet, and
+    every name the example plugin imports from invkit."""
+    found: set[tuple[str, str]] = set()
+    for page in DOC_PAGES:
+        text = page.read_text()
+        for ref in re.findall(r"`(invkit(?:\.\w+)+)", text):
+            found.add((page.name, ref))
+        for module, names in re.findall(r"from (invkit(?:\.\w+)*) import ([\w, ]+?)(?:;|$|\s{2}|\s#)", text, re.M):
+            found.update((page.name, f"{module}.{n.split(' as ')[0].strip()}") for n in names.split(",") if n.strip())
+    for source in EXAMPLE_SOURCES:
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("invkit"):
+                found.update((source.name, f"{node.module}.{a.name}") for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update((source.name, a.name) for a in node.names if a.name.startswith("invkit"))
+    return sorted(found)
+
+
+def resolve_name(dotted: str) -> object:
+    """Import the longest module prefix of ``dotted`` and look the rest up as attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ModuleNotFoundError(dotted)
+
+
+@pytest.mark.parametrize("where, name", documented_names(), ids=[f"{w}:{n}" for w, n in documented_names()])
+def test_every_documented_name_imports_from_where_the_docs_say(where, name):
+    """A name the docs or the example plugin use exists at the path they give, and that path is current: a name
+    under one of invkit 0.1.0's module paths (which import only with a DeprecationWarning) fails. The old module
+    paths themselves may be named, where a page says what they became."""
+    from invkit._compat import MOVED
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore" if name in MOVED else "error", DeprecationWarning)
+        try:
+            resolve_name(name)
+        except (ModuleNotFoundError, AttributeError, DeprecationWarning) as exc:
+            pytest.fail(f"{where} names {name}, which does not import: {type(exc).__name__}: {exc}")
+
+
+def test_the_documented_names_include_the_plugin_helpers():
+    names = {n for _, n in documented_names()}
+    assert {"invkit.io.load_weights_file", "invkit.data.load_dataset", "invkit.testing.check_inverter"} <= names
+    assert "invkit.utils.progress.Progress" in names and "invkit.training.TrainConfig" in names

@@ -19,7 +19,7 @@ from invkit_plugins.dosovitskiy_brox import (
 from torch import nn
 
 import invkit
-from invkit.checkpoint import load_train_state, save_train_state
+from invkit.io import load_train_state, save_train_state
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from test_probes import TinyPlugin, tiny_classifier, tiny_inverter
 
 import invkit
-import invkit.plugins
+import invkit.core.plugins
 from invkit import ProbeContext
 from invkit.cli import build_cli
 from invkit.data import load_dataset, load_embedded
@@ -80,7 +80,10 @@ def test_no_default_reads_the_home_folder():
     import time or as a default (caches are resolved at call time, from the environment, in one place each)."""
     root = Path(invkit.__file__).parents[1]
     offenders = []
-    allowed = {"invkit/data.py", "plugins/classifiers/weights.py"}  # cache_dir() and hf_hub_cache(), at call time
+    allowed = {
+        "invkit/data/cache.py",
+        "plugins/classifiers/weights.py",
+    }  # cache_dir() and hf_hub_cache(), at call time
     for path in [*root.joinpath("invkit").rglob("*.py"), *root.joinpath("plugins").rglob("*.py")]:
         rel = path.relative_to(root).as_posix()
         text = path.read_text()
@@ -167,7 +170,7 @@ def test_a_register_hook_that_raises_skips_that_plugin_with_a_warning(hook, kind
         names = invkit.get_registry(kind).names()
     assert own not in names  # none of a failing hook's names, not half of them
     assert {"smallcnn.base", "biggan_proj.mnist32", "ood"} & set(names)  # the built-in ones are all there
-    assert "boom" in invkit.plugins.failed_plugins()["raiser"]
+    assert "boom" in invkit.core.plugins.failed_plugins()["raiser"]
     # the plugin's other hooks still work
     other = {"classifier": "raising_clf.x", "inverter": "raising_inv.x", "probe": "raising-probe"}
     assert all(n in invkit.get_registry(k) for k, n in other.items() if k != kind)
@@ -226,7 +229,7 @@ def _install_entry_point(tmp_path, monkeypatch, name: str, module_source: str) -
     (dist / "entry_points.txt").write_text(f"[invkit]\n{name} = {name}_mod\n")
     (site / f"{name}_mod.py").write_text(module_source)
     monkeypatch.syspath_prepend(str(site))
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
 
 
 def test_an_installed_plugin_whose_hook_has_the_wrong_signature_is_skipped(tmp_path, monkeypatch):
@@ -238,7 +241,7 @@ def test_an_installed_plugin_whose_hook_has_the_wrong_signature_is_skipped(tmp_p
     )
     with pytest.warns(UserWarning, match="'wrongsig' could not be registered"):
         names = invkit.list_classifiers()
-    assert "smallcnn.base" in names and "wrongsig" in invkit.plugins.failed_plugins()
+    assert "smallcnn.base" in names and "wrongsig" in invkit.core.plugins.failed_plugins()
 
 
 def test_an_installed_plugin_whose_hook_raises_is_skipped_and_named_by_invkit_plugins(tmp_path, monkeypatch):
@@ -481,7 +484,7 @@ def test_convert_weights_unwraps_and_strips_the_dataparallel_prefix(wrapper, tmp
 
 
 def test_strip_prefix_picks_the_prefix_that_makes_keys_fit():
-    from invkit.state_dict import shared_prefix, strip_prefix
+    from invkit.io import shared_prefix, strip_prefix
 
     expected = {"conv1.weight", "fc.weight", "fc.bias"}
     state = {"module.model.conv1.weight": 1, "module.model.fc.weight": 2, "module.model.fc.bias": 3}
@@ -499,7 +502,7 @@ def _demo_doc(name: str) -> dict:
 
 
 def test_demo_checkpoint_with_a_relative_classifier_path_fits_from_another_folder(tmp_path, monkeypatch):
-    from invkit.bench import _identity_matches, recorded_classifier
+    from invkit.core.provenance import _identity_matches, recorded_classifier
 
     doc = _demo_doc("biggan_robust")
     assert doc["train_config"]["classifier"] == "invkit/assets/demo/classifier_robust"  # relative, as recorded
@@ -512,7 +515,8 @@ def test_demo_checkpoint_with_a_relative_classifier_path_fits_from_another_folde
 
 
 def test_bench_from_another_folder_finds_the_demo_checkpoints(tmp_path, monkeypatch):
-    from invkit.bench import Bench, BenchSettings
+    from invkit.evaluation.bench import Bench
+    from invkit.evaluation.settings import BenchSettings
 
     monkeypatch.chdir(tmp_path)
     kinds = ("standard", "robust")
@@ -538,7 +542,7 @@ def test_bench_from_another_folder_finds_the_demo_checkpoints(tmp_path, monkeypa
     ],
 )
 def test_a_relative_path_matches_only_folders_that_end_with_it(relpath, folder, fits):
-    from invkit.bench import _relpath_matches
+    from invkit.core.provenance import _relpath_matches
 
     assert _relpath_matches(relpath, folder) is fits
 
@@ -546,8 +550,8 @@ def test_a_relative_path_matches_only_folders_that_end_with_it(relpath, folder, 
 def test_train_records_the_classifier_folder_absolutely(tmp_path, monkeypatch):
     import _toy_inverter
 
-    from invkit.bench import _identity_matches, recorded_classifier
-    from invkit.train import TrainConfig, build_inverter, train_inverter
+    from invkit.core.provenance import _identity_matches, recorded_classifier
+    from invkit.training import TrainConfig, build_inverter, train_inverter
 
     _toy_inverter.register()
     work = tmp_path / "work"
@@ -578,7 +582,7 @@ def test_train_records_the_classifier_folder_absolutely(tmp_path, monkeypatch):
 def _toy_train(out, **changes):
     import _toy_inverter
 
-    from invkit.train import TrainConfig, build_inverter, train_inverter
+    from invkit.training import TrainConfig, build_inverter, train_inverter
 
     _toy_inverter.register()
     fields = dict(classifier="toyclf.base", inverter="toyinv.base", out=str(out), steps=2, batch_size=8)
@@ -610,10 +614,10 @@ def test_cli_train_and_train_classifier_refuse_a_batch_larger_than_the_data_set(
 
 
 def test_train_stops_early_when_the_batch_cannot_fit_and_says_what_would(tmp_path, monkeypatch):
-    import invkit.memory
+    import invkit.utils.memory
 
     free = {"bytes": 0}
-    monkeypatch.setattr(invkit.memory, "available_bytes", lambda device: free["bytes"])
+    monkeypatch.setattr(invkit.utils.memory, "available_bytes", lambda device: free["bytes"])
     free["bytes"] = 64 * 1024  # 64 KiB: not even the weights fit
     with pytest.raises(invkit.TrainingError, match="even one image does not fit") as info:
         _toy_train(tmp_path / "a")
@@ -631,7 +635,7 @@ def test_train_stops_early_when_the_batch_cannot_fit_and_says_what_would(tmp_pat
 
 
 def test_the_estimate_grows_with_the_batch_and_the_model():
-    from invkit.memory import activation_bytes, parameter_bytes
+    from invkit.utils.memory import activation_bytes, parameter_bytes
 
     clf = invkit.load_classifier(DEMO / "classifier_standard")
     per = [activation_bytes([clf.network], lambda n=n: clf.logits(torch.zeros(n, 1, 28, 28))) for n in (1, 2, 8)]
@@ -646,9 +650,9 @@ def test_the_estimate_grows_with_the_batch_and_the_model():
 
 
 def test_train_classifier_stops_early_when_the_batch_cannot_fit(tmp_path, monkeypatch):
-    import invkit.memory
+    import invkit.utils.memory
 
-    monkeypatch.setattr(invkit.memory, "available_bytes", lambda device: 2**20)
+    monkeypatch.setattr(invkit.utils.memory, "available_bytes", lambda device: 2**20)
     result = invoke(["train-classifier", "--batch-size", "2000", "--steps", "1", "--out", str(tmp_path / "clf")])
     assert result.exit_code == 1 and "needs at least" in result.text and "GiB is free" in result.text
     assert not (tmp_path / "clf").exists()

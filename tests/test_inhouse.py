@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 import invkit
 from invkit.cli import build_cli
-from invkit.train_classifier import TrainClassifierConfig, load_split, train_classifier
+from invkit.training import TrainClassifierConfig, load_split, train_classifier
 
 
 def _run(args: list[str]):
@@ -348,7 +348,7 @@ def test_fgsm_training_marks_the_classifier_robust(tmp_path):
 
 
 def test_a_test_split_with_fewer_classes_is_mapped_by_name(tmp_path, monkeypatch):
-    import invkit.train_classifier as tc
+    import invkit.training.classifier as tc
     from invkit.data import TensorImageDataset
     from invkit.errors import DataError
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from invkit import metrics
 from invkit.errors import InputError
+from invkit.evaluation import metrics
 
 
 def test_psnr_known_values():

@@ -11,7 +11,7 @@ from invkit_plugins.optim import OptimInverter, alpha_norm, logit_loss, total_va
 from torch import nn
 
 import invkit
-from invkit.progress import Progress
+from invkit.utils.progress import Progress
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import invkit
-import invkit.plugins
+import invkit.core.plugins
 from invkit.cli import build_cli
 
 EXAMPLE_SRC = Path(__file__).resolve().parents[1] / "docs" / "example_plugin" / "src"
@@ -27,14 +27,14 @@ def example_installed(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[invkit]\nprototypes = invkit_prototypes.plugin\n")
     monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
     monkeypatch.syspath_prepend(str(site))
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
     yield
     for mod in [m for m in sys.modules if m.startswith("invkit_prototypes")]:
         del sys.modules[mod]
 
 
 def test_builtin_plugins_come_from_entry_points():
-    infos = {i.name: i for i in invkit.plugins.plugin_infos()}
+    infos = {i.name: i for i in invkit.core.plugins.plugin_infos()}
     for name in ("classifiers", "inhouse", "biggan_proj", "dosovitskiy_brox", "optim", "probes"):
         assert name in infos, name
         assert infos[name].distribution.startswith("invkit ")
@@ -42,7 +42,7 @@ def test_builtin_plugins_come_from_entry_points():
 
 
 def test_example_plugin_found_through_entry_point_metadata(example_installed):
-    infos = {i.name: i for i in invkit.plugins.plugin_infos()}
+    infos = {i.name: i for i in invkit.core.plugins.plugin_infos()}
     assert infos["prototypes"].distribution == "invkit-prototypes 0.1.0"
     assert set(infos["prototypes"].hooks) == {
         "register_classifiers",
@@ -109,11 +109,11 @@ def test_broken_plugin_is_skipped_with_a_warning(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[invkit]\nbroken = no_such_module_anywhere\n")
     monkeypatch.syspath_prepend(str(site))
-    invkit.plugins.reset()
+    invkit.core.plugins.reset()
     with pytest.warns(UserWarning, match="broken"):
-        invkit.plugins.get_plugin_manager()
-    assert "broken" in invkit.plugins.failed_plugins()
-    assert "classifiers" in {i.name for i in invkit.plugins.plugin_infos()}  # the others still load
+        invkit.core.plugins.get_plugin_manager()
+    assert "broken" in invkit.core.plugins.failed_plugins()
+    assert "classifiers" in {i.name for i in invkit.core.plugins.plugin_infos()}  # the others still load
 
 
 def test_run_time_registration():
@@ -124,8 +124,8 @@ def test_run_time_registration():
 
     invkit.register_plugin(Plugin(), name="runtime")
     assert invkit.create_classifier("runtime.demo") == "built"
-    assert {i.name: i for i in invkit.plugins.plugin_infos()}["runtime"].distribution == "(registered at run time)"
-    invkit.plugins.unregister_plugin("runtime")
+    assert {i.name: i for i in invkit.core.plugins.plugin_infos()}["runtime"].distribution == "(registered at run time)"
+    invkit.core.plugins.unregister_plugin("runtime")
     with pytest.raises(invkit.UnknownNameError):
         invkit.create_classifier("runtime.demo")
 
@@ -290,7 +290,7 @@ def test_plugins_command_shows_module_names_whole(example_installed, monkeypatch
     assert result.exit_code == 0, result.output
     assert "…" not in result.output
     if columns == "80":  # wide enough to show each module on one line
-        for info in invkit.plugins.plugin_infos():
+        for info in invkit.core.plugins.plugin_infos():
             assert info.module in result.output
     else:  # narrower: folded, but every character is there
         flat = "".join(line.split("│")[1].strip() for line in result.output.splitlines() if line.count("│") >= 3)

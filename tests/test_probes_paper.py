@@ -48,7 +48,7 @@ def test_fit_probe_reports_logit_shift_and_scale_per_factor(name, models, tmp_pa
 
 # ----------------------------------------------------------------------------------------------- misclassified
 def test_misclassified_compares_fidelity_of_wrong_and_right_originals(models, tmp_path):  # noqa: F811
-    from invkit.metrics import psnr, ssim
+    from invkit.evaluation.metrics import psnr, ssim
 
     options = {"scan": 200, "compare": 20, "id_k": 3}
     result = invkit.create_probe("misclassified").run(make_ctx(models, tmp_path / "run", options=options))

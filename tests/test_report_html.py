@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageStat
 from test_bench import _one_thread, settings, tiny  # noqa: F401 - fixtures shared with the bench tests
 
-from invkit.bench import Bench
+from invkit.evaluation.bench import Bench
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

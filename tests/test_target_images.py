@@ -9,8 +9,8 @@ import torch
 from test_bench import TinyOptimConfig, settings, tiny  # noqa: F401 - the fixture
 
 import invkit
-from invkit.bench import Bench
 from invkit.data import resize
+from invkit.evaluation.bench import Bench
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,7 +50,7 @@ def test_bench_computes_logits_from_and_scores_against_the_target_image(tiny, tm
     config = TinyOptimConfig(resolution=16)
     targets = resize(bench.originals, 16, channels=1)
     oracle = Oracle(config, clf, targets)
-    from invkit import bench as bench_mod
+    from invkit.evaluation import bench as bench_mod
 
     monkeypatch.setattr(bench_mod.Bench, "_inverter", lambda self, pair, c: (oracle, {}))
     bench.settings.batch_size = 100

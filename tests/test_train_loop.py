@@ -1,4 +1,4 @@
-"""The training loop (invkit.train) and `invkit train`, with a tiny MLP inverter registered at run time.
+"""The training loop (invkit.training.loop) and `invkit train`, with a tiny MLP inverter registered at run time.
 
 Covers the issue's points: torchrun DDP ranks end with identical weights; a SIGKILLed run resumed ends
 bit-identical to an uninterrupted one; checkpoints are atomic; NaN and collapse stop the run with one line
@@ -21,11 +21,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 import invkit
-import invkit.checkpoint
-from invkit.checkpoint import load_train_state
+import invkit.io.files
 from invkit.data import load_dataset
-from invkit.train import BatchStream, TrainConfig, build_inverter, latest_checkpoint, train_inverter
-from invkit.train_report import read_log
+from invkit.io import load_train_state
+from invkit.training import BatchStream, TrainConfig, build_inverter, latest_checkpoint, train_inverter
+from invkit.training.report import read_log
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy_inverter  # noqa: E402
@@ -152,7 +152,7 @@ def test_run_writes_config_log_samples_and_checkpoints(tmp_path):
 def test_the_run_folder_gets_curves_and_an_html_report_that_follow_it(tmp_path):
     from PIL import Image
 
-    from invkit.train_report import write_train_report
+    from invkit.training.report import write_train_report
 
     out = tmp_path / "run"
     _run(out, steps=10, log_every=2)
@@ -325,12 +325,12 @@ def test_a_signal_ends_the_step_saves_it_and_the_resumed_run_is_exact(tmp_path, 
 
 
 def test_a_signal_on_a_checkpoint_step_saves_it_once_and_a_second_signal_acts_at_once(tmp_path, monkeypatch):
-    import invkit.train
+    import invkit.training.loop
 
     writes = []
-    real = invkit.train.write_checkpoint
+    real = invkit.training.loop.write_checkpoint
     monkeypatch.setattr(
-        invkit.train, "write_checkpoint", lambda out, step, *a: writes.append(step) or real(out, step, *a)
+        invkit.training.loop, "write_checkpoint", lambda out, step, *a: writes.append(step) or real(out, step, *a)
     )
     with pytest.raises(invkit.TrainingInterrupted) as info:
         _run(tmp_path / "a", steps=10, progress=_signal_at(5, signal.SIGINT))
@@ -370,7 +370,7 @@ def test_cli_exits_as_the_signal_would_after_saving(tmp_path):
 # ------------------------------------------------------------------------------------------------ atomicity
 def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, monkeypatch):
     _run(tmp_path, steps=10)
-    real_save = invkit.checkpoint.save_file
+    real_save = invkit.io.files.save_file
     calls = []
 
     def crash_on_train_state(tensors, path, metadata=None):
@@ -380,10 +380,10 @@ def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, mo
             raise OSError("disk full")
         return real_save(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(invkit.checkpoint, "save_file", crash_on_train_state)
+    monkeypatch.setattr(invkit.io.files, "save_file", crash_on_train_state)
     with pytest.raises(OSError, match="disk full"):
         _run(tmp_path, steps=15, resume=True)
-    monkeypatch.setattr(invkit.checkpoint, "save_file", real_save)
+    monkeypatch.setattr(invkit.io.files, "save_file", real_save)
     root = tmp_path / "checkpoints"
     assert sorted(p.name for p in root.iterdir()) == ["latest", "step_000005", "step_000010"]
     assert (root / "latest").read_text().strip() == "step_000010"

@@ -7,9 +7,9 @@ Measures, for an image folder (e.g. Tiny ImageNet's train split) at the inverter
    ``--workers`` worker processes;
 2. building the decoded uint8 cache (``FolderImageDataset.materialize``: decode every image once, saved as
    safetensors under ``$INVKIT_CACHE/decoded``) cold, and loading it again warm;
-3. batch assembly from that cache exactly as the training loop does it per step (``invkit.train._Source.batch``:
-   gather uint8 rows, convert to float in [0, 1], resize if needed, channels_last, index the cached logits), at
-   each ``--batch-size``.
+3. batch assembly from that cache exactly as the training loop does it per step
+   (``invkit.training.source._Source.batch``: gather uint8 rows, convert to float in [0, 1], resize if needed,
+   channels_last, index the cached logits), at each ``--batch-size``.
 
 Compare (3) with the step's img/s (benchmarks/throughput/peer_compare.py on CPU; biggan_throughput.py on a GPU):
 the data path keeps up when its img/s is well above the step's. Whatever ``invkit.data`` does to load a folder
@@ -49,7 +49,7 @@ def main() -> None:
     if args.cache:
         os.environ["INVKIT_CACHE"] = args.cache
     from invkit.data import load_dataset
-    from invkit.train import _Source
+    from invkit.training.source import _Source
 
     load = lambda: ", ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
     print(f"# data path, {args.data} ({args.split}), {args.resolution}x{args.resolution}\n")

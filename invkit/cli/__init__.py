@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from .._version import __version__
 from ..errors import InvkitError, TrainingInterrupted
 
 # Each module defines ``command``, a click command. Listed here in help order.
@@ -63,7 +63,7 @@ class InvkitGroup(click.Group):
                 raise click.ClickException(
                     f"permission denied for '{exc.filename or '?'}'; check its permissions or use another folder."
                 ) from None
-            from ..checkpoint import output_error
+            from ..io.files import output_error
 
             raise click.ClickException(str(output_error(exc.filename or "the output folder", exc))) from None
         except KeyboardInterrupt:
@@ -88,7 +88,7 @@ def _add_builtin_commands() -> None:
 
 def build_cli() -> click.Group:
     """The ``invkit`` group with the built-in commands and those of every loaded plugin."""
-    from ..plugins import call_hook_per_plugin
+    from ..core.plugins import call_hook_per_plugin
 
     _add_builtin_commands()
     call_hook_per_plugin("register_commands", cli=cli)

@@ -10,10 +10,11 @@ from typing import Any
 import click
 import torch
 
-from ..data import ImageDataset, load_dataset
+from ..core.resolve import resolve_classifier as classifier_from_spec  # noqa: F401 - the library's spec resolution
+from ..core.resolve import resolve_inverter as inverter_from_spec  # noqa: F401
+from ..data.datasets import ImageDataset
+from ..data.sources import load_dataset
 from ..errors import InvkitError
-from ..resolve import resolve_classifier as classifier_from_spec  # noqa: F401 - the library's spec resolution
-from ..resolve import resolve_inverter as inverter_from_spec  # noqa: F401
 
 
 def dataset_from_spec(
@@ -92,7 +93,7 @@ SEED = click.IntRange(min=0, max=2**63 - 1)  # what torch.Generator.manual_seed 
 def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, Any]:
     """``key=value`` pairs (``--option steps=100``) into a dict; values parsed as JSON when they can be.
 
-    The values' types and ranges are checked by the config they go to (``invkit.config.check_fields``).
+    The values' types and ranges are checked by the config they go to (``invkit.utils.config.check_fields``).
     """
     out: dict[str, Any] = {}
     for pair in pairs:

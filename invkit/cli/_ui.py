@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..progress import Progress as ProgressEvent
-from ..progress import ProgressCallback
+from ..utils.progress import Progress as ProgressEvent
+from ..utils.progress import ProgressCallback
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

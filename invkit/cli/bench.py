@@ -12,11 +12,12 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..bench import Bench, BenchSettings
 from ..errors import InvkitError
-from ..outputs import claim_output
-from ..progress import Progress as ProgressEvent
-from ..report import COLUMNS, fmt
+from ..evaluation.bench import Bench
+from ..evaluation.report import COLUMNS, fmt
+from ..evaluation.settings import BenchSettings
+from ..io.outputs import claim_output
+from ..utils.progress import Progress as ProgressEvent
 from ._common import (
     NON_NEGATIVE_INT,
     POSITIVE_INT,

@@ -4,7 +4,7 @@ Reads a torch state dict (``torch.load(weights_only=True)``: tensors and plain c
 plain arrays, or a safetensors file, and writes the tensors to ``DST.safetensors``, so any classifier that takes
 ``--weights`` reads the result. A checkpoint dict such as MadryLab's ``{"model": ..., "optimizer": ...,
 "epoch": ...}`` or the PyTorch ImageNet example's ``{"state_dict": ..., "epoch": ...}`` is reduced to its state
-dict (``--key``, or one of ``invkit.state_dict.WRAPPER_KEYS`` found automatically), and a prefix that a wrapper
+dict (``--key``, or one of ``invkit.io.state_dict.WRAPPER_KEYS`` found automatically), and a prefix that a wrapper
 gave every key (``module.`` from ``nn.DataParallel``/DDP, ``_orig_mod.`` from ``torch.compile``) is stripped
 unless ``--keep-prefix``; other names are unchanged. A pickle that needs code to load is refused unless
 ``--trust-pickle`` is given, which runs that code: use it only on a file you trust, in an environment you trust.
@@ -19,9 +19,10 @@ from typing import Any
 import click
 import torch
 
-from ..checkpoint import atomic_save_safetensors, load_weights_file
 from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
-from ..state_dict import WRAPPER_KEYS, strip_prefix, unwrap
+from ..io.files import atomic_save_safetensors
+from ..io.state_dict import WRAPPER_KEYS, strip_prefix, unwrap
+from ..io.weights import load_weights_file
 from ._ui import console, err_console
 
 

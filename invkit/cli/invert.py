@@ -10,12 +10,13 @@ import click
 import torch
 from rich.table import Table
 
-from ..checkpoint import atomic_write_bytes, atomic_write_json, spec_identity
-from ..classifier import Classifier
-from ..data import IMAGE_EXTENSIONS, load_image
+from ..core.classifier import Classifier
+from ..data.images import IMAGE_EXTENSIONS, load_image
 from ..errors import DataError, InvkitError
-from ..figures import save_rows, to_pil_grid
-from ..outputs import claim_output
+from ..io.checkpoint import spec_identity
+from ..io.figures import save_rows, to_pil_grid
+from ..io.files import atomic_write_bytes, atomic_write_json
+from ..io.outputs import claim_output
 from ._common import (
     POSITIVE_INT,
     SEED,

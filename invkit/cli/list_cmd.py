@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..plugins import get_registry
+from ..core.plugins import get_registry
 from ._ui import console
 
 KINDS = {"classifiers": "classifier", "inverters": "inverter", "probes": "probe"}

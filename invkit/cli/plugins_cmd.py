@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..plugins import failed_plugins, get_registry, plugin_infos
+from ..core.plugins import failed_plugins, get_registry, plugin_infos
 from ._ui import console
 
 

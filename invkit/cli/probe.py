@@ -15,14 +15,16 @@ import click
 import torch
 from rich.table import Table
 
-from .. import create_probe, list_probes
-from ..checkpoint import make_dirs, spec_identity
-from ..data import for_classifier, load_dataset
+from ..core.factory import create_probe, list_probes
+from ..core.plugins import get_registry
+from ..core.probe import ProbeContext, ProbeResult, declared_options, run_probe
+from ..data.classes import for_classifier
+from ..data.sources import load_dataset
 from ..errors import InvkitError
-from ..outputs import claim_output
-from ..plugins import get_registry
-from ..probe import ProbeContext, ProbeResult, declared_options, run_probe
-from ..progress import Progress
+from ..io.checkpoint import spec_identity
+from ..io.files import make_dirs
+from ..io.outputs import claim_output
+from ..utils.progress import Progress
 from ._common import (
     POSITIVE_INT,
     SEED,

@@ -22,7 +22,7 @@ from ._ui import console
 )
 def command(runs: tuple[Path, ...], samples: int) -> None:
     """Write curves.png and report.html into each training run folder RUNS (an `invkit train --out`)."""
-    from ..train_report import write_train_report
+    from ..training.report import write_train_report
 
     for run in runs:  # every folder is checked before anything is written
         if not run.is_dir():

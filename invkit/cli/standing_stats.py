@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 import torch
 
-from ..checkpoint import read_checkpoint_config
-from ..data import resize, take
+from ..data.datasets import take
+from ..data.images import resize
 from ..errors import InvkitError
+from ..io.checkpoint import read_checkpoint_config
 from ._common import apply, classifier_from_spec, data_options, dataset_from_spec, device_option, pick_device
 from ._ui import console
 
@@ -46,7 +47,7 @@ def command(
     device: str,
 ) -> None:
     """Accumulate standing batch-norm statistics for the inverter in CHECKPOINT and save the result to --out."""
-    from .. import create_inverter
+    from ..core.factory import create_inverter
 
     if batches < 1 or batch_size < 2:
         raise click.BadParameter("needs at least 1 batch of at least 2 images.", param_hint="--batches/--batch-size")

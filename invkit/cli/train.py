@@ -1,6 +1,6 @@
 """``invkit train``: train a learned inverter (``biggan_proj``, ``dosovitskiy_brox``, ...) against a frozen classifier.
 
-The loop itself is ``invkit.train``; this module turns options into a ``TrainConfig``, builds the classifier,
+The loop itself is ``invkit.training.loop``; this module turns options into a ``TrainConfig``, builds the classifier,
 the inverter and the data sets, draws the progress bar and prints where everything went.
 """
 
@@ -13,19 +13,13 @@ from typing import Any
 
 import click
 
+from ..core.inverter import Inverter
 from ..errors import InvkitError
-from ..inverter import Inverter
-from ..outputs import claim_output
-from ..train import (
-    CONFIG_FILE,
-    LOG_FILE,
-    RUN_DEFINING,
-    SAMPLES,
-    TrainConfig,
-    build_inverter,
-    read_run_config,
-    train_inverter,
-)
+from ..io.outputs import claim_output
+from ..training.config import CONFIG_FILE, RUN_DEFINING, TrainConfig, build_inverter
+from ..training.health import SAMPLES
+from ..training.loop import LOG_FILE, train_inverter
+from ..training.resume import read_run_config
 from ._common import (
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..outputs import claim_output
-from ..train_classifier import REPORT_NAME, TrainClassifierConfig, TrainClassifierReport, train_classifier
+from ..io.outputs import claim_output
+from ..training.classifier import REPORT_NAME, train_classifier
+from ..training.classifier_config import TrainClassifierConfig, TrainClassifierReport
 from ._common import (
     FRACTION,
     NON_NEGATIVE_FLOAT,

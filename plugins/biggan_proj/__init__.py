@@ -9,8 +9,8 @@ from dataclasses import fields, replace
 from typing import Any
 
 import invkit
-from invkit.config import check_fields
 from invkit.errors import InputError
+from invkit.utils.config import check_fields
 
 from .model import BigGANConfig, BigGANInverter, BigGANTrainer, Discriminator, Generator
 
@@ -55,7 +55,7 @@ def _factory(tag: str):
 
         Raises:
             InputError: an option that is not a ``BigGANConfig`` field; a value of the wrong type or out of range
-                (``invkit.config.check_fields``); a resolution other than 32, 64 or 128; a ``noise_dim`` that
+                (``invkit.utils.config.check_fields``); a resolution other than 32, 64 or 128; a ``noise_dim`` that
                 is not a positive multiple of the number of noise chunks; an unknown ``bn_stats``.
         """
         names = {f.name for f in fields(BigGANConfig)}

@@ -39,8 +39,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from invkit.core.inverter import Batch, Inverter, InverterTrainer
 from invkit.errors import InputError, TrainingError
-from invkit.inverter import Batch, Inverter, InverterTrainer
 
 
 # ------------------------------------------------------------------------------------------------------ config
@@ -444,7 +444,7 @@ class BigGANTrainer(InverterTrainer):
     ``channels_last`` (memory format of G, D and the image batches), both on by default where the device
     computes bf16 natively (``native_bf16``: CUDA with bf16, CPUs with AVX512-BF16/AMX) and off elsewhere;
     ``seed`` for the noise generator (default: drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
-    Batches (``invkit.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
+    Batches (``invkit.core.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
 
     Deviations from the paper: on such devices the forward passes run in bf16 (losses, optimiser states and
     weights stay fp32); the paper does not state its precision. On a CPU with AMX a step is 2.5-5x faster than in fp32;

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from invkit.classifier import Classifier, ClassifierConfig
+from invkit.core.classifier import Classifier, ClassifierConfig
 from invkit.errors import CheckpointError, InputError, InvkitError
-from invkit.state_dict import strip_prefix
+from invkit.io import strip_prefix
 
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 

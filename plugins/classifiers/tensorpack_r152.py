@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invkit.classifier import Classifier, ClassifierConfig
+from invkit.core.classifier import Classifier, ClassifierConfig
 from invkit.errors import CheckpointError, InputError, InvkitError
-from invkit.state_dict import strip_prefix, unwrap
+from invkit.io import strip_prefix, unwrap
 
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from invkit.classifier import INTERPOLATIONS, Classifier, ClassifierConfig
+from invkit.core.classifier import INTERPOLATIONS, Classifier, ClassifierConfig
 from invkit.errors import InputError, InvkitError
 
 from .weights import WeightsSource, load_network, plain_state, resolve_weights

@@ -24,9 +24,8 @@ from urllib.parse import urlparse
 
 import torch
 
-from invkit.checkpoint import load_weights_file
 from invkit.errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
-from invkit.state_dict import load_strict, unwrap
+from invkit.io import load_strict, load_weights_file, unwrap
 
 DOCS = "docs/classifiers.md"
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes in a timm/<name> repository
@@ -170,7 +169,7 @@ def resolve_weights(name: str, source: WeightsSource, weights: str | os.PathLike
 # ------------------------------------------------------------------------------------------- state dict helpers
 def plain_state(raw: Mapping[str, Any], source: str) -> dict[str, torch.Tensor]:
     """The flat state dict in a weights file as training scripts save it, unwrapped from a checkpoint dict
-    (``{"state_dict": ..., "epoch": ...}``, ``{"model": ...}``; see ``invkit.state_dict``). A prefix every key
+    (``{"state_dict": ..., "epoch": ...}``, ``{"model": ...}``; see ``invkit.io.state_dict``). A prefix every key
     shares (``module.``) is left for ``load_network``, which strips it against the network's own keys."""
     state, _ = unwrap(raw)
     if not isinstance(state, Mapping):
@@ -197,7 +196,7 @@ def load_network(build: Any, state: Mapping[str, torch.Tensor], source: str, nam
     The network is built on the meta device and the loaded tensors are assigned to it; a network that keeps
     non-persistent buffers (which a state dict cannot fill) is built normally instead. A prefix every key
     shares and the network lacks (``module.`` from ``nn.DataParallel``, ``_orig_mod.`` from ``torch.compile``)
-    is stripped first (``invkit.state_dict.load_strict``).
+    is stripped first (``invkit.io.state_dict.load_strict``).
 
     Raises:
         CheckpointError: the keys or shapes do not fit; one line naming a few missing and unexpected keys.

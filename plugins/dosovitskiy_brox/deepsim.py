@@ -66,10 +66,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from invkit.classifier import Classifier
-from invkit.config import check_fields
+from invkit.core.classifier import Classifier
+from invkit.core.inverter import Batch, Inverter, InverterTrainer
 from invkit.errors import InputError, InvkitError, TrainingError
-from invkit.inverter import Batch, Inverter, InverterTrainer
+from invkit.utils.config import check_fields
 
 
 @dataclass
@@ -350,7 +350,7 @@ class DosovitskiyBroxTrainer(InverterTrainer):
     inverted classifier), another ``invkit.Classifier``, or a registered classifier name; ``g_lr`` / ``d_lr``
     (separate learning rates, from ``invkit train --lr-g/--lr-d``); ``bf16`` (bfloat16 autocast of the
     forward passes) and ``channels_last`` (memory format of G and D), both off by default.
-    Batches (``invkit.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
+    Batches (``invkit.core.inverter.Batch``) hold images in [0, 1] at the inverter's resolution and their logits.
 
     Args:
         inverter: the decoder G to train.
@@ -523,7 +523,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> D
 
     Raises:
         InputError: an option that is not a ``DosovitskiyBroxConfig`` field; a value of the wrong type or out of
-            range (``invkit.config.check_fields``); an odd resolution or one below 8; ``noise_dim`` other than 0.
+            range (``invkit.utils.config.check_fields``); an odd resolution or one below 8; ``noise_dim`` other than 0.
     """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:

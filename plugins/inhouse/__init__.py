@@ -14,9 +14,9 @@ from typing import Any
 from torch import nn
 
 import invkit
-from invkit.checkpoint import load_weights_file
-from invkit.classifier import Classifier, ClassifierConfig
+from invkit.core.classifier import Classifier, ClassifierConfig
 from invkit.errors import InvkitError, WeightsNotFoundError
+from invkit.io import load_weights_file
 
 from .models import ResNet18S, SmallCNN
 

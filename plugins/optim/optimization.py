@@ -40,11 +40,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from invkit.classifier import Classifier
-from invkit.config import check_fields
+from invkit.core.classifier import Classifier
+from invkit.core.inverter import Inverter
 from invkit.errors import InputError, InvkitError
-from invkit.inverter import Inverter
-from invkit.progress import Progress, ProgressCallback, no_progress
+from invkit.utils.config import check_fields
+from invkit.utils.progress import Progress, ProgressCallback, no_progress
 
 
 @dataclass
@@ -491,7 +491,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> O
 
     Raises:
         InputError: an option that is not an ``OptimConfig`` field; a value of the wrong type or out of range
-            (``invkit.config.check_fields``); a setting ``OptimInverter`` refuses (see there).
+            (``invkit.utils.config.check_fields``); a setting ``OptimInverter`` refuses (see there).
     """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:

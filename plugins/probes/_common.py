@@ -8,8 +8,8 @@ Image measures (per image, on images in [0, 1], averaged over channels):
   differences (0 for a flat image). The Laplacian variance is reported beside it where a probe says so.
 
 Distances between two images: **RMS** pixel distance (``sqrt(mean((a - b)^2))``, in [0, 1]) and **SSIM**
-(``invkit.metrics.ssim``). LPIPS needs AlexNet weights that invkit never downloads; probes report it only
-when ``invkit.metrics.lpips_status`` says it runs offline.
+(``invkit.evaluation.metrics.ssim``). LPIPS needs AlexNet weights that invkit never downloads; probes report it only
+when ``invkit.evaluation.metrics.lpips_status`` says it runs offline.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from invkit import ProbeContext, ProbeResult
-from invkit.config import check_fields
 from invkit.data import take
 from invkit.errors import InputError
-from invkit.figures import html_table, img_tag, write_html_page
-from invkit.metrics import LPIPS, lpips_status
-from invkit.progress import Progress
+from invkit.evaluation.metrics import LPIPS, lpips_status
+from invkit.io import html_table, img_tag, write_html_page
+from invkit.utils.config import check_fields
+from invkit.utils.progress import Progress
 
 
 # ------------------------------------------------------------------------------------------------ options
@@ -43,7 +43,7 @@ def resolve_options(probe_name: str, defaults: Any, overrides: Mapping[str, Any]
 
     Raises:
         InputError: a name that is not a field; a value that is not of the field's type (``bool``, whole number,
-            number, tuple of numbers); a NaN or infinite number (``invkit.config.check_fields``).
+            number, tuple of numbers); a NaN or infinite number (``invkit.utils.config.check_fields``).
     """
     fields = {f.name: f for f in dataclasses.fields(defaults)}
     changes = {}
@@ -203,7 +203,7 @@ def pairwise(images: torch.Tensor, fn: Any) -> float:
 
 
 def lpips_or_none(device: torch.device) -> tuple[Any | None, str]:
-    """``invkit.metrics.LPIPS`` when its backbone is available offline, else None; and a line saying which."""
+    """``invkit.evaluation.metrics.LPIPS`` when its backbone is available offline, else None; and a line saying so."""
     ok, message = lpips_status("alex")
     return (LPIPS("alex", device=device) if ok else None), message
 

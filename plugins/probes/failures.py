@@ -6,7 +6,7 @@
   instance identification (among ``id_k`` scanned images of the same true class) of misclassified versus
   correctly classified originals, each group reconstructed the same way; plus the error rate and how often the
   reconstruction of a misclassified image is classified as the predicted versus the true label.
-* ``fgsm`` (paper Fig. 7): FGSM adversarial images (Goodfellow et al. 2015, ``invkit.adversarial.fgsm``) with
+* ``fgsm`` (paper Fig. 7): FGSM adversarial images (Goodfellow et al. 2015, ``invkit.core.adversarial.fgsm``) with
   eps = 0.1 in [0, 1] pixel units, and reconstructions of the clean and adversarial logits. Numbers: clean
   accuracy, attack success (fraction of correctly classified images whose prediction the attack changes),
   and how often the adversarial reconstruction is classified as the adversarial prediction (the logits
@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
-from invkit.adversarial import fgsm
+from invkit.core.adversarial import fgsm
 from invkit.data import take
 from invkit.errors import InputError
-from invkit.figures import save_rows
+from invkit.io import save_rows
 
 from . import _common as C
 
@@ -46,7 +46,7 @@ def _fidelity(
     ctx: ProbeContext, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, k: int, seed: int
 ) -> tuple[dict[str, float | int], torch.Tensor]:
     """PSNR, SSIM and instance identification of the reconstructions of ``images[idx]``; also the reconstructions."""
-    from invkit.metrics import draw_distractors, identification_hits, psnr, ssim
+    from invkit.evaluation.metrics import draw_distractors, identification_hits, psnr, ssim
 
     x = images[idx]
     recon = C.invert(ctx, C.logits_of(ctx, x))

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
-from invkit.figures import save_curves, save_rows
+from invkit.io import save_curves, save_rows
 
 from . import _common as C
 

@@ -23,7 +23,7 @@ import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
 from invkit.errors import InputError
-from invkit.figures import save_curves, save_grid
+from invkit.io import save_curves, save_grid
 
 from . import _common as C
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
-from invkit.figures import save_grid
+from invkit.io import save_grid
 
 from . import _common as C
 

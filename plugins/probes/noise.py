@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
-from invkit.figures import save_grid
-from invkit.metrics import ssim
+from invkit.evaluation.metrics import ssim
+from invkit.io import save_grid
 
 from . import _common as C
 

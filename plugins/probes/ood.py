@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 from invkit import Probe, ProbeContext, ProbeResult
 from invkit.data import ImageDataset, TensorImageDataset, load_embedded, take
-from invkit.figures import save_rows
-from invkit.metrics import ssim
+from invkit.evaluation.metrics import ssim
+from invkit.io import save_rows
 
 from . import _common as C
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
-from invkit.figures import save_rows
-from invkit.metrics import ssim
+from invkit.evaluation.metrics import ssim
+from invkit.io import save_rows
 
 from . import _common as C
 

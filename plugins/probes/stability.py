@@ -2,7 +2,7 @@
 
 Supplement §5. Reconstruct held-out images from their logits, classify the reconstructions, and count how
 often the predicted class is identical to the original's predicted class, split by whether the original was
-classified correctly (``invkit.metrics.classifier_agreement``). With ``rounds`` > 1 the reconstruction is
+classified correctly (``invkit.evaluation.metrics.classifier_agreement``). With ``rounds`` > 1 the reconstruction is
 inverted again from its own logits, and the agreement with the original's prediction is reported after each
 round. The paper reports, on ImageNet with 1000 classes: robust 54% (correct) / 35% (incorrect), standard
 49.3% / 29.9%.
@@ -16,8 +16,8 @@ import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
 from invkit.errors import InputError
-from invkit.figures import save_curves, save_rows
-from invkit.metrics import classifier_agreement
+from invkit.evaluation.metrics import classifier_agreement
+from invkit.io import save_curves, save_rows
 
 from . import _common as C
 

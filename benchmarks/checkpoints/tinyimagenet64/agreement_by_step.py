@@ -23,8 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from invkit.checkpoint import atomic_write_text, weights_digest
-from invkit.figures import save_curves
+from invkit.io import atomic_write_text, save_curves, weights_digest
 
 KINDS = ("standard", "robust")
 COLUMNS = (

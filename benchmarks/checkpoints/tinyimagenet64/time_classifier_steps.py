@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from invkit.progress import Progress
-from invkit.train_classifier import TrainClassifierConfig, load_split, train_classifier
+from invkit.training import TrainClassifierConfig, load_split, train_classifier
+from invkit.utils.progress import Progress
 
 CONFIGS = [  # (width, input size, adversarial training, attack steps)
     (16, 32, "none", 1),

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from invkit.checkpoint import atomic_save_safetensors
+from invkit.io import atomic_save_safetensors
 
 F16_MAX = torch.finfo(torch.float16).max
 

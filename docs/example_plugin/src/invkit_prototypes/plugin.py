@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 import invkit
-from invkit.checkpoint import load_weights_file
 from invkit.data import load_dataset, resize, take
-from invkit.figures import img_tag, save_curves, save_grid, write_html_page
-from invkit.progress import Progress
+from invkit.io import img_tag, load_weights_file, save_curves, save_grid, write_html_page
+from invkit.utils.progress import Progress
 
 
 def class_prototypes() -> torch.Tensor:

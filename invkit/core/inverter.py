@@ -1,0 +1,336 @@
+"""The ``Inverter`` interface: logits in, images in [0, 1] out.
+
+An inverter is built for one classifier's logit dimension and one image shape. Learned inverters
+(``biggan_proj``, ``dosovitskiy_brox``) also provide ``make_trainer``, which the core training loop
+(``invkit.training.loop``) drives; optimisation inverters (``optim``) hold the classifier and need no training.
+All of them save and load as checkpoint folders (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, InputError, TrainingError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+"""(images in [0, 1] at the inverter's resolution, logits the frozen classifier gave for them)."""
+
+
+class Inverter(nn.Module, abc.ABC):
+    """Base class of every inverter.
+
+    Subclasses define a dataclass config (one comment per field, defaults = the method's paper) stored as
+    ``self.config``; it must have the fields ``num_classes`` (logit dimension), ``channels`` and
+    ``resolution`` (the output image), and ``noise_dim`` (0 for deterministic inverters).
+
+    Attributes:
+        registry_name: the ``name.tag`` that rebuilds this inverter (set by its factory).
+        trainable: whether ``make_trainer`` is implemented.
+    """
+
+    registry_name: str = ""
+    trainable: ClassVar[bool] = False
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.num_classes)
+
+    @property
+    def noise_dim(self) -> int:
+        return int(getattr(self.config, "noise_dim", 0))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (int(self.config.channels), int(self.config.resolution), int(self.config.resolution))
+
+    def target_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The images this inverter is asked to reconstruct: data images at its resolution and channels.
+
+        One definition for training, ``invkit bench`` and every probe (Teterwak et al. 2021 feed the classifier the
+        64x64 images the inverter produces): the data image resized to ``image_shape`` (antialiased bilinear,
+        ``invkit.data.resize``); the classifier's logits are computed from this image and reconstructions are
+        scored against it.
+
+        Args:
+            images: ``(N, C, H, W)`` in [0, 1], any size and 1 or 3 channels.
+
+        Returns:
+            ``(N, *image_shape)`` float images in [0, 1] on the same device.
+        """
+        from ..data.images import resize
+
+        c, h, w = self.image_shape
+        return resize(images.float(), (h, w), channels=c)
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------------------------------ inversion
+    @abc.abstractmethod
+    def invert(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Reconstruct images from logits.
+
+        Implementations check their input with ``check_logits`` and ``check_noise``.
+
+        Args:
+            logits: ``(N, num_classes)`` float logits of the classifier this inverter was built for, N >= 1.
+            noise: ``(N, noise_dim)`` standard normal noise for stochastic inverters; when None it is drawn from
+                N(0, 1) with ``generator`` (``sample_noise``). Leave it None for deterministic ones (``noise_dim`` 0).
+            generator: seeds the noise (and any other randomness) for reproducible results.
+
+        Returns:
+            ``(N, channels, resolution, resolution)`` images in [0, 1].
+
+        Raises:
+            InputError: ``logits`` is not a float ``(N, num_classes)`` tensor with N >= 1, or holds NaN/inf;
+                ``noise`` is not of shape ``(N, noise_dim)``.
+        """
+
+    def check_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Return ``logits`` unchanged if ``invert`` can use them.
+
+        Args:
+            logits: should be ``(N, num_classes)`` floating point, N >= 1, finite.
+
+        Raises:
+            InputError: not a tensor; a single vector (no batch dimension); another shape or logit dimension;
+                an integer or bool dtype; an empty batch; NaN/inf values (the message names the rows).
+        """
+        if not isinstance(logits, torch.Tensor):
+            raise InputError(f"{self.registry_name}: expected a tensor of logits, got {type(logits).__name__}.")
+        if logits.dim() == 1:
+            raise InputError(
+                f"{self.registry_name}: expected a batch of logits (N, {self.num_classes}), got one "
+                f"vector {tuple(logits.shape)}; use logits.unsqueeze(0)."
+            )
+        if logits.dim() != 2 or logits.shape[1] != self.num_classes:
+            raise InputError(
+                f"{self.registry_name}: expected logits of shape (N, {self.num_classes}), got "
+                f"{tuple(logits.shape)}; was this inverter trained for another classifier?"
+            )
+        if not logits.is_floating_point():
+            raise InputError(f"{self.registry_name}: logits must be floating point, got {logits.dtype}.")
+        if logits.shape[0] == 0:
+            raise InputError(
+                f"{self.registry_name}: the batch of logits is empty (0, {self.num_classes}); pass N >= 1 rows."
+            )
+        if not bool(torch.isfinite(logits).all()):
+            rows = sorted({int(i) for i in (~torch.isfinite(logits)).nonzero()[:, 0].tolist()})
+            raise InputError(
+                f"{self.registry_name}: logits hold NaN/inf (row(s) {', '.join(map(str, rows[:5]))}"
+                f"{', ...' if len(rows) > 5 else ''}); an image cannot be reconstructed from them."
+            )
+        return logits
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        """Standard normal noise ``(n, noise_dim)``, or None for a deterministic inverter."""
+        if self.noise_dim == 0:
+            return None
+        device = generator.device if generator is not None else self.device
+        return torch.randn(n, self.noise_dim, generator=generator, device=device).to(self.device)
+
+    def check_noise(self, noise: torch.Tensor | None, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """The noise ``invert`` uses: ``noise`` if it fits, else a fresh draw when it is None.
+
+        Args:
+            noise: ``(n, noise_dim)``, or None to draw standard normal noise with ``sample_noise``.
+            n: the batch size (the number of logit vectors).
+            generator: seeds the draw when ``noise`` is None.
+
+        Returns:
+            ``(n, noise_dim)`` noise, or None when ``noise`` is None and ``noise_dim`` is 0.
+
+        Raises:
+            InputError: ``noise`` is not a float tensor of shape ``(n, noise_dim)``, or holds NaN or inf.
+        """
+        if noise is None:
+            return self.sample_noise(n, generator)
+        if not isinstance(noise, torch.Tensor):
+            raise InputError(f"{self.registry_name}: expected noise as a torch.Tensor, got {type(noise).__name__}.")
+        if noise.dim() != 2 or noise.shape != (n, self.noise_dim):
+            raise InputError(
+                f"{self.registry_name}: expected noise of shape ({n}, {self.noise_dim}), got {tuple(noise.shape)}."
+            )
+        if not noise.is_floating_point():
+            raise InputError(f"{self.registry_name}: expected float noise (standard normal), got {noise.dtype}.")
+        if not bool(torch.isfinite(noise).all()):
+            raise InputError(f"{self.registry_name}: the noise holds NaN or inf values.")
+        return noise
+
+    # ------------------------------------------------------------------------------------------ training
+    def make_trainer(self, classifier: Any, **options: Any) -> InverterTrainer:
+        """Everything needed to train this inverter against a frozen classifier (see ``InverterTrainer``).
+
+        Learned inverters override it (and set ``trainable``); this default refuses.
+
+        Args:
+            classifier: the frozen classifier whose logits the inverter learns to invert.
+            **options: trainer settings of the subclass (learning rates, loss weights, ...).
+
+        Raises:
+            TrainingError: always, here: the inverter has no training step (``optim`` inverts directly).
+        """
+        raise TrainingError(
+            f"{self.registry_name or type(self).__name__} has no training step: it inverts "
+            "directly with `invkit invert`/`invkit bench`, nothing to train."
+        )
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config) if dataclasses.is_dataclass(self.config) else dict(self.config)
+
+    def save(
+        self,
+        directory: str | os.PathLike,
+        *,
+        train_state: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """Save as an invkit checkpoint folder (config.json + model.safetensors).
+
+        ``config.json`` records the registry name (``registry_name``) that ``load_inverter`` rebuilds the
+        inverter with; for an inverter built without the registry it is inferred from the plugin that
+        registered its class (``Registry.infer_name``).
+
+        Args:
+            directory: the folder; created if missing. Files are replaced atomically.
+            train_state: optional training state for resuming (``invkit.io.checkpoint.save_train_state``).
+            extra: more JSON fields for ``config.json``.
+
+        Raises:
+            CheckpointError: no registry name is known and none can be inferred (nothing is written).
+        """
+        from ..io.checkpoint import save_checkpoint
+
+        if not self.registry_name:
+            from .plugins import get_registry
+
+            inferred = get_registry("inverter").infer_name(self)
+            if inferred is None:
+                raise CheckpointError(
+                    f"cannot save this {type(self).__name__}: it has no registry name, so the checkpoint could not "
+                    "be loaded; build it with invkit.create_inverter(NAME, ...) or set inverter.registry_name = "
+                    "'NAME.TAG' (see `invkit list inverters`)."
+                )
+            self.registry_name = inferred
+        return save_checkpoint(
+            directory,
+            kind="inverter",
+            name=self.registry_name,
+            config=self.config_dict(),
+            state_dict=self.state_dict(),
+            train_state=train_state,
+            extra=extra,
+        )
+
+
+class InverterTrainer(abc.ABC):
+    """Everything an inverter needs to learn: auxiliary networks (a discriminator), optimisers, EMA.
+
+    The core loop (``invkit.training.loop.train_inverter``) owns data order, logits of the frozen classifier, devices,
+    distributed set-up, checkpoints, resume, logging and NaN checks; the trainer owns the maths of one step.
+
+    Contract:
+        * ``train_step(next_batch, step)`` performs one optimiser step of the inverter. ``next_batch()``
+          returns a fresh ``Batch`` each call (a GAN with 2 D steps per G step calls it for each D step and
+          for the G step). It returns the step's scalar losses as floats.
+        * ``state_dict()`` / ``load_state_dict()`` hold everything besides the inverter's own weights that an
+          exact resume needs (other networks, optimiser states, EMA weights). Tensors and plain containers
+          only: it is written with ``invkit.io.checkpoint.save_train_state``.
+        * ``inference_inverter()`` is what gets saved as ``model.safetensors`` (the EMA copy for a GAN).
+        * Under DDP the loop calls ``distribute(wrap)`` once before training; ``wrap(module)`` returns the
+          module wrapped in ``DistributedDataParallel``. The trainer wraps what it trains and uses the
+          wrapped modules in ``train_step`` so that gradients are averaged across ranks.
+    """
+
+    def __init__(self, inverter: Inverter, classifier: Any):
+        self.inverter = inverter
+        self.classifier = classifier
+
+    @abc.abstractmethod
+    def train_step(self, next_batch: Callable[[], Batch], step: int) -> dict[str, float]:
+        """One optimisation step; returns scalar losses."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Training state besides the inverter's weights."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``state_dict()``'s output."""
+
+    def inference_inverter(self) -> Inverter:
+        return self.inverter
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:  # noqa: B027 - optional hook
+        """Wrap trained modules for data-parallel training (see the class docstring)."""
+
+    def sample_images(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Images for the periodic sample grid: ``invert`` of the inference inverter in eval mode, without gradients.
+
+        Args:
+            logits: ``(N, num_classes)`` logits of the frozen classifier.
+            noise: ``(N, noise_dim)`` standard normal noise, fixed across the run so grids compare; None for a
+                deterministic inverter.
+
+        Returns:
+            ``(N, channels, resolution, resolution)`` images in [0, 1].
+        """
+        inv = self.inference_inverter()
+        was_training = inv.training
+        inv.eval()
+        with torch.no_grad():
+            out = inv.invert(logits, noise=noise)
+        inv.train(was_training)
+        return out
+
+
+def load_inverter(
+    directory: str | os.PathLike, classifier: Any = None, map_location: str | torch.device = "cpu"
+) -> Inverter:
+    """Rebuild an inverter from an invkit checkpoint folder.
+
+    The registry name stored in ``config.json`` picks the factory, which is called with the stored config;
+    the inverter's ``registry_name`` is that name (the full ``name.tag``).
+
+    Args:
+        directory: the checkpoint folder.
+        classifier: passed to the factory; needed by inverters that run the classifier (``optim``).
+        map_location: device for the weights.
+
+    Raises:
+        CheckpointError: missing, corrupt or unnamed checkpoint, or weights that do not fit.
+        UnknownNameError: the stored name is not registered (its plugin is not installed).
+    """
+    from ..io.checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
+    from ..io.state_dict import load_strict, strip_prefix
+    from .plugins import get_registry
+
+    doc = read_checkpoint_config(directory, kind="inverter")
+    entry = get_registry("inverter").resolve(doc["name"])
+    inv = build_from_config(entry.factory, doc, directory, classifier=classifier, **doc.get("config", {}))
+    inv.registry_name = inv.registry_name or entry.name
+    state, _ = strip_prefix(load_checkpoint_weights(directory), inv.state_dict().keys())
+    check_weights(state, inv, f"weights in '{directory}'")  # integer or NaN/inf weights would load silently
+    load_strict(inv, state, f"'{Path(directory) / 'model.safetensors'}'", doc["name"])  # brief on what misfits
+    return inv.to(map_location).eval()

@@ -1,0 +1,149 @@
+"""Name registries for classifiers, inverters and probes.
+
+Names are ``name.tag`` (``resnet152.tv_in1k``, ``robust_resnet50.l2_eps3``): the architecture or method, then
+which weights or preset. A bare ``name`` means that name's default tag, the first one registered. Listing
+takes shell wildcards (``resnet*``, ``*.tv_in1k``). Unknown names fail with the closest registered names. A name
+that two plugins register is kept aside as a conflict: using it fails with ``AmbiguousNameError`` naming both
+plugins, and every other name works as usual. (Design after timm's ``_registry.py``.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import AmbiguousNameError, InvkitError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered name.
+
+    Attributes:
+        name: the full ``name.tag``.
+        factory: called with keyword arguments to build the object.
+        kind: ``classifier``, ``inverter`` or ``probe``.
+        plugin: name of the plugin that registered it (the entry-point name for installed plugins).
+        description: one line shown by ``invkit list``.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    kind: str
+    plugin: str
+    description: str = ""
+
+    @property
+    def base(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1] if "." in self.name else ""
+
+
+class Registry:
+    """Maps ``name.tag`` to factories for one kind of object."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+        self._defaults: dict[str, str] = {}
+        self._conflicts: dict[str, list[str]] = {}  # name -> every plugin that registered it
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Names registered by more than one plugin, with those plugins in registration order."""
+        return {k: list(v) for k, v in self._conflicts.items()}
+
+    def check_name(self, name: str) -> None:
+        """Raise ``InvkitError`` unless ``name`` is ``name`` or ``name.tag`` without wildcards or spaces."""
+        if (
+            not isinstance(name, str)
+            or not name
+            or name != name.strip()
+            or name.count(".") > 1
+            or any(c in name for c in "*?[] ")
+        ):
+            raise InvkitError(f"invalid {self.kind} name {name!r}: use 'name' or 'name.tag' without wildcards.")
+
+    def register(self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = "") -> None:
+        """Add ``name``; a name another plugin already registered becomes a conflict (see ``conflicts``)."""
+        self.check_name(name)
+        if name in self._entries and self._entries[name].plugin != plugin:
+            holders = self._conflicts.setdefault(name, [self._entries[name].plugin])
+            if plugin not in holders:
+                holders.append(plugin)
+            return
+        entry = Entry(name=name, factory=factory, kind=self.kind, plugin=plugin, description=description)
+        self._entries[name] = entry
+        self._defaults.setdefault(entry.base, name)
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered full names matching a shell wildcard, sorted."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern) or n.split(".")[0] == pattern)
+
+    def entries(self, pattern: str = "*") -> list[Entry]:
+        """Entries matching a wildcard; a conflicting name shows every plugin that registered it."""
+        out = []
+        for n in self.names(pattern):
+            entry = self._entries[n]
+            if n in self._conflicts:
+                entry = dataclasses.replace(entry, plugin=" & ".join(self._conflicts[n]) + " (conflict)")
+            out.append(entry)
+        return out
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            self.resolve(name)
+        except UnknownNameError:
+            return False
+        except AmbiguousNameError:
+            return True
+        return True
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def resolve(self, name: str) -> Entry:
+        """The entry for a full name, or for a bare name's default tag.
+
+        Raises:
+            UnknownNameError: no plugin registered the name (with the closest names).
+            AmbiguousNameError: several plugins registered it.
+        """
+        full = name if name in self._entries else self._defaults.get(name)
+        if full is not None:
+            if full in self._conflicts:
+                raise AmbiguousNameError(self.kind, full, self._conflicts[full])
+            return self._entries[full]
+        # A name without a tag is both an entry and its own default: count every candidate once.
+        candidates = list(dict.fromkeys([*self._entries, *self._defaults]))
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.5)
+        if not close:  # also match on the part before the tag: 'resnet15.tv_in1k' -> resnet152.*
+            base = name.split(".", 1)[0]
+            close = [self._defaults[b] for b in difflib.get_close_matches(base, list(self._defaults), n=3)]
+        raise UnknownNameError(self.kind, name, list(dict.fromkeys(close)))
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.resolve(name).factory(**kwargs)
+
+    def infer_name(self, obj: Any) -> str | None:
+        """The one registered name whose factory builds objects like ``obj``, or None when none or several do.
+
+        A factory matches when it is ``obj``'s class (or a base of it), or when it is defined in the module
+        that defines ``obj``'s class or, for a classifier, its ``network``'s class: the usual plugin layout of
+        a factory function next to the class it builds. Used to name objects built without the registry.
+        """
+        modules = {type(obj).__module__}
+        if getattr(obj, "network", None) is not None:
+            modules.add(type(obj.network).__module__)
+        hits = []
+        for entry in self._entries.values():
+            f = entry.factory
+            if (isinstance(f, type) and isinstance(obj, f)) or getattr(f, "__module__", None) in modules:
+                hits.append(entry.name)
+        return hits[0] if len(hits) == 1 else None

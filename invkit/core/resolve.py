@@ -1,0 +1,138 @@
+"""Spec resolution: a registry name or a checkpoint folder -> a ``Classifier`` or an ``Inverter``.
+
+Every place that takes a classifier or an inverter "by spec" (the CLI commands, the bench runner, probes,
+plugins) goes through these two functions, so a name and a folder mean the same thing everywhere:
+
+* a **registry name** (``resnet152.tv_in1k``, ``biggan_proj``) builds the object through its factory;
+* a **checkpoint folder** (``config.json`` + ``model.safetensors``, see docs/checkpoints.md) is loaded, and
+  the registry name stored in its ``config.json`` picks the factory.
+
+A spec counts as a folder when it is an existing directory, or when it looks like a path (contains ``/`` or
+starts with ``.``) even if missing, so a mistyped folder fails with "does not exist" rather than "unknown
+classifier".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError, InvkitError
+from .classifier import Classifier
+from .inverter import Inverter
+
+
+def is_checkpoint_spec(spec: str) -> bool:
+    """Whether ``spec`` names a checkpoint folder rather than a registry name (see the module docstring)."""
+    path = Path(spec).expanduser()
+    return path.is_dir() or "/" in spec or spec.startswith(".")
+
+
+def resolve_classifier(spec: str, weights: str | None = None, **kwargs: Any) -> Classifier:
+    """A classifier from a registry name (``resnet152.tv_in1k``) or an invkit checkpoint folder.
+
+    Args:
+        spec: a registered ``name.tag`` (or bare ``name``), or a classifier checkpoint folder.
+        weights: a published weights file for a registry name (``--weights``); not allowed with a folder.
+        **kwargs: passed to the registry factory (``pretrained``, ...); ignored for a folder.
+
+    Returns:
+        The classifier, on the CPU, in eval mode for a checkpoint folder.
+
+    Raises:
+        UnknownNameError: ``spec`` is neither a folder nor a registered name (with the closest names).
+        CheckpointError: the folder is missing, not a classifier checkpoint, or its weights do not fit.
+        InvkitError: ``weights`` given together with a checkpoint folder.
+    """
+    from .factory import create_classifier
+
+    if is_checkpoint_spec(spec):
+        if weights is not None:
+            raise InvkitError(
+                f"'{spec}' is a checkpoint folder, which already holds its weights; weights files "
+                "(--weights) are for registry names."
+            )
+        return create_classifier(checkpoint=str(Path(spec).expanduser()))
+    if weights is not None:
+        kwargs["weights"] = weights
+    return create_classifier(spec, **kwargs)
+
+
+def resolve_inverter(
+    spec: str | None,
+    classifier: Classifier,
+    checkpoint: str | None = None,
+    *,
+    untrained: bool = False,
+    **kwargs: Any,
+) -> Inverter:
+    """An inverter for ``classifier`` from a checkpoint folder, or a registry name built fresh.
+
+    Nothing is defaulted silently: options (``kwargs``, from ``--option``) given with a checkpoint, whose settings
+    come from its config.json, are refused, and so is a learned inverter built fresh (random weights) unless
+    ``untrained`` is set (``invkit train``, which trains it).
+
+    Args:
+        spec: a registered inverter name, a checkpoint folder, or None when ``checkpoint`` is given. With
+            ``checkpoint`` too, it must name the inverter the checkpoint holds (its part before the tag).
+        classifier: the classifier whose logits will be inverted (gives the logit size; ``optim`` runs it).
+        checkpoint: an inverter checkpoint folder.
+        untrained: allow a learned inverter with random weights (for training it).
+        **kwargs: factory options (config fields such as ``steps`` or ``ch``) for a fresh inverter.
+
+    Returns:
+        The inverter, on the CPU (in eval mode when loaded from a folder), with ``registry_name`` set.
+
+    Raises:
+        UnknownNameError: an unregistered name, or a checkpoint that stores one.
+        CheckpointError: the folder is missing or corrupt, holds another inverter than ``spec``, or inverts
+            another number of logits than ``classifier`` gives.
+        InvkitError: neither a name nor a checkpoint was given; options given with a checkpoint; a learned
+            inverter without a checkpoint (and not ``untrained``).
+    """
+    from .factory import create_inverter
+
+    if checkpoint is not None:
+        if kwargs:
+            raise InvkitError(
+                f"--option {', '.join(sorted(kwargs))} is for an inverter built fresh; checkpoint '{checkpoint}' "
+                "keeps the settings it was trained with (its config.json). Drop --option or --checkpoint."
+            )
+        inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
+        if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
+            raise CheckpointError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
+        if inv.num_classes != classifier.num_classes:
+            raise CheckpointError(
+                f"checkpoint '{checkpoint}' inverts {inv.num_classes} logits but {classifier.name} "
+                f"gives {classifier.num_classes}; use the checkpoint trained for this classifier."
+            )
+        return inv
+    if spec is None:
+        raise InvkitError("give an inverter name (--inverter NAME) or a checkpoint folder (--checkpoint DIR).")
+    if Path(spec).expanduser().is_dir():
+        return resolve_inverter(None, classifier, checkpoint=str(Path(spec).expanduser()), **kwargs)
+    if not untrained and _is_learned(spec, classifier, kwargs):
+        raise InvkitError(
+            f"{spec} is a learned inverter and has only random weights without --checkpoint; train one "
+            f"(`invkit train --classifier ... --inverter {spec} --out DIR`) and pass --checkpoint DIR."
+        )
+    return create_inverter(spec, classifier=classifier, **kwargs)
+
+
+def _is_learned(spec: str, classifier: Classifier, kwargs: dict[str, Any]) -> bool:
+    """Whether ``spec`` builds a trainable inverter, found without building its weights (on the meta device)."""
+    from .factory import create_inverter
+    from .plugins import get_registry
+
+    flag = getattr(get_registry("inverter").resolve(spec).factory, "trainable", None)
+    if flag is not None:
+        return bool(flag)
+    try:
+        with torch.device("meta"):
+            return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))
+    except InvkitError:
+        raise  # bad options: the same one line the real build would give
+    except Exception:  # noqa: BLE001 - a factory that cannot run on the meta device: build it for real
+        return bool(getattr(create_inverter(spec, classifier=classifier, **kwargs), "trainable", False))

@@ -1,0 +1,414 @@
+"""The benchmark runner: every (classifier, inverter) pair on the same held-out images, with every metric.
+
+``Bench(settings, out)`` checks everything it will need before it computes anything (names, checkpoints,
+data), then ``run()`` yields one ``PairResult`` per pair as it finishes and reports progress through an
+``invkit.utils.progress.ProgressCallback``. With an ``out`` folder, ``results.json`` and the report files are
+rewritten (atomically) after every pair, so a run that fails or is interrupted keeps what it finished, and a
+rerun with the same settings reuses those pairs instead of computing them again.
+
+``Bench`` is the orchestrator; the parts it runs live beside it: the options and pairs in ``settings``, the
+checkpoint each pair uses in ``matching`` (``Bench``'s base class), the draw of images in ``sampling``, the
+logits and reconstructions of a pair in ``inversion``, the metrics in ``invkit.evaluation.metrics`` and the
+report files in ``report``. What stays here: checking the inputs, running the pairs (reusing finished ones),
+scoring a pair with the metrics and the ``results.json`` document. What each reported number means is in
+docs/bench.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._version import __version__
+from ..core.classifier import Classifier
+from ..core.inverter import Inverter
+from ..core.resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
+from ..data.classes import for_classifier
+from ..data.datasets import ImageDataset
+from ..data.images import resize
+from ..data.sources import load_dataset
+from ..errors import DataError, InvkitError, TrainingError
+from ..io.checkpoint import load_checkpoint_weights, read_checkpoint_config
+from ..io.files import atomic_write_json
+from ..io.outputs import machine_info
+from ..utils.config import check_fields
+from ..utils.progress import Progress, ProgressCallback, no_progress
+from . import metrics
+from .inversion import classifier_logits, invert_logits, pair_task
+from .matching import CheckpointMatching, _checkpoint_folder
+from .sampling import _stack, pick_indices
+from .settings import BenchSettings, Pair, PairResult, _location
+
+# The public names of invkit 0.1's invkit.bench (the old path imports this module, invkit._compat.MOVED).
+__all__ = [
+    "RESULTS_NAME",
+    "Bench",
+    "BenchSettings",
+    "Pair",
+    "PairResult",
+    "classifier_logits",
+    "invert_logits",
+    "pair_task",
+    "pick_indices",
+]
+
+RESULTS_NAME = "results.json"
+
+
+class Bench(CheckpointMatching):
+    """A bench run. Construction checks every input; ``run()`` computes and yields the pairs.
+
+    Args:
+        settings: what to run.
+        out: folder for results.json and the reports (None: compute only).
+        progress: receives ``Progress`` events (tasks ``bench`` over pairs, and one per pair over images).
+
+    Raises:
+        InputError: a settings field of the wrong type, NaN/inf or a negative or zero size
+            (``invkit.utils.config.check_fields``); an unsupported ``lpips_net``; a class with fewer than ``id_k``
+            test images (``metrics.draw_distractors``).
+        InvkitError: ``n < 1``, ``id_k < 2``, no classifier or no inverter; ``n`` above the test images (with
+            ``only_correct``: above those every classifier gets right); ``inverter_options`` for an inverter
+            read from a checkpoint; a ``results.json`` in ``out`` that is not JSON or holds other settings.
+        DataError: data that cannot be opened, with classes a classifier does not know, or that two classifiers
+            number differently.
+        CheckpointError: a classifier or inverter checkpoint folder that is missing or corrupt; a learned
+            inverter with no fitting checkpoint and ``train_steps`` 0; a checkpoint that fits no pair, or
+            several that fit one pair and cannot be told apart.
+        UnknownNameError: an unregistered classifier or inverter name.
+        WeightsNotFoundError: a registry classifier whose pretrained weights are not in the local caches.
+    """
+
+    def __init__(
+        self, settings: BenchSettings, out: str | os.PathLike | None = None, progress: ProgressCallback = no_progress
+    ):
+        self.settings = settings
+        self.out = Path(out) if out is not None else None
+        self.progress = progress
+        self.device = torch.device(settings.device)
+        check_fields(BenchSettings, asdict(settings), "bench settings")  # types, NaN, negative sizes, batch 0
+        if settings.n < 1:
+            raise InvkitError(f"-n must be at least 1, got {settings.n}.")
+        if settings.id_k < 2:
+            raise InvkitError(f"--id-k must be at least 2 (the original and a distractor), got {settings.id_k}.")
+        if not settings.classifiers or not settings.inverters:
+            raise InvkitError("give at least one --classifier and one --inverter.")
+        self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net)
+        self._previous = self._read_previous()
+        self.dataset = self._open_data()
+        self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
+        self.dataset = self._match_classes(self.dataset)
+        self._check_inverter_names()
+        settings.checkpoints = [_checkpoint_folder(c) for c in settings.checkpoints]
+        self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
+        for c in settings.checkpoints:  # a missing, pickled or corrupt weights file fails now, not mid-run
+            load_checkpoint_weights(c)
+        self.pairs = self._plan()
+        self._pick_images()
+
+    # ------------------------------------------------------------------------------------------ checking
+    def _read_previous(self) -> dict[str, Any]:
+        if self.out is None or not (self.out / RESULTS_NAME).exists():
+            return {}
+        path = self.out / RESULTS_NAME
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise InvkitError(
+                f"'{path}' exists but is not readable JSON ({exc}); move it away or use another "
+                "--out (it is left untouched)."
+            ) from None
+        old = doc.get("settings", {}).get("fingerprint") or {}
+        new = json.loads(json.dumps(self.settings.fingerprint()))
+        if old != new:
+            diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in new if old.get(k) != new[k])
+            raise InvkitError(
+                f"'{path}' holds results of other settings ({diff}); use another --out or delete "
+                "that folder (nothing was changed)."
+            )
+        return doc
+
+    def _open_data(self) -> ImageDataset:
+        spec = self.settings.data
+        try:
+            return load_dataset(spec, "test", root=self.settings.data_root)
+        except DataError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {exc}).") from None
+
+    def _match_classes(self, dataset: ImageDataset) -> ImageDataset:
+        """The data labelled by the classifiers' class names (``data.for_classifier``); one numbering for all."""
+        matched = {spec: for_classifier(dataset, clf) for spec, clf in self.classifiers.items()}
+        first, *others = matched
+        for spec in others:
+            if matched[spec].labels() != matched[first].labels():
+                raise DataError(
+                    f"{self.label(first)} and {self.label(spec)} number the classes of '{self.settings.data}' "
+                    "differently; bench them in separate runs."
+                )
+        return matched[first]  # type: ignore[return-value]
+
+    def _load_classifier(self, spec: str) -> Classifier:
+        return resolve_classifier(spec).to(self.device).eval()
+
+    def _check_inverter_names(self) -> None:
+        from ..core.plugins import get_registry
+
+        registry = get_registry("inverter")
+        for name in self.settings.inverters:
+            registry.resolve(name)  # UnknownNameError with suggestions
+
+    def label(self, spec: str) -> str:
+        """The name a classifier goes by in tables and file names (unique within the run)."""
+        if not hasattr(self, "_labels"):
+            self._labels: dict[str, str] = {}
+            for sp in self.settings.classifiers:
+                base = self.settings.classifier_labels.get(sp) or (Path(sp).name if is_checkpoint_spec(sp) else sp)
+                label, i = base, 2
+                while label in self._labels.values():
+                    label, i = f"{base}#{i}", i + 1
+                self._labels[sp] = label
+        return self._labels[spec]
+
+    def _options(self, inv_name: str) -> dict[str, Any]:
+        opts = self.settings.inverter_options
+        return dict(opts.get(inv_name.split(".")[0], {})) | dict(opts.get(inv_name, {}))
+
+    def _correct_everywhere(self, labels: torch.Tensor) -> torch.Tensor:
+        """Mask of the images that every classifier of the run classifies correctly (data at its own size)."""
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        batch = self.settings.batch_size
+        with torch.no_grad():
+            for start in range(0, len(labels), batch):
+                idx = torch.arange(start, min(start + batch, len(labels)))
+                x = _stack(self.dataset, idx).to(self.device)
+                for clf in self.classifiers.values():
+                    keep[idx] &= clf.logits(x).argmax(1).cpu() == labels[idx]
+        return keep
+
+    def _pick_images(self) -> None:
+        labels = torch.tensor(self.dataset.labels())
+        if self.settings.n > len(labels):  # never report "n = 1500" for the 1000 images there are
+            raise InvkitError(
+                f"-n {self.settings.n} is more than the {len(labels)} images of the test split of "
+                f"'{self.settings.data}'; use -n {len(labels)} or fewer."
+            )
+        if self.settings.only_correct:
+            keep = self._correct_everywhere(labels).nonzero().flatten()
+            if len(keep) < self.settings.n:
+                raise InvkitError(
+                    f"only {len(keep)} test images are classified correctly by every classifier, fewer than "
+                    f"-n {self.settings.n}; lower -n or drop --only-correct."
+                )
+            self.indices = keep[pick_indices(labels[keep], self.settings.n, self.settings.seed)]
+        else:
+            self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
+        self.labels = labels[self.indices]
+        self.originals = _stack(self.dataset, self.indices)
+        self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)
+        flat = _stack(self.dataset, self.distractor_idx.flatten())
+        self.distractors = resize(flat, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1])
+        self.distractors = self.distractors.view(len(self.indices), self.settings.id_k - 1, *self.originals.shape[1:])
+
+    # ------------------------------------------------------------------------------------------ running
+    def run(self) -> Iterator[PairResult]:
+        """Compute every pair not already in ``out``; yield each result as it finishes.
+
+        Raises:
+            TrainingError: a learned inverter trained here (``train_steps``) that cannot be trained, or whose
+                training stops (``invkit.training.loop.train_inverter``).
+            CheckpointError: an inverter checkpoint that does not load or does not fit its classifier.
+            InputError: passed up from an inverter: options it refuses, or inputs it cannot take.
+            DataError: the train split of ``data``, for an inverter trained here, cannot be opened or matched.
+            OutputError: a results, report or image file in ``out`` cannot be written.
+        """
+        previous = {r.get("key"): r for r in self._previous.get("results", [])}
+        self.results: list[PairResult] = []
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._save_originals()
+        total = len(self.pairs)
+        for i, pair in enumerate(self.pairs):
+            self.progress(Progress("bench", i, total, {"pair": f"{pair.classifier_label} x {pair.inverter}"}))
+            if pair.key in previous and self._images_path(pair).exists():
+                result = PairResult(pair, previous[pair.key], reused=True)
+            else:
+                result = PairResult(pair, self._run_pair(pair))
+            self.results.append(result)
+            if self.out is not None:
+                self.write()
+            yield result
+        self.progress(Progress("bench", total, total, {}))
+
+    def _images_path(self, pair: Pair) -> Path:
+        return (self.out or Path(".")) / "images" / f"{pair.slug}.safetensors"
+
+    def _save_originals(self) -> None:
+        from ..io.files import atomic_save_safetensors
+
+        m = min(self.settings.grid_images, len(self.originals))
+        atomic_save_safetensors(
+            self.out / "images" / "originals.safetensors", {"images": self.originals[:m], "labels": self.labels[:m]}
+        )
+
+    def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
+        """The pair's inverter: loaded from its checkpoint, trained here, or built fresh; plus training facts."""
+        if pair.checkpoint is not None:
+            # --option for an inverter read from a checkpoint would be ignored: resolve_inverter refuses it
+            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint, **self._options(pair.inverter))
+            return inv.to(self.device).eval(), {}
+        if pair.train:
+            return self._train(pair, clf)
+        inv = resolve_inverter(pair.inverter, clf, **self._options(pair.inverter))
+        return inv.to(self.device).eval(), {}
+
+    def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
+        """Train a learned inverter for ``train_steps`` steps with the core loop (``invkit.training.loop``), on the
+        train split of the bench's data; a rerun continues from the checkpoint already in ``out/trained``."""
+        try:
+            from ..training.checkpoints import latest_checkpoint
+            from ..training.config import TrainConfig, build_inverter
+            from ..training.loop import train_inverter
+        except ImportError as exc:
+            raise TrainingError(
+                f"the training loop (invkit.training.loop) cannot be used here ({exc}); pass --checkpoint "
+                f"DIR with a {pair.inverter} trained for {pair.classifier_label}."
+            ) from None
+        s = self.settings
+        folder = (self.out or Path("invkit-bench")) / "trained" / pair.slug
+        cfg = TrainConfig(
+            classifier=pair.classifier_spec,
+            inverter=pair.inverter,
+            data=s.data,
+            out=str(folder),
+            steps=s.train_steps,
+            seed=s.seed,
+            device=str(self.device),
+            options=self._options(pair.inverter),
+            save_every=s.train_steps,
+            sample_every=0,
+            log_every=max(1, s.train_steps // 50),
+        )
+        inv, trainer_options = build_inverter(cfg, clf)
+        t0 = time.perf_counter()
+        result = train_inverter(
+            cfg,
+            clf,
+            inv,
+            load_dataset(s.data, "train", root=s.data_root),
+            self.dataset,
+            trainer_options=trainer_options,
+            resume=latest_checkpoint(folder) is not None,
+            progress=self.progress,
+        )
+        trained = result.trainer.inference_inverter()
+        return trained.to(self.device).eval(), {
+            "trained_steps": result.step,
+            "train_seconds": round(time.perf_counter() - t0, 2),
+            "trained_checkpoint": str(result.checkpoint),
+        }
+
+    def _run_pair(self, pair: Pair) -> dict[str, Any]:
+        """The data path of one pair: images -> classifier -> logits -> inverter -> reconstructions -> metrics."""
+        s = self.settings
+        clf = self.classifiers[pair.classifier_spec]
+        inv, train_info = self._inverter(pair, clf)
+        # The image the inverter reconstructs is the data image at its resolution; the classifier sees that image
+        # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2).
+        images = inv.target_images(self.originals).to(self.device)
+        logits = classifier_logits(clf, images, s.batch_size)
+        # What the inverter inverts: the logits, or another representation of the same images for an inverter that
+        # says so (optim.robust: the penultimate layer, as Engstrom et al. 2019).
+        targets = inv.targets(images) if hasattr(inv, "targets") else logits
+        recon, timing = invert_logits(
+            inv, targets, seed=s.seed, batch_size=s.batch_size, progress=self.progress, task=pair_task(pair)
+        )
+        recon_logits = classifier_logits(clf, recon, s.batch_size)
+        record = self._describe(pair, clf, inv)
+        record.update(self._score(inv, images.cpu(), recon, recon_logits, logits))
+        record.update(timing | {"recon_shape": list(recon.shape[1:]), "target_shape": list(images.shape[1:])})
+        record["inverter_config"] = inv.config_dict()
+        record.update(train_info)
+        if self.out is not None:
+            from ..io.files import atomic_save_safetensors
+
+            g = min(s.grid_images, len(recon))
+            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu()})
+        return record
+
+    def _describe(self, pair: Pair, clf: Classifier, inv: Inverter) -> dict[str, Any]:
+        """The record's identifying fields: which classifier, inverter and checkpoint."""
+        return {
+            "key": pair.key,
+            "classifier": pair.classifier_label,
+            "classifier_name": clf.name,
+            "robust": bool(clf.config.robust),
+            "inverter": pair.inverter,
+            "inverter_name": inv.registry_name,
+            "checkpoint": pair.checkpoint,
+            "n": len(self.originals),
+        }
+
+    def _score(
+        self, inv: Inverter, orig: torch.Tensor, recon: torch.Tensor, recon_logits: torch.Tensor, logits: torch.Tensor
+    ) -> dict[str, Any]:
+        """Every metric of docs/bench.md for reconstructions ``recon`` of ``orig``, the originals at the inverter's
+        resolution (``inv.target_images``): what it was asked to reconstruct.
+
+        Pixel metrics compare with ``orig`` (and identification with distractors brought to the same size);
+        classifier agreement compares the classifier's logits of the reconstructions with those of ``orig``.
+        """
+        s = self.settings
+        recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()  # a no-op for a sound inverter
+        scores: dict[str, Any] = {
+            "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
+            "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
+            "lpips": None,
+            "lpips_status": self.lpips_message,
+        }
+        if self.lpips_ok:
+            scores["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
+        scores.update(metrics.classifier_agreement(recon_logits.cpu(), logits.cpu(), self.labels))
+        k = self.distractors.shape[1]
+        distractors = inv.target_images(self.distractors.flatten(0, 1)).view(len(orig), k, *orig.shape[1:])
+        hits = metrics.identification_hits(recon_px, orig, distractors)
+        scores.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
+        return scores
+
+    # ------------------------------------------------------------------------------------------ writing
+    def document(self) -> dict[str, Any]:
+        """results.json: settings, environment, metric definitions and one record per finished pair."""
+        s = self.settings
+        done = {r.pair.key for r in getattr(self, "results", [])}
+        # Earlier pairs are kept, except those this run redid with new weights in the same folders (superseded).
+        redone = {_location(k) for k in done}  # a pair redone with the same weights has the same location too
+        kept = [r for r in self._previous.get("results", []) if _location(r.get("key") or "") not in redone]
+        return {
+            "invkit_version": __version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "settings": {
+                **{k: v for k, v in asdict(s).items() if k != "checkpoint_map"},
+                "fingerprint": s.fingerprint(),
+                "image_indices": self.indices.tolist(),
+            },
+            "environment": machine_info(self.device),
+            "lpips": self.lpips_message,
+            "pairs": [{"classifier": p.classifier_label, "inverter": p.inverter, "slug": p.slug} for p in self.pairs],
+            "results": kept + [r.record | {"slug": r.pair.slug} for r in getattr(self, "results", [])],
+        }
+
+    def write(self) -> None:
+        """Write results.json, results.csv, report.md and report.html into ``out`` (each atomically)."""
+        from .report import write_reports
+
+        doc = self.document()
+        atomic_write_json(self.out / RESULTS_NAME, doc)  # NaN metrics become null: results.json stays valid JSON
+        write_reports(self.out, doc)

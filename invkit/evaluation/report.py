@@ -1,0 +1,275 @@
+"""Bench reports: results.csv, report.md and one self-contained report.html, written from results.json.
+
+``write_reports(out, doc)`` takes the document ``invkit.evaluation.bench.Bench.document()`` builds (the same one saved
+as results.json) and the reconstruction tensors the bench saved under ``out/images/``. The HTML page embeds
+every image as a data URI (``invkit.io.figures``), so it opens offline from anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..io.figures import html_table, img_tag, save_grid, save_rows, write_html_page
+from ..io.files import atomic_write_text
+
+# (header, record key, format) of the comparison table, in order.
+COLUMNS: list[tuple[str, str, str]] = [
+    ("classifier", "classifier", "s"),
+    ("inverter", "inverter", "s"),
+    ("PSNR dB", "psnr", ".2f"),
+    ("SSIM", "ssim", ".3f"),
+    ("LPIPS", "lpips", ".3f"),
+    ("acc Φ(x)", "accuracy", ".3f"),
+    ("top-1 agree", "top1_agreement", ".3f"),
+    ("agree (Φ(x) right)", "top1_agreement_correct", ".3f"),
+    ("agree (Φ(x) wrong)", "top1_agreement_incorrect", ".3f"),
+    ("logit cos", "logit_cosine", ".3f"),
+    ("cos (right)", "logit_cosine_correct", ".3f"),
+    ("cos (wrong)", "logit_cosine_incorrect", ".3f"),
+    ("instance ID", "id_accuracy", ".3f"),
+    ("ms / image", "time_per_image_s", "ms"),
+    ("peak MB", "peak_memory_mb", ".1f"),
+]
+
+CSV_FIELDS = [
+    "classifier",
+    "classifier_name",
+    "robust",
+    "inverter",
+    "inverter_name",
+    "checkpoint",
+    "n",
+    "psnr",
+    "ssim",
+    "lpips",
+    "accuracy",
+    "n_correct",
+    "n_incorrect",
+    "top1_agreement",
+    "top1_agreement_correct",
+    "top1_agreement_incorrect",
+    "logit_cosine",
+    "logit_cosine_correct",
+    "logit_cosine_incorrect",
+    "id_accuracy",
+    "id_k",
+    "id_chance",
+    "time_per_image_s",
+    "peak_memory_mb",
+    "peak_total_mb",
+    "memory_method",
+    "device",
+    "trained_steps",
+]
+
+DEFINITIONS = [
+    (
+        "PSNR",
+        "10·log10(1/MSE) per image on [0,1] pixels at the originals' resolution (reconstructions resized "
+        "bilinearly, channels matched), averaged over images; identical images are capped at 100 dB.",
+    ),
+    (
+        "SSIM",
+        "Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03, L=1, no padding, mean of the "
+        "SSIM map over positions and channels, averaged over images.",
+    ),
+    (
+        "LPIPS",
+        "lpips v0.1 with the ImageNet-trained torchvision backbone, images resized to >= 64 px; reported "
+        "only when the backbone file is in the torch hub cache, never with a random backbone.",
+    ),
+    ("acc Φ(x)", "top-1 accuracy of the classifier on the originals (how many are 'right')."),
+    (
+        "top-1 agree",
+        "fraction of images with argmax Φ(x̂) = argmax Φ(x) (the paper's iterative stability); "
+        "then split by whether Φ(x) was right or wrong (blank when that group is empty).",
+    ),
+    ("logit cos", "cosine between the logit vectors Φ(x̂) and Φ(x), averaged; split the same way."),
+    (
+        "instance ID",
+        "fraction of reconstructions whose own original is the nearest, by pixel L2 at the originals' "
+        "resolution, among k images of its class (the original + k-1 other held-out images; "
+        "chance 1/k; ties shared).",
+    ),
+    ("ms / image", "wall time of the inversion calls (batched) divided by the number of images."),
+    (
+        "peak MB",
+        "peak memory the inversion calls allocated above what was in use before: CUDA max_memory_allocated on "
+        "a GPU; on CPU malloc'ed bytes in use (glibc mallinfo2, sampled every 1 ms). results.csv names the method.",
+    ),
+]
+
+
+# Marks the page once every embedded image has decoded (a headless browser test reads it from the DOM).
+DECODE_CHECK = (
+    "<script>addEventListener('load',()=>{const i=[...document.images];document.body.setAttribute("
+    "'data-images-decoded',i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length)})</script>"
+)
+
+
+def fmt(value: Any, spec: str) -> str:
+    """A table cell: blank for None/nan, milliseconds for ``ms``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if spec == "s":
+        return str(value)
+    if spec == "ms":
+        return f"{value * 1000:.1f}"
+    return format(value, spec)
+
+
+def table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The comparison table as headers and rows of strings (the CLI, report.md and report.html show this)."""
+    k = doc["results"][0].get("id_k") if doc.get("results") else None
+    headers = [h if key != "id_accuracy" or k is None else f"instance ID (k={k})" for h, key, _ in COLUMNS]
+    rows = [[fmt(r.get(key), spec) for _, key, spec in COLUMNS] for r in doc.get("results", [])]
+    return headers, rows
+
+
+def settings_lines(doc: dict[str, Any]) -> list[str]:
+    s, env = doc["settings"], doc["environment"]
+    labels = s.get("classifier_labels", {})
+    lines = [
+        f"data: {s['data']} (test split), n = {s['n']} images (equal share per class), seed {s['seed']}",
+        f"instance identification: k = {s['id_k']} (chance {1 / s['id_k']:.3f}), pixel L2 distance",
+        "classifiers: " + ", ".join(f"{labels[c]} ({c})" if labels.get(c, c) != c else c for c in s["classifiers"]),
+        f"inverters: {', '.join(s['inverters'])}",
+        f"LPIPS: {doc['lpips']}",
+        f"machine: {env['platform']}, {env.get('cpu', 'CPU')} x {env['cpu_count']} ({env['torch_threads']} torch "
+        f"threads, {env.get('cpu_capability', '?')}{', native bf16' if env.get('cpu_bf16') else ''}), device "
+        f"{env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}; torch {env['torch']}; invkit "
+        f"{doc['invkit_version']}; {doc['created']}",
+    ]
+    if s.get("inverter_options"):
+        opts = "; ".join(
+            f"{k}: " + ", ".join(f"{a}={b}" for a, b in v.items()) for k, v in s["inverter_options"].items()
+        )
+        lines.append(f"inverter settings: {opts}")
+    if s.get("checkpoints"):
+        lines.append(f"checkpoints: {', '.join(s['checkpoints'])}")
+    if s.get("train_steps"):
+        lines.append(f"learned inverters without a checkpoint trained for {s['train_steps']} steps")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------- grids
+def _load(path: Path) -> torch.Tensor | None:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["images"] if path.exists() else None
+
+
+def grid_rows(out: Path, doc: dict[str, Any]) -> dict[str, list[tuple[str, torch.Tensor]]]:
+    """Per classifier: [("original", images), (inverter, reconstructions), ...] for the figure."""
+    originals = _load(out / "images" / "originals.safetensors")
+    if originals is None:
+        return {}
+    by_clf: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    for r in doc.get("results", []):
+        recon = _load(out / "images" / f"{r['slug']}.safetensors")
+        if recon is None:
+            continue
+        rows = by_clf.setdefault(r["classifier"], [("original", originals)])
+        rows.append((r["inverter"], recon[: len(originals)]))
+    return by_clf
+
+
+def _match_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    from ..data.images import resize
+
+    return resize(images.float(), size) if images.shape[-1] != size else images
+
+
+def _scale(images: torch.Tensor) -> int:
+    return max(1, 96 // images.shape[-1])
+
+
+# --------------------------------------------------------------------------------------------------- writers
+def write_reports(out: str | os.PathLike, doc: dict[str, Any]) -> dict[str, Path]:
+    """Write results.csv, report.md, report.html and the grid PNGs under ``out``; return their paths."""
+    out = Path(out)
+    paths = {"csv": write_csv(out / "results.csv", doc)}
+    grids = grid_rows(out, doc)
+    pngs: dict[str, Path] = {}
+    for clf, rows in grids.items():
+        size = rows[0][1].shape[-2:]
+        images = [_match_size(imgs, size[-1]) for _, imgs in rows]
+        slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in clf)
+        pngs[clf] = save_rows(images, out / "images" / f"grid_{slug}.png", scale=_scale(images[0]))
+    paths["md"] = write_markdown(out / "report.md", doc, pngs, out)
+    paths["html"] = write_html(out / "report.html", doc, grids, out)
+    return paths
+
+
+def write_csv(path: Path, doc: dict[str, Any]) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in doc.get("results", []):
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: Path) -> Path:
+    headers, rows = table(doc)
+    lines = ["# invkit bench report", ""]
+    lines += [f"- {line}" for line in settings_lines(doc)] + [""]
+
+    def cells(values: list[str]) -> str:
+        return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+    lines += [cells(headers), "|" + "|".join("---" for _ in headers) + "|"]
+    lines += [cells(r) for r in rows]
+    lines += [
+        "",
+        "## Reconstructions",
+        "",
+        "Each figure: the originals (top row), then each inverter's reconstruction from their logits.",
+        "",
+    ]
+    for clf, png in pngs.items():
+        lines += [f"### {clf}", "", f"![{clf}]({png.relative_to(out).as_posix()})", ""]
+    lines += ["## Metrics", ""] + [f"- **{name}**: {text}" for name, text in DEFINITIONS] + [""]
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[tuple[str, torch.Tensor]]], out: Path) -> Path:
+    headers, rows = table(doc)
+    table_html = html_table([dict(zip(headers, r)) for r in rows], headers).replace(
+        "<table>", "<table id='results'>", 1
+    )
+    settings = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings_lines(doc)) + "</ul>"
+    style = (
+        "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left} .grid td{text-align:left}</style>"
+    )
+    sections = [("Settings", settings), ("Comparison", style + table_html)]
+    for clf, rows_ in grids.items():
+        size = rows_[0][1].shape[-1]
+        cells = []
+        for i, (label, images) in enumerate(rows_):
+            strip = out / "images" / f".strip{i}.png"
+            images = _match_size(images, size)  # every row at the originals' size and scale, as in the grid PNG
+            save_grid(images, strip, nrow=len(images), scale=_scale(images))
+            cells.append(
+                f"<tr><th>{html.escape(label)}</th><td class='grid-row'>"
+                f"{img_tag(strip, alt=f'{clf} {label}')}</td></tr>"
+            )
+            strip.unlink()
+        body = (
+            f"<p class='caption'>Originals (top), then each inverter's reconstruction from the logits of "
+            f"{html.escape(clf)}.</p><table class='grid'>{''.join(cells)}</table>"
+        )
+        sections.append((f"Reconstructions: {clf}", body))
+    defs = "<dl>" + "".join(f"<dt><b>{html.escape(n)}</b></dt><dd>{html.escape(t)}</dd>" for n, t in DEFINITIONS)
+    sections.append(("Metrics", defs + "</dl>" + DECODE_CHECK))
+    return write_html_page(path, "invkit bench report", sections)

@@ -1,0 +1,101 @@
+"""Input and output: atomic file writes, checkpoint folders, safe weight loading, output folders and figures.
+
+Modules, lowest first (each imports only those above it):
+
+* ``files`` — atomic writes (``atomic_write_bytes`` / ``_text`` / ``_json``, ``atomic_save_safetensors``),
+  ``make_dirs`` and one-line ``OutputError`` messages for outputs that cannot be written.
+* ``weights`` — loading weight files safely (``load_safetensors``, ``load_weights_file``; no pickled code).
+* ``train_state`` — the training state of a checkpoint, for ``--resume`` (``save_train_state``,
+  ``load_train_state``).
+* ``checkpoint`` — checkpoint folders (``save_checkpoint``, ``read_checkpoint_config``, ``check_weights``,
+  ``build_from_config``) and the digests that identify weights (``weights_digest``, ``spec_identity``).
+* ``state_dict`` — state dicts as training scripts save them: wrappers, prefixes, strict loading.
+* ``outputs`` — output folders (``claim_output``), resumes (``check_resume``), what a run records about its data
+  and machine.
+* ``figures`` — image grids, curves and self-contained HTML pages.
+
+Every public name of invkit 0.1's ``invkit.checkpoint`` is re-exported here (``invkit.checkpoint`` is now an alias
+of this package), with the names of ``state_dict``, ``outputs`` and ``figures`` that code outside ``invkit.io`` uses.
+Code inside invkit imports from the module that defines the name.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import (
+    CONFIG_NAME,
+    build_from_config,
+    check_weights,
+    load_checkpoint_weights,
+    read_checkpoint_config,
+    save_checkpoint,
+    spec_identity,
+    weights_digest,
+)
+from .figures import html_table, img_tag, save_curves, save_grid, save_panels, save_rows, to_pil_grid, write_html_page
+from .files import (
+    TEMP_SUFFIX,
+    atomic_save_safetensors,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    current_umask,
+    json_safe,
+    make_dirs,
+    output_error,
+    remove_stale_temps,
+)
+from .outputs import check_resume, claim_output, dataset_fingerprint, machine_info
+from .state_dict import WRAPPER_KEYS, load_strict, shared_prefix, strip_prefix, unwrap
+from .train_state import TRAIN_STATE_NAME, load_train_state, save_train_state
+from .weights import WEIGHTS_NAME, load_safetensors, load_weights_file
+
+__all__ = [
+    # files
+    "TEMP_SUFFIX",
+    "atomic_save_safetensors",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "current_umask",
+    "json_safe",
+    "make_dirs",
+    "output_error",
+    "remove_stale_temps",
+    # weights
+    "WEIGHTS_NAME",
+    "load_safetensors",
+    "load_weights_file",
+    # train_state
+    "TRAIN_STATE_NAME",
+    "load_train_state",
+    "save_train_state",
+    # checkpoint
+    "CONFIG_NAME",
+    "build_from_config",
+    "check_weights",
+    "load_checkpoint_weights",
+    "read_checkpoint_config",
+    "save_checkpoint",
+    "spec_identity",
+    "weights_digest",
+    # state_dict
+    "WRAPPER_KEYS",
+    "load_strict",
+    "shared_prefix",
+    "strip_prefix",
+    "unwrap",
+    # outputs
+    "check_resume",
+    "claim_output",
+    "dataset_fingerprint",
+    "machine_info",
+    # figures
+    "html_table",
+    "img_tag",
+    "save_curves",
+    "save_grid",
+    "save_panels",
+    "save_rows",
+    "to_pil_grid",
+    "write_html_page",
+]

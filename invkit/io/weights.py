@@ -1,0 +1,128 @@
+"""Loading weight files safely: nothing is ever unpickled beyond tensors and plain containers.
+
+``load_safetensors`` reads a safetensors file (a checkpoint folder's ``model.safetensors``, ``WEIGHTS_NAME``) and
+refuses a pickle with a one-line ``CheckpointError`` saying how to convert it. ``load_weights_file`` reads published
+weights: safetensors, a torch state dict (``torch.load(weights_only=True)``) or an ``.npz`` without pickled
+objects; a pickle with code or Python objects raises ``UnsafeCheckpointError``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a safetensors file onto the CPU.
+
+    Returns:
+        Tensor name -> tensor.
+
+    Raises:
+        CheckpointError: the file does not exist, is a folder or unreadable, is a pickle (``torch.save``; the
+            message says how to convert it), or is not a readable safetensors file (corrupt or truncated). One line
+            each.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file '{path}' does not exist.")
+    if path.is_dir():
+        raise CheckpointError(
+            f"'{path}' is a folder, but a safetensors weights file is expected; give the file in it "
+            f"({WEIGHTS_NAME} for an invkit checkpoint folder)."
+        )
+    try:
+        pickled = _looks_like_pickle(path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read weights file '{path}': {exc.strerror or exc}.") from None
+    if pickled:
+        raise CheckpointError(
+            f"'{path}' is a pickle (torch.save) file, but a safetensors file is expected; "
+            "convert it with `invkit convert-weights` or save it with safetensors."
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"'{path}' is not a readable safetensors file ({exc}); it is corrupt or "
+            "truncated: re-download or re-create it."
+        ) from None
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head == b"PK\x03\x04"
+
+
+def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: str = "--weights") -> dict[str, Any]:
+    """Load published weights from safetensors, a torch state dict (``weights_only=True``) or an ``.npz``.
+
+    A pickle that contains code or arbitrary objects is refused: ``torch.load(weights_only=True)`` only
+    rebuilds tensors and plain containers. The format follows the suffix: ``.safetensors``, ``.npz``, else torch.
+
+    Args:
+        path: the weights file (``~`` is expanded).
+        what: what the file is, for messages (``"resnet50.tv_in1k weights"``).
+        flag: the CLI option that gave the path, for messages.
+
+    Returns:
+        Whatever mapping the file holds, on the CPU (callers pick the keys).
+
+    Raises:
+        WeightsNotFoundError: ``path`` does not exist or is a folder.
+        UnsafeCheckpointError: a torch pickle with code or Python objects, or an ``.npz`` with pickled objects.
+        CheckpointError: a corrupt or truncated file, a pickle named ``.safetensors``, or a torch file that holds
+            something other than a mapping.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(f"{what} file '{path}' does not exist; check the path given to {flag}.")
+    if path.is_dir():
+        raise WeightsNotFoundError(f"{what} path '{path}' is a folder; give {flag} the weights file itself.")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return load_safetensors(path)
+    if suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise UnsafeCheckpointError(
+                    f"'{path}' holds pickled Python objects; invkit only loads plain numeric arrays from .npz files."
+                ) from None
+            raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}).") from None
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(
+                f"'{path}' is not a readable .npz file ({exc}); it is corrupt or truncated."
+            ) from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        msg = str(exc)
+        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+            raise UnsafeCheckpointError(
+                f"'{path}' is a pickle that contains code or Python objects, not just tensors; invkit refuses to "
+                "load it. Re-save only the state dict (torch.save(model.state_dict())) or use safetensors."
+            ) from None
+        raise CheckpointError(
+            f"'{path}' is not a readable weights file ({type(exc).__name__}); it is corrupt "
+            "or not a PyTorch/safetensors/npz file."
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a state dict of tensors.")
+    return dict(obj)

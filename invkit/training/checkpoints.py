@@ -1,0 +1,108 @@
+"""The checkpoint folders of an inverter run: where they are, which is the newest, and writing one safely.
+
+Checkpoints are ``OUT/checkpoints/step_NNNNNN/`` (config.json + model.safetensors + train_state.safetensors), each
+written into a hidden temporary folder and renamed into place, so a crash never leaves a half-written checkpoint;
+``OUT/checkpoints/latest`` names the newest, and only the newest ``keep`` are kept. Only complete folders count as
+checkpoints; ``_clean_partial`` removes what a killed run left behind. What the training state holds is written by
+``invkit.training.loop`` and read back by ``invkit.training.resume``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..core.inverter import Inverter
+from ..io.checkpoint import CONFIG_NAME
+from ..io.files import atomic_write_text
+from ..io.train_state import TRAIN_STATE_NAME
+from ..io.weights import WEIGHTS_NAME
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+
+
+def checkpoint_dir(out: str | os.PathLike, step: int) -> Path:
+    return Path(out) / CHECKPOINTS / f"step_{step:06d}"
+
+
+def find_checkpoints(out: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoint folders of a run, oldest first. Hidden temporary folders are never listed."""
+    root = Path(out) / CHECKPOINTS
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
+                if all((p / f).is_file() for f in (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME)):
+                    found.append((int(p.name[5:]), p))
+    return sorted(found)
+
+
+def latest_checkpoint(out: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
+    found = find_checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_checkpoint(
+    out: str | os.PathLike,
+    step: int,
+    inverter: Inverter,
+    train_state: dict[str, Any],
+    extra: dict[str, Any],
+    keep: int = 0,
+) -> Path:
+    """Write ``OUT/checkpoints/step_NNNNNN`` atomically: into a hidden temporary folder, then one rename.
+
+    Args:
+        keep: how many of the newest checkpoints to keep (0: all). Older ones are renamed away, then deleted.
+    """
+    root = Path(out) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = checkpoint_dir(out, step)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        inverter.save(tmp, train_state=train_state, extra=extra)
+        _fsync_dir(tmp)
+        if final.exists():  # the same step written again: move the old one out of the way first
+            final.rename(root / f".old-{final.name}-{os.getpid()}")
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(root / LATEST, final.name + "\n")
+    if keep > 0:
+        for _, old in find_checkpoints(out)[:-keep]:
+            trash = root / f".old-{old.name}-{os.getpid()}"
+            old.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
+    for leftover in root.glob(".old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    return final
+
+
+def _clean_partial(out: Path) -> None:
+    """Remove temporary folders a killed run left behind (they never count as checkpoints)."""
+    root = out / CHECKPOINTS
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(p, ignore_errors=True)

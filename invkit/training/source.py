@@ -1,0 +1,169 @@
+"""Where the training batches come from: the seeded, resumable order of samples, and the images with their logits.
+
+* **Data order** (``BatchStream``). Sample ``k`` of the endless stream is ``perm_e[k % N]`` with ``e = k // N`` and
+  ``perm_e`` a permutation drawn from ``(seed, e)``. The stream position (samples consumed) is saved with every
+  checkpoint, so a resumed run draws exactly the batches the uninterrupted run would have drawn. Under
+  ``torchrun`` each global batch of ``batch_size`` indices is cut into ``world_size`` contiguous shards, one
+  per rank (what ``DistributedSampler`` does, but resumable mid-epoch).
+* **Logits of the frozen classifier** (``_Source``), computed from the training images resized to the inverter's
+  resolution: on the fly, or once for the whole data set when it is fixed (no augmentation). Data sets of up to
+  ``IN_MEMORY_LIMIT`` images are held in memory as uint8; horizontal flips (``augment="hflip"``) are drawn from
+  ``(seed, position)``, so they too resume without saved state.
+* **Held-out samples** (``_Held``, ``_heldout``): the fixed images, logits and noise every sample grid is drawn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..core.classifier import Classifier
+from ..core.inverter import Batch, Inverter
+from ..data.datasets import ImageDataset, TensorImageDataset, take
+from ..data.images import resize
+from .config import TrainConfig, derive_seed
+from .distributed import _Dist
+
+IN_MEMORY_LIMIT = 200_000  # folders with more images are decoded batch by batch instead of held in memory
+
+
+class BatchStream:
+    """The seeded, resumable order of training samples, sharded over ranks.
+
+    Args:
+        n: data set size.
+        batch_size: global batch size (divisible by ``world``).
+        seed: run seed; epoch ``e`` uses ``randperm(n)`` seeded by ``(seed, "epoch", e)``.
+        rank, world: this process' shard.
+        position: samples of the global stream already consumed (0 for a fresh run).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1, position: int = 0):
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
+        self.position = position
+        self._perm: tuple[int, torch.Tensor] | None = None
+
+    def _epoch_perm(self, epoch: int) -> torch.Tensor:
+        if self._perm is None or self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "epoch", epoch))
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def next_indices(self) -> tuple[torch.Tensor, int]:
+        """This rank's sample indices of the next global batch, and the batch's start position."""
+        start = self.position
+        local = self.batch_size // self.world
+        ks = range(start + self.rank * local, start + (self.rank + 1) * local)
+        idx = torch.tensor([int(self._epoch_perm(k // self.n)[k % self.n]) for k in ks], dtype=torch.long)
+        self.position += self.batch_size
+        return idx, start
+
+
+class _Source:
+    """Images (resized to the inverter's shape) and their logits, by index."""
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        shape: tuple[int, int, int],
+        classifier: Classifier,
+        device: torch.device,
+        autocast: bool,
+        cache_logits: bool,
+        augment: str,
+        seed: int,
+        channels_last: bool,
+    ):
+        self.shape, self.classifier, self.device = shape, classifier, device
+        self.autocast, self.augment, self.seed, self.channels_last = autocast, augment, seed, channels_last
+        self.dataset = dataset
+        self.images_u8: torch.Tensor | None = None
+        if isinstance(dataset, TensorImageDataset):
+            self.images_u8 = dataset.images
+        elif hasattr(dataset, "materialize") and len(dataset) <= IN_MEMORY_LIMIT:
+            self.images_u8 = dataset.materialize(size=shape[-1]).images
+        self.logits: torch.Tensor | None = None
+        if cache_logits:
+            chunks = []
+            for i in range(0, len(dataset), 256):
+                chunks.append(self._logits(self._images(torch.arange(i, min(i + 256, len(dataset))))))
+            self.logits = torch.cat(chunks)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _images(self, idx: torch.Tensor) -> torch.Tensor:
+        c, r, _ = self.shape
+        if self.images_u8 is not None:  # uint8 to the device first: a quarter of the bytes of float32
+            x = self.images_u8[idx].to(self.device, non_blocking=True).float() / 255.0
+        else:  # lazily decoded folder: images may differ in size, resize one by one
+            x = torch.cat([resize(self.dataset[int(i)][0][None], r, c) for i in idx])
+        return resize(x, r, c).to(self.device)
+
+    @torch.no_grad()
+    def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.classifier.logits(images).float()
+
+    def batch(self, idx: torch.Tensor, position: int) -> Batch:
+        images = self._images(idx)
+        if self.augment == "hflip":  # flips drawn from (seed, position): resumable without saved state
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "hflip", position))
+            flip = (torch.rand(len(idx), generator=g) < 0.5).to(self.device)
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+        logits = self.logits[idx.to(self.logits.device)] if self.logits is not None else self._logits(images)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, logits
+
+
+def _training_source(
+    config: TrainConfig,
+    train_set: ImageDataset,
+    shape: tuple[int, int, int],
+    classifier: Classifier,
+    device: torch.device,
+    cache: bool,
+    d: _Dist,
+) -> _Source:
+    """The training images at the inverter's shape and the frozen classifier's logits of them."""
+    if d.active and not d.main:  # rank 0 decodes a folder into the shared cache first
+        import torch.distributed as dist
+
+        dist.barrier()
+    bf16, channels_last = config.precision == "bf16", bool(config.channels_last)
+    source = _Source(train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
+    if d.active and d.main:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return source
+
+
+@dataclass
+class _Held:
+    """The fixed held-out images of the sample grids, with their logits and noise (same every grid)."""
+
+    images: torch.Tensor  # (sample_count, C, H, W) in [0, 1], at the inverter's shape
+    logits: torch.Tensor  # (sample_count, num_classes)
+    noise: torch.Tensor | None  # (sample_count, noise_dim), or None for a deterministic inverter
+
+
+def _heldout(
+    config: TrainConfig, heldout_set: ImageDataset, inverter: Inverter, source: _Source, device: torch.device
+) -> _Held:
+    shape = inverter.image_shape
+    images, _ = take(
+        heldout_set,
+        config.sample_count,
+        seed=derive_seed(config.seed, "heldout") % 2**31,
+        per_class=hasattr(heldout_set, "labels"),
+    )
+    images = resize(images, shape[-1], shape[0]).to(device)
+    logits = source._logits(images)
+    noise = None
+    if inverter.noise_dim:
+        g = torch.Generator().manual_seed(derive_seed(config.seed, "sample-noise"))
+        noise = torch.randn(len(images), inverter.noise_dim, generator=g).to(device)
+    return _Held(images, logits, noise)
