@@ -289,3 +289,14 @@ def test_architecture_page_names_every_folder_and_top_level_module():
     assert not missing, f"docs/architecture.md does not name {missing}"
     for name, _ in LAYERS:
         assert f"| {name} |" in page or f"| {name} (" in page, f"docs/architecture.md has no row for layer {name}"
+
+
+def test_every_subpackage_is_in_the_distribution():
+    """pyproject.toml lists packages by hand: a new subpackage missing there is absent from the built wheel, though
+    the editable install used for development still finds it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    here = {_module_name(p) for p in (ROOT / "invkit").rglob("__init__.py")}
+    here |= {"invkit_plugins." + p.parent.name for p in (ROOT / "plugins").glob("*/__init__.py")} | {"invkit_plugins"}
+    assert here <= listed, f"pyproject.toml [tool.setuptools] packages lacks {sorted(here - listed)}"
