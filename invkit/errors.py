@@ -6,6 +6,8 @@ Every message is one line that says what is wrong and what to do about it; the C
 
 from __future__ import annotations
 
+import re
+
 
 class InvkitError(Exception):
     """Base class of every error invkit raises on purpose."""
@@ -89,3 +91,36 @@ class OutputError(InvkitError, OSError):
 
     def __str__(self) -> str:  # OSError would format (errno, strerror) otherwise
         return self.args[0] if self.args else ""
+
+
+# Lines torch (and its C++ core, c10) adds to an exception's message that say where in torch it was raised, not
+# what is wrong: the C++ stack trace and the CUDA debugging advice.
+_INTERNAL_LINE = re.compile(
+    r"^\s*(Exception raised from |C\+\+ CapturedTraceback|frame #\d|#\d+ |CUDA kernel errors might be "
+    r"asynchronously|For debugging consider passing|Compile with `TORCH_USE_CUDA_DSA`|Error\(s\) in loading state_dict)"
+)
+# c10's "[enforce fail at alloc_cpu.cpp:127] err == 0. " before the message
+_ENFORCE = re.compile(r"^\[enforce fail at [^\]]*\]\s*(?:[^.:]*\.\s+)?")
+
+
+def short_message(exc: BaseException | str, limit: int = 200) -> str:
+    """The first meaningful line of an exception's message, for an invkit error that passes it on.
+
+    Torch's messages may go on with the C++ source location and stack (``Exception raised from ... at
+    .../EmptyTensor.h:8``, ``frame #0``), CUDA debugging advice, or a header line (``Error(s) in loading state_dict
+    for ...:``), and start with c10's ``[enforce fail at alloc_cpu.cpp:127] err == 0.``; none of that says what is
+    wrong. This keeps the first line that does, without them, cut to ``limit`` characters.
+
+    Args:
+        exc: an exception or its message.
+        limit: the most characters returned (longer lines end in ``...``).
+
+    Returns:
+        One line (no newline); the exception's type name when its message is empty.
+    """
+    text = str(exc)
+    for line in text.splitlines():
+        line = _ENFORCE.sub("", line.strip())
+        if line and not _INTERNAL_LINE.match(line):
+            return line if len(line) <= limit else line[: limit - 3].rstrip() + "..."
+    return type(exc).__name__ if isinstance(exc, BaseException) else ""

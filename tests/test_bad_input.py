@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import invkit
-from invkit.cli import build_cli
 from invkit.data import load_dataset, take
 from invkit.errors import CheckpointError, DataError, InputError, InvkitError, OutputError, TrainingError
 from invkit.io import (
@@ -38,6 +36,7 @@ from invkit.io import (
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _toy_inverter  # noqa: E402
+from _cli import cli, one_line_error
 
 DEMO = Path(__file__).resolve().parents[1] / "invkit" / "assets" / "demo"
 CLF = str(DEMO / "classifier_standard")
@@ -45,22 +44,6 @@ BIGGAN = str(DEMO / "biggan_standard")
 BENCH = ["bench", "--classifier", CLF, "--inverter", "optim"]
 PROBE = ["probe", "class-spread", "--classifier", CLF, "--checkpoint", BIGGAN]
 TRAIN = ["train", "--classifier", CLF, "--inverter", "biggan_proj.mnist32", "--steps", "1"]
-
-
-def _cli(args: list[str]):
-    return CliRunner().invoke(build_cli(), args)
-
-
-def _one_line_error(result, *expected: str) -> str:
-    """The run failed with exit status != 0 and ends in one 'Error:' line (no traceback, no usage block)."""
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output and "Usage:" not in result.output, result.output
-    error = result.output[result.output.rindex("Error:") :].strip()  # after any table a live display drew
-    assert "\n" not in error, result.output
-    for text in expected:
-        assert text in error, error
-    return error
 
 
 @pytest.fixture
@@ -138,7 +121,7 @@ def test_out_in_a_read_only_folder_is_one_line(args, tmp_path, monkeypatch):
     ro = tmp_path / "readonly"
     ro.mkdir()
     _refuse_writes_under(monkeypatch, ro)
-    error = _one_line_error(_cli([*args, "--out", str(ro / "out"), "--device", "cpu"]), "cannot write")
+    error = one_line_error(cli([*args, "--out", str(ro / "out"), "--device", "cpu"]), "cannot write")
     assert "not writable" in error
 
 
@@ -147,14 +130,14 @@ def test_invert_into_a_read_only_folder_is_one_line(digits, tmp_path, monkeypatc
     ro.mkdir()
     _refuse_writes_under(monkeypatch, ro)
     args = ["invert", *digits, "--classifier", CLF, "--checkpoint", BIGGAN, "--out", str(ro), "--device", "cpu"]
-    _one_line_error(_cli(args), "cannot write", "not writable")
+    one_line_error(cli(args), "cannot write", "not writable")
 
 
 def test_disk_full_during_invert_keeps_what_was_written(digits, tmp_path, monkeypatch):
     out = tmp_path / "out"
     done = _disk_full_after(monkeypatch, allowed=1)
     args = ["invert", *digits, "--classifier", CLF, "--checkpoint", BIGGAN, "--out", str(out), "--device", "cpu"]
-    _one_line_error(_cli(args), "disk is full")
+    one_line_error(cli(args), "disk is full")
     assert len(done) == 1 and Path(done[0]).exists()  # the first PNG survives
     assert Image.open(done[0]).size == (32, 32)
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
@@ -163,12 +146,12 @@ def test_disk_full_during_invert_keeps_what_was_written(digits, tmp_path, monkey
 def test_disk_full_during_bench_keeps_the_finished_pairs(tmp_path, monkeypatch):
     out = tmp_path / "b"
     args = ["bench", "--classifier", CLF, "--inverter", "optim", "--option", "optim:steps=1", "-n", "10"]
-    assert _cli([*args, "--out", str(out), "--device", "cpu"]).exit_code == 0
+    assert cli([*args, "--out", str(out), "--device", "cpu"]).exit_code == 0
     before = (out / "results.json").read_text()
     _disk_full_after(monkeypatch, allowed=0)
     args2 = ["bench", "--classifier", CLF, "--inverter", "optim,dosovitskiy_brox"]
     args2 += ["--checkpoint", str(DEMO / "dbrox_standard"), "--option", "optim:steps=1", "-n", "10"]
-    _one_line_error(_cli([*args2, "--out", str(out), "--device", "cpu"]), "disk is full")
+    one_line_error(cli([*args2, "--out", str(out), "--device", "cpu"]), "disk is full")
     assert (out / "results.json").read_text() == before
 
 
@@ -176,7 +159,7 @@ def test_disk_full_during_train_is_one_line_and_keeps_what_was_written(tmp_path,
     out = tmp_path / "run"
     done = _disk_full_after(monkeypatch, allowed=1)  # train_config.json, then nothing
     args = ["train", "--classifier", "toyclf.base", "--inverter", "toyinv.base", "--steps", "2", "--batch-size", "8"]
-    _one_line_error(_cli([*args, "--save-every", "1", "--out", str(out), "--device", "cpu"]), "disk is full")
+    one_line_error(cli([*args, "--save-every", "1", "--out", str(out), "--device", "cpu"]), "disk is full")
     assert done == [str(out / "train_config.json")] and json.loads((out / "train_config.json").read_text())
     assert not list(out.rglob(".*.tmp")) and not list((out / "checkpoints").glob(".tmp-*"))
 
@@ -184,7 +167,7 @@ def test_disk_full_during_train_is_one_line_and_keeps_what_was_written(tmp_path,
 def test_disk_full_during_probe_is_one_line(tmp_path, monkeypatch):
     out = tmp_path / "p"
     _disk_full_after(monkeypatch, allowed=1)  # the first figure, then nothing
-    _one_line_error(_cli([*PROBE, "-n", "8", "--out", str(out), "--device", "cpu"]), "disk is full")
+    one_line_error(cli([*PROBE, "-n", "8", "--out", str(out), "--device", "cpu"]), "disk is full")
     assert not (out / "class-spread" / "results.json").exists()  # not reported as done
     assert len(list(out.rglob("*.png"))) == 1 and not list(out.rglob(".*.tmp"))
 
@@ -202,7 +185,7 @@ def test_disk_full_while_appending_to_the_training_log_is_one_line(tmp_path, mon
     monkeypatch.setattr(builtins, "open", full_open)
     out = tmp_path / "run"
     args = ["train", "--classifier", "toyclf.base", "--inverter", "toyinv.base", "--steps", "2", "--batch-size", "8"]
-    _one_line_error(_cli([*args, "--out", str(out), "--device", "cpu"]), "log.jsonl", "disk is full")
+    one_line_error(cli([*args, "--out", str(out), "--device", "cpu"]), "log.jsonl", "disk is full")
     assert json.loads((out / "train_config.json").read_text())
 
 
@@ -237,7 +220,7 @@ def test_a_cache_that_cannot_be_written_is_skipped_with_a_warning(command, tmp_p
     else:
         args = ["train", "--classifier", CLF, "--inverter", "dosovitskiy_brox.mnist", "--data", str(data)]
         args += ["--steps", "1", "--batch-size", "4", "-o", "fc_dim=16", "-o", "start_channels=8"]
-    result = _cli([*args, "--out", str(tmp_path / "out"), "--device", "cpu"])
+    result = cli([*args, "--out", str(tmp_path / "out"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "warning: the invkit cache" in result.output and "cannot be written" in result.output
 
@@ -280,7 +263,7 @@ def test_cli_outputs_follow_the_umask(digits, tmp_path):
     try:
         out = tmp_path / "out"
         args = ["invert", *digits, "--classifier", CLF, "--checkpoint", BIGGAN, "--out", str(out), "--device", "cpu"]
-        assert _cli(args).exit_code == 0
+        assert cli(args).exit_code == 0
         for f in out.iterdir():
             assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
     finally:
@@ -327,7 +310,7 @@ def test_cli_outputs_follow_the_umask(digits, tmp_path):
 )
 def test_every_option_value_is_checked_where_it_enters(args, expected, tmp_path):
     out = tmp_path / "out"
-    _one_line_error(_cli([*args, "--out", str(out)]), expected)
+    one_line_error(cli([*args, "--out", str(out)]), expected)
     assert not out.exists()  # a refused run writes nothing
 
 
@@ -349,7 +332,7 @@ def test_checkpoint_config_values_are_checked(field, value, expected, tmp_path, 
         invkit.load_inverter(ckpt)
     assert expected in str(info.value)
     args = ["invert", *digits, "--classifier", CLF, "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]
-    _one_line_error(_cli(args), expected)
+    one_line_error(cli(args), expected)
 
 
 @pytest.mark.parametrize(
@@ -393,7 +376,7 @@ def test_classifier_config_values_are_checked(change, expected, tmp_path, digits
         invkit.load_classifier(ckpt)
     assert expected in str(info.value)
     args = ["invert", *digits, "--classifier", str(ckpt), "--checkpoint", BIGGAN, "--out", str(tmp_path / "o")]
-    _one_line_error(_cli(args), expected)
+    one_line_error(cli(args), expected)
     assert not (tmp_path / "o").exists()
 
 
@@ -425,7 +408,7 @@ def test_a_broken_config_json_is_one_line(corrupt, tmp_path, digits):
     with pytest.raises(CheckpointError):
         invkit.load_inverter(ckpt)
     args = ["invert", *digits, "--classifier", CLF, "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")]
-    _one_line_error(_cli(args), "config.json")
+    one_line_error(cli(args), "config.json")
 
 
 def test_library_values_are_checked_too():
@@ -528,7 +511,7 @@ def test_non_finite_or_integer_weights_are_refused_at_load(change, expected, src
     if src == BIGGAN:
         out = tmp_path / "o"
         args = ["invert", *digits, "--classifier", CLF, "--checkpoint", str(ckpt), "--out", str(out)]
-        _one_line_error(_cli(args), expected)
+        one_line_error(cli(args), expected)
         assert not out.exists()
 
 
@@ -558,37 +541,37 @@ def test_two_runs_never_share_an_out_folder(tmp_path):
     out = tmp_path / "b"
     with claim_output(out, "invkit bench"):  # another bench still running there
         args = [*BENCH, "--option", "optim:steps=1", "-n", "10", "--out", str(out), "--device", "cpu"]
-        _one_line_error(_cli(args), "is in use by another invkit run", "invkit bench pid")
+        one_line_error(cli(args), "is in use by another invkit run", "invkit bench pid")
         assert not (out / "results.json").exists()
     with claim_output(out, "x"):
         pass  # released when the first run ends
-    assert _cli(args).exit_code == 0
+    assert cli(args).exit_code == 0
     assert (out / "results.json").exists() and not (out / ".invkit.lock").exists()  # no lock left behind
 
 
 def test_bench_rerun_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "b"
     args = [*BENCH, "--option", "optim:steps=1", "--out", str(out), "--device", "cpu"]
-    assert _cli([*args, "-n", "10"]).exit_code == 0
+    assert cli([*args, "-n", "10"]).exit_code == 0
     before = (out / "results.json").read_text()
-    _one_line_error(_cli([*args, "-n", "12"]), "other settings", "n 10 -> 12")
+    one_line_error(cli([*args, "-n", "12"]), "other settings", "n 10 -> 12")
     assert (out / "results.json").read_text() == before
 
 
 def test_probe_rerun_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "p"
     args = [*PROBE, "--out", str(out), "--device", "cpu"]
-    assert _cli([*args, "-n", "8"]).exit_code == 0
+    assert cli([*args, "-n", "8"]).exit_code == 0
     before = (out / "class-spread" / "results.json").read_text()
-    rerun = _cli([*args, "-n", "8"])  # same settings: skipped, as before
+    rerun = cli([*args, "-n", "8"])  # same settings: skipped, as before
     assert rerun.exit_code == 0 and "skipped" in rerun.output
-    _one_line_error(_cli([*args, "-n", "10"]), "other settings", "num_images 8 -> 10")
-    _one_line_error(_cli([*args, "-n", "8", "--seed", "1"]), "seed 0 -> 1")
+    one_line_error(cli([*args, "-n", "10"]), "other settings", "num_images 8 -> 10")
+    one_line_error(cli([*args, "-n", "8", "--seed", "1"]), "seed 0 -> 1")
     other = ["probe", "class-spread", "--classifier", str(DEMO / "classifier_robust")]
     other += ["--checkpoint", str(DEMO / "biggan_robust"), "-n", "8", "--out", str(out), "--device", "cpu"]
-    _one_line_error(_cli(other), "classifier_robust")
+    one_line_error(cli(other), "classifier_robust")
     assert (out / "class-spread" / "results.json").read_text() == before
-    assert _cli([*args, "-n", "10", "--force"]).exit_code == 0  # --force replaces them
+    assert cli([*args, "-n", "10", "--force"]).exit_code == 0  # --force replaces them
     assert json.loads((out / "class-spread" / "results.json").read_text())["run"]["num_images"] == 10
 
 
@@ -612,14 +595,14 @@ def test_probe_and_invert_reruns_with_new_weights_in_the_same_folder_are_refused
     Image.new("L", (28, 28), 90).save(tmp_path / "x.png")
     invert = ["invert", "--classifier", CLF, "--checkpoint", str(biggan), "--out", str(tmp_path / "i")]
     invert += ["--device", "cpu", str(tmp_path / "x.png")]
-    assert _cli(probe).exit_code == 0 and _cli(invert).exit_code == 0
+    assert cli(probe).exit_code == 0 and cli(invert).exit_code == 0
     results = tmp_path / "p" / "class-spread" / "results.json"
     before = results.read_text(), (tmp_path / "i" / "invert.json").read_text()
     _retrain_into(biggan)
-    _one_line_error(_cli(probe), "other settings", "checkpoint")
-    _one_line_error(_cli(invert), "other settings", "checkpoint")
+    one_line_error(cli(probe), "other settings", "checkpoint")
+    one_line_error(cli(invert), "other settings", "checkpoint")
     assert (results.read_text(), (tmp_path / "i" / "invert.json").read_text()) == before  # nothing changed
-    assert _cli([*probe, "--force"]).exit_code == 0
+    assert cli([*probe, "--force"]).exit_code == 0
     assert json.loads(results.read_text())["run"]["checkpoint"] != json.loads(before[0])["run"]["checkpoint"]
 
 
@@ -629,7 +612,7 @@ def test_invert_of_two_files_with_one_name_writes_two_files(tmp_path):
         Image.new("L", (28, 28), value).save(tmp_path / sub / "x.png")
     out = tmp_path / "out"
     base = ["invert", "--classifier", CLF, "--checkpoint", BIGGAN, "--out", str(out), "--device", "cpu"]
-    result = _cli([*base, str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")])
+    result = cli([*base, str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")])
     assert result.exit_code == 0, result.output
     doc = json.loads((out / "invert.json").read_text())
     written = [w for e in doc["images"] for w in e["written"]]
@@ -637,34 +620,38 @@ def test_invert_of_two_files_with_one_name_writes_two_files(tmp_path):
     # a third x.png from another folder, same settings: added under a name of its own, nothing replaced
     (tmp_path / "c" / "a").mkdir(parents=True)
     Image.new("L", (28, 28), 120).save(tmp_path / "c" / "a" / "x.png")
-    assert _cli([*base, str(tmp_path / "c" / "a" / "x.png")]).exit_code == 0
+    assert cli([*base, str(tmp_path / "c" / "a" / "x.png")]).exit_code == 0
     doc = json.loads((out / "invert.json").read_text())
     assert len(doc["images"]) == 3 and len({w for e in doc["images"] for w in e["written"]}) == 3
-    assert _cli([*base, str(tmp_path / "a" / "x.png")]).exit_code == 0  # inverted again: keeps its own name
+    assert cli([*base, str(tmp_path / "a" / "x.png")]).exit_code == 0  # inverted again: keeps its own name
     doc = json.loads((out / "invert.json").read_text())
     assert len(doc["images"]) == 3 and sorted(p.name for p in out.glob("*_recon.png")) == sorted(
         w for e in doc["images"] for w in e["written"]
     )
-    _one_line_error(_cli([*base, "--seed", "5", str(tmp_path / "a" / "x.png")]), "other settings", "seed 0 -> 5")
+    one_line_error(cli([*base, "--seed", "5", str(tmp_path / "a" / "x.png")]), "other settings", "seed 0 -> 5")
 
 
 def test_train_classifier_never_overwrites_a_model_without_resume(tmp_path):
     args = ["train-classifier", "--steps", "2", "--batch-size", "8", "--eval-samples", "2", "--device", "cpu"]
     out = tmp_path / "c"
-    assert _cli([*args, "--out", str(out)]).exit_code == 0
+    assert cli([*args, "--out", str(out)]).exit_code == 0
     weights = (out / "model.safetensors").read_bytes()
-    _one_line_error(_cli([*args, "--out", str(out)]), "already holds a trained classifier", "--resume")
+    one_line_error(cli([*args, "--out", str(out)]), "already holds a trained classifier", "--resume")
     assert (out / "model.safetensors").read_bytes() == weights
 
 
 def test_a_killed_writer_leaves_no_temporary_files(tmp_path, toy):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
-    stale = [out / "checkpoints" / ".latest.abc123.tmp", out / ".train_config.json.x1y2.tmp"]
+    # invkit's temporary naming (.NAME.invkit-PID-XXXXXXXX.tmp) of a writer that is gone (no such pid)
+    stale = [
+        out / "checkpoints" / ".latest.invkit-999999999-abc123.tmp",
+        out / ".train_config.json.invkit-999999999-x1y2.tmp",
+    ]
     for p in stale:
         p.write_text("half")
     args = ["train", "--classifier", "toyclf.base", "--inverter", "toyinv.base", "--steps", "2", "--batch-size", "8"]
-    assert _cli([*args, "--out", str(out), "--device", "cpu"]).exit_code == 0
+    assert cli([*args, "--out", str(out), "--device", "cpu"]).exit_code == 0
     assert not any(p.exists() for p in stale) and not list(out.rglob("*.tmp"))
 
 
@@ -675,9 +662,9 @@ TOY_TRAIN += ["--save-every", "5", "--sample-every", "5", "--device", "cpu"]
 
 def test_train_resume_with_fewer_steps_is_refused(tmp_path, toy):
     out = tmp_path / "run"
-    assert _cli([*TOY_TRAIN, "--steps", "10", "--out", str(out)]).exit_code == 0
+    assert cli([*TOY_TRAIN, "--steps", "10", "--out", str(out)]).exit_code == 0
     config = (out / "train_config.json").read_text()
-    _one_line_error(_cli(["train", "--out", str(out), "--resume", "--steps", "5"]), "at step 10", "--steps 5")
+    one_line_error(cli(["train", "--out", str(out), "--resume", "--steps", "5"]), "at step 10", "--steps 5")
     assert (out / "train_config.json").read_text() == config  # not rewritten
 
 
@@ -690,12 +677,12 @@ def test_train_resume_from_another_folder_with_a_relative_data_path(tmp_path, mo
                     Image.new("L", (28, 28), abs(value - 20 * i)).save(tmp_path / where / "d" / split / c / f"{i}.png")
     out = tmp_path / "run"
     monkeypatch.chdir(tmp_path / "one")
-    assert _cli([*TOY_TRAIN, "--steps", "5", "--data", "d", "--out", str(out)]).exit_code == 0
+    assert cli([*TOY_TRAIN, "--steps", "5", "--data", "d", "--out", str(out)]).exit_code == 0
     recorded = json.loads((out / "train_config.json").read_text())
     assert recorded["train"]["data"] == str(tmp_path / "one" / "d") and recorded["data_fingerprint"]
     monkeypatch.chdir(tmp_path / "two")
-    _one_line_error(_cli(["train", "--out", str(out), "--resume", "--steps", "10", "--data", "d"]), "not the data")
-    assert _cli(["train", "--out", str(out), "--resume", "--steps", "10"]).exit_code == 0  # the recorded path
+    one_line_error(cli(["train", "--out", str(out), "--resume", "--steps", "10", "--data", "d"]), "not the data")
+    assert cli(["train", "--out", str(out), "--resume", "--steps", "10"]).exit_code == 0  # the recorded path
 
 
 TC_ARGS = ["train-classifier", "--batch-size", "8", "--eval-samples", "2", "--device", "cpu", "--out"]
@@ -706,7 +693,7 @@ def trained_classifier(tmp_path_factory):
     """A train-classifier run of 2 steps, trained once for the resume tests (each test works on a copy)."""
     invkit.core.plugins.reset()
     out = tmp_path_factory.mktemp("tc") / "c"
-    result = _cli([*TC_ARGS, str(out), "--steps", "2"])
+    result = cli([*TC_ARGS, str(out), "--steps", "2"])
     assert result.exit_code == 0, result.output
     return out
 
@@ -728,7 +715,7 @@ def test_train_classifier_resume_refuses_changed_settings(change, expected, trai
     out = Path(shutil.copytree(trained_classifier, tmp_path / "c"))
     weights = (out / "model.safetensors").read_bytes()
     base = [a for a in TC_ARGS if a not in ("--batch-size", "8")] if "--batch-size" in change else TC_ARGS
-    _one_line_error(_cli([*base, str(out), "--resume", "--steps", "4", *change]), expected)
+    one_line_error(cli([*base, str(out), "--resume", "--steps", "4", *change]), expected)
     assert (out / "model.safetensors").read_bytes() == weights
 
 
@@ -736,7 +723,7 @@ def test_train_classifier_resume_may_change_steps_and_evaluation(trained_classif
     import shutil
 
     out = Path(shutil.copytree(trained_classifier, tmp_path / "c"))
-    ok = _cli([*TC_ARGS, str(out), "--resume", "--steps", "3", "--eval-samples", "3"])
+    ok = cli([*TC_ARGS, str(out), "--resume", "--steps", "3", "--eval-samples", "3"])
     assert ok.exit_code == 0, ok.output
     assert json.loads((out / "report.json").read_text())["steps"] == 3
 

@@ -290,7 +290,7 @@ def test_cli_probe_wildcard_with_per_probe_options(checkpoints, tmp_path):
         ]
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["logit-scale", "logit-shift"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".invkit-files") == ["logit-scale", "logit-shift"]
     assert len(json.loads((out / "logit-scale" / "results.json").read_text())["numbers"]["levels"]) == 3
     assert len(json.loads((out / "logit-shift" / "results.json").read_text())["numbers"]["levels"]) == 7
 

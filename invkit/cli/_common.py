@@ -105,6 +105,10 @@ def parse_options(pairs: tuple[str, ...], flag: str = "--option") -> dict[str, A
             out[key] = json.loads(v)
         except json.JSONDecodeError:
             out[key] = v
+        except RecursionError:
+            raise click.BadParameter(
+                f"the value of '{key}' is nested too deeply to be an option", param_hint=flag
+            ) from None
     return out
 
 

@@ -13,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..errors import InvkitError
-from ..evaluation.bench import Bench
+from ..evaluation.bench import RESULTS_NAME, Bench
 from ..evaluation.report import COLUMNS, fmt
 from ..evaluation.settings import BenchSettings
-from ..io.outputs import claim_output
+from ..io.outputs import claim_output, input_paths
 from ..utils.progress import Progress as ProgressEvent
 from ._common import (
     NON_NEGATIVE_INT,
@@ -211,7 +211,10 @@ def run(settings: BenchSettings, out: Path) -> None:
             progress.update(tasks[event.task], visible=False)
 
     table = Table(title="invkit bench", title_justify="left", show_edge=False, header_style="bold", padding=(0, 1))
-    with claim_output(out, "invkit bench"):  # one run per folder; a refused run leaves no new folder behind
+    inputs = input_paths(*settings.classifiers, *settings.checkpoints, settings.data, settings.data_root)
+    writes = (RESULTS_NAME, "results.csv", "report.md", "report.html")  # a user's report.html: refused up front
+    claim = claim_output(out, "invkit bench", inputs=inputs, writes=writes, records=(RESULTS_NAME,))
+    with claim:  # one run per folder; a refused run leaves no new folder behind
         bench = Bench(settings, out, progress=callback)  # checks every input before anything is written
         _run_live(bench, settings, table, progress, screen)
     screen.line()

@@ -19,8 +19,9 @@ from typing import Any
 import click
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError, short_message
 from ..io.files import atomic_save_safetensors
+from ..io.outputs import claim_inputs
 from ..io.state_dict import WRAPPER_KEYS, strip_prefix, unwrap
 from ..io.weights import load_weights_file
 from ._ui import console, err_console
@@ -34,7 +35,7 @@ def _load_trusted(path: Path) -> Any:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any failure of an untrusted format is one line
         raise CheckpointError(
-            f"'{path}' could not be loaded even as a full pickle ({type(exc).__name__}: {str(exc)[:150]})."
+            f"'{path}' could not be loaded even as a full pickle ({type(exc).__name__}: {short_message(exc, 150)})."
         ) from None
     if isinstance(obj, torch.nn.Module):
         return obj.state_dict()
@@ -106,7 +107,8 @@ def command(src: Path, dst: Path, key: str | None, trust_pickle: bool, keep_pref
     if not keep_prefix:
         tensors, prefix = strip_prefix(tensors)
     meta = {"converted_from": src.name, "taken_from": where} | ({"stripped_prefix": prefix} if prefix else {})
-    atomic_save_safetensors(dst, tensors, meta)
+    with claim_inputs("invkit convert-weights", [src]):  # DST may not be SRC: refused in one line, SRC kept
+        atomic_save_safetensors(dst, tensors, meta)
     n = sum(t.numel() for t in tensors.values())
     console.print(f"wrote {dst}: {len(tensors)} tensors, {n:,} values, from the {where} of {src}")
     if prefix:

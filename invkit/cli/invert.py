@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -11,12 +11,15 @@ import torch
 from rich.table import Table
 
 from ..core.classifier import Classifier
-from ..data.images import IMAGE_EXTENSIONS, load_image
+from ..core.inverter import Inverter
+from ..data.images import IMAGE_EXTENSIONS, load_image, shown_path
 from ..errors import DataError, InvkitError
 from ..io.checkpoint import spec_identity
 from ..io.figures import save_rows, to_pil_grid
 from ..io.files import atomic_write_bytes, atomic_write_json
-from ..io.outputs import claim_output
+from ..io.outputs import claim_output, input_paths
+from ..io.owned import may_write
+from ..io.read import Required, read_json
 from ._common import (
     POSITIVE_INT,
     SEED,
@@ -43,6 +46,36 @@ def image_files(paths: tuple[str, ...]) -> list[Path]:
         else:
             files.append(p)
     return files
+
+
+BATCH = 64  # images classified and inverted at a time: memory stays bounded however many files are given
+
+
+def _originals(files: list[Path], inv: Inverter, mode: str) -> torch.Tensor:
+    """The images the inverter reconstructs, ``(N, C, H, W)`` in [0, 1] on the CPU: each file decoded on its own
+    (``load_image``) and brought at once to the inverter's resolution (``Inverter.target_images``), so memory holds
+    one full-size image at a time, not every file at full size as float32.
+
+    Raises:
+        DataError: a file that cannot be read (named).
+        InvkitError: an image smaller than 8x8 (named).
+    """
+    out = []
+    for f in files:
+        image = load_image(f, mode)
+        if min(image.shape[-2:]) < 8:  # the same floor Classifier.check_images applies
+            raise InvkitError(
+                f"image '{shown_path(f)}' is {image.shape[-2]}x{image.shape[-1]} pixels, too small to classify; "
+                "use images of at least 8x8."
+            )
+        out.append(inv.target_images(image[None]).cpu())
+        del image
+    return torch.cat(out)
+
+
+def _batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``fn`` applied to ``x`` ``BATCH`` rows at a time on ``device``; the results concatenated there."""
+    return torch.cat([fn(x[i : i + BATCH].to(device)) for i in range(0, len(x), BATCH)])
 
 
 def _png(image: torch.Tensor) -> bytes:
@@ -101,30 +134,28 @@ def command(
     settings = _settings(clf, classifier_spec, inv.registry_name, checkpoint, seed, samples, options)
     _previous(Path(out).expanduser() / "invert.json", settings)  # refuse mixing before the (slow) inversion
     c, h, w = clf.config.input_size
-    mode = "L" if c == 1 else "RGB"
-    loaded = [load_image(f, mode) for f in files]
-    for f, image in zip(files, loaded):
-        if min(image.shape[-2:]) < 8:  # the same floor Classifier.check_images applies
-            raise InvkitError(
-                f"image '{f}' is {image.shape[-2]}x{image.shape[-1]} pixels, too small to classify; "
-                "use images of at least 8x8."
-            )
-    # The image the inverter reconstructs: each image at the inverter's resolution (Inverter.target_images).
-    originals = torch.cat([inv.target_images(image[None]) for image in loaded]).to(dev)
+    originals = _originals(files, inv, "L" if c == 1 else "RGB")  # (N, C, H, W) at the inverter's resolution
     with torch.no_grad():
-        logits = clf.logits(originals)
-    targets = inv.targets(originals) if hasattr(inv, "targets") else logits  # optim.robust: penultimate layer
+        logits = _batched(clf.logits, originals, dev)
+    # optim.robust inverts the penultimate layer (inv.targets) rather than the logits
+    targets = _batched(inv.targets, originals, dev) if hasattr(inv, "targets") else logits
     gen = torch.Generator(device=dev).manual_seed(seed)
     grad = torch.no_grad() if getattr(inv, "trainable", False) else torch.enable_grad()
     rows = []
-    with grad:
+    with grad:  # a batch at a time, one generator throughout: up to BATCH images the same draws as one call
         for _ in range(samples):
-            rows.append(inv.invert(targets, generator=gen).detach().float().clamp(0, 1))
+            rows.append(_batched(lambda t: inv.invert(t, generator=gen).detach().float().clamp(0, 1), targets, dev))
     out_dir = Path(out).expanduser()
-    click.get_current_context().with_resource(claim_output(out_dir, "invkit invert"))  # held until the end
+    inputs = [*files, *input_paths(classifier_spec, weights, checkpoint)]  # never written over
+    claim = claim_output(
+        out_dir, "invkit invert", inputs=inputs, writes=("invert.json", "grid.png"), records=("invert.json",)
+    )
+    click.get_current_context().with_resource(claim)  # held until the end
     earlier = _previous(out_dir / "invert.json", settings)
     previous = [e for e in earlier if e.get("image") not in map(str, files)]
     taken = {n: e["image"] for e in previous for n in e.get("written", [])}
+    # a file here that invkit did not write (the user's d_recon.png) or that is an input keeps its name: other names
+    taken.update({p.name: "" for p in out_dir.iterdir() if not may_write(p)})
     again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
     names = _names(files, samples, taken, again)
     summary = []
@@ -132,7 +163,7 @@ def command(
     for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
         table.add_column(col)
     with torch.no_grad():
-        recon_logits = [clf.logits(r) for r in rows]
+        recon_logits = [_batched(clf.logits, r, dev) for r in rows]
     for i, f in enumerate(files):
         written = []
         for j, r in enumerate(rows):
@@ -172,15 +203,17 @@ def _settings(
     }
 
 
+# What a rerun reads back from an earlier invert.json (checked as it is read, invkit.io.read).
+INVERT_JSON_SCHEMA = {"images": Required([{"image": Required(str), "written": [str]}])}
+
+
 def _previous(path: Path, settings: dict) -> list[dict]:
     """The entries of an earlier invert.json in --out, if its settings are these; else refuse (no mixing)."""
     if not path.exists():
         return []
-    try:
-        doc = json.loads(path.read_text())
-        entries = list(doc["images"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InvkitError(f"'{path}' is not an invert.json invkit can read; use another --out or delete it.") from None
+    remedy = "use another --out or delete it"
+    doc = read_json(path, INVERT_JSON_SCHEMA, "invert.json", InvkitError, remedy)
+    entries = list(doc["images"])
     diff = [f"{k} {doc.get(k)!r} -> {v!r}" for k, v in settings.items() if k in doc and doc[k] != v]
     if diff:
         raise InvkitError(

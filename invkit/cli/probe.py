@@ -7,7 +7,7 @@ folder with ``results.json`` holds a finished run). A probe whose ``results.json
 
 from __future__ import annotations
 
-import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from ..data.sources import load_dataset
 from ..errors import InvkitError
 from ..io.checkpoint import spec_identity
 from ..io.files import make_dirs
-from ..io.outputs import claim_output
+from ..io.outputs import claim_output, input_paths
+from ..io.read import read_json
 from ..utils.progress import Progress
 from ._common import (
     POSITIVE_INT,
@@ -128,10 +129,8 @@ def _spec(spec: str | None) -> str | None:
 
 def _same_settings(path: Path, settings: dict[str, Any]) -> None:
     """Refuse to keep (and report as done) a probe's results computed with other settings."""
-    try:
-        run = json.loads(path.read_text()).get("run", {})
-    except (OSError, ValueError, AttributeError):
-        raise InvkitError(f"'{path}' is not readable JSON; delete it or pass --force to run the probe again.") from None
+    remedy = "delete it or pass --force to run the probe again"
+    run = read_json(path, {"run": dict}, "probe results file", InvkitError, remedy).get("run", {})
     diff = [f"{k} {run[k]!r} -> {v!r}" for k, v in settings.items() if k in run and run[k] != v]
     if diff:
         raise InvkitError(
@@ -231,11 +230,19 @@ def command(
         err_console.print(f"{n}: results.json exists in {out_dir / n}, skipped (use --force to run it again).")
     if not todo:
         return
-    click.get_current_context().with_resource(claim_output(out_dir, "invkit probe"))  # held until the end
+    inputs = input_paths(classifier_spec, weights, inverter_spec, checkpoint, data, ood_data, data_root)
+    claim = claim_output(out_dir, "invkit probe", inputs=inputs, records=("*/results.json",))
+    click.get_current_context().with_resource(claim)  # held until the end
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
     dataset = for_classifier(dataset_from_spec(data, "test", root=data_root), classifier)
+    if num_images > len(dataset):  # never let "num_images: 5000" stand for the 1000 images there are
+        warnings.warn(
+            f"-n {num_images} is more than the {len(dataset)} images of the test split of '{data}'; the probes use "
+            "at most those, and each results.json records the number it used (run.images_used).",
+            stacklevel=1,
+        )
     extra = {"ood": load_dataset(ood_data, "test", root=data_root)} if ood_data else {}
     failed: list[tuple[str, str]] = []
     results: list[tuple[ProbeResult, Path]] = []

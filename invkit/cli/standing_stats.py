@@ -18,7 +18,7 @@ from ..data.datasets import take
 from ..data.images import resize
 from ..errors import InvkitError
 from ..io.checkpoint import read_checkpoint_config
-from ._common import apply, classifier_from_spec, data_options, dataset_from_spec, device_option, pick_device
+from ._common import SEED, apply, classifier_from_spec, data_options, dataset_from_spec, device_option, pick_device
 from ._ui import console
 
 
@@ -32,7 +32,7 @@ from ._ui import console
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="New checkpoint folder.")
 @click.option("--batches", type=int, default=16, show_default=True, help="Accumulation batches (BigGAN: 16).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Images (and noise draws) per batch.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the image draw and the noise.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the image draw and the noise.")
 @device_option
 def command(
     checkpoint: Path,
@@ -67,7 +67,7 @@ def command(
             f"{classifier.num_classes}; use the classifier it was trained for."
         )
     dataset = dataset_from_spec(data, split, root=data_root)
-    images, _ = take(dataset, batches * batch_size, seed=seed)
+    images, _ = take(dataset, batches * batch_size, seed=seed, size=inverter.image_shape[-1])  # as resize below
     if len(images) < batches * batch_size:
         raise InvkitError(
             f"the {split} split has {len(images)} images, fewer than --batches x --batch-size = "

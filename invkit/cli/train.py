@@ -6,8 +6,6 @@ the inverter and the data sets, draws the progress bar and prints where everythi
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,12 @@ import click
 
 from ..core.inverter import Inverter
 from ..errors import InvkitError
-from ..io.outputs import claim_output
+from ..io.outputs import claim_output, input_paths
 from ..training.config import CONFIG_FILE, RUN_DEFINING, TrainConfig, build_inverter
+from ..training.distributed import launch_env
 from ..training.health import SAMPLES
 from ..training.loop import LOG_FILE, train_inverter
-from ..training.resume import read_run_config
+from ..training.resume import read_run_config, read_run_doc
 from ._common import (
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
@@ -38,12 +37,22 @@ from ._ui import console, progress_bars
 _D = TrainConfig()
 
 
-def read_run_doc(out: str) -> dict[str, Any] | None:
-    """The whole train_config.json of a run folder (None when absent or unreadable)."""
-    try:
-        return json.loads((Path(out) / CONFIG_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+def _absolute_paths(values: dict[str, Any]) -> None:
+    """A classifier folder and a ``--weights`` file as absolute paths (registry names stay as they are)."""
+    for key in ("classifier", "weights"):
+        value = values.get(key)
+        if isinstance(value, str) and value and Path(value).expanduser().exists():
+            values[key] = str(Path(value).expanduser().resolve())
+
+
+def _same(given: Any, stored: Any) -> bool:
+    """Whether a setting given now is the one stored; paths compare as the files they name (a run recorded
+    before invkit stored them absolutely has relative ones)."""
+    if given == stored:
+        return True
+    if isinstance(given, str) and isinstance(stored, str) and Path(given).is_absolute():
+        return Path(stored).expanduser().exists() and Path(stored).expanduser().resolve() == Path(given)
+    return False
 
 
 @click.command("train")
@@ -146,19 +155,24 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     atomically to OUT/checkpoints/step_NNNNNN (load one with invkit.load_inverter or pass it to `invkit bench`).
     Under `torchrun --nproc_per_node=N` the run is data-parallel (see docs/training.md).
     """
+    main = launch_env()[0] == 0  # WORLD_SIZE/RANK checked first: one line when they are wrong
     given = {k: v for k, v in given.items() if v is not None}
     if option:
         given["options"] = parse_options(option, "--option")
     if given.get("data") not in (None, "default") and Path(given["data"]).expanduser().exists():
         given["data"] = str(Path(given["data"]).expanduser().resolve())  # the same data from any working folder
+    _absolute_paths(given)  # a classifier folder and a --weights file, too
     stored = read_run_config(out) if resume else None
     values = TrainConfig().to_dict()
     if stored is not None:
-        fingerprinted = "data_fingerprint" in (read_run_doc(out) or {})  # the data's content decides, not its path
+        doc = read_run_doc(out)
+        by_content = {"data"} if "data_fingerprint" in doc else set()  # the data's content decides, not its path
+        if "classifier_identity" in doc:  # the classifier's weights decide (checked by the training loop)
+            by_content |= {"classifier", "weights"}
         changed = [
             f"--{k.replace('_', '-')} {stored.get(k)!r} (now {given[k]!r})"
             for k in RUN_DEFINING
-            if k in given and k in stored and given[k] != stored[k] and not (k == "data" and fingerprinted)
+            if k in given and k in stored and k not in by_content and not _same(given[k], stored[k])
         ]
         if changed:
             raise InvkitError(
@@ -167,6 +181,7 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
             )
         values.update({k: v for k, v in stored.items() if k in values and k != "device"})
     values.update(given)
+    _absolute_paths(values)  # recorded absolutely in train_config.json (a run resumed elsewhere finds them)
     values["out"] = out
     values["device"] = str(pick_device(device))
     config = TrainConfig(**values)
@@ -186,9 +201,10 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     train_set = dataset_from_spec(config.data, "train", root=data_root)
     heldout = dataset_from_spec(config.data, "test", root=data_root)
 
-    main = int(os.environ.get("RANK", "0")) == 0
     if main:
-        with claim_output(out, "invkit train"), progress_bars() as progress:
+        inputs = input_paths(config.classifier, config.weights, config.data, data_root)
+        claim = claim_output(out, "invkit train", inputs=inputs, writes=(CONFIG_FILE,), records=(CONFIG_FILE,))
+        with claim, progress_bars() as progress:
             result = train_inverter(
                 config,
                 classifier,

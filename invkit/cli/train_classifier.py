@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..io.outputs import claim_output
-from ..training.classifier import REPORT_NAME, train_classifier
+from ..io.checkpoint import CONFIG_NAME
+from ..io.outputs import claim_output, input_paths
+from ..io.train_state import TRAIN_STATE_NAME
+from ..io.weights import WEIGHTS_NAME
+from ..training.classifier import REPORT_NAME, TRAIN_CONFIG_NAME, train_classifier
 from ..training.classifier_config import TrainClassifierConfig, TrainClassifierReport
 from ._common import (
     FRACTION,
@@ -152,7 +155,14 @@ def command(
         eval_eps=eval_eps or None, eval_samples=eval_samples or None, bf16=precision == "bf16", **options
     )  # type: ignore[arg-type]
     dev = pick_device(device)
-    with claim_output(out_dir, "invkit train-classifier"), progress_bars() as progress:
+    claim = claim_output(
+        out_dir,
+        "invkit train-classifier",
+        inputs=input_paths(cfg.data if cfg.data != "default" else None, cfg.data_root),
+        writes=(CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME, TRAIN_CONFIG_NAME),
+        records=(TRAIN_CONFIG_NAME,),
+    )
+    with claim, progress_bars() as progress:
         report = train_classifier(cfg, out_dir, resume=resume, progress=progress, device=dev)
     print_report(report)
     console.print(

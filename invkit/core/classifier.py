@@ -149,9 +149,13 @@ class Classifier(nn.Module):
     Attributes:
         registry_name: the ``name.tag`` whose factory rebuilds this classifier (set by ``create_classifier``
             and ``load_classifier``); empty for one built directly, then ``config.name`` stands for it.
+        random_weights: True when a factory built it without trained weights (an in-house net without
+            ``weights``, a published one with ``pretrained=False``); ``load_network_state`` sets it back to False.
+            The commands warn before using such a classifier (``invkit.core.resolve.resolve_classifier``).
     """
 
     registry_name: str = ""
+    random_weights: bool = False
 
     def __init__(self, network: nn.Module, config: ClassifierConfig, init_kwargs: dict[str, Any] | None = None):
         super().__init__()
@@ -261,12 +265,24 @@ class Classifier(nn.Module):
         return self(images).argmax(dim=1)
 
     # ------------------------------------------------------------------------------------------- checkpoints
-    def save(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-        """Save as an invkit checkpoint folder (config.json + model.safetensors).
+    def save(
+        self,
+        directory: str | os.PathLike,
+        extra: dict[str, Any] | None = None,
+        *,
+        train_state: dict[str, Any] | None = None,
+    ) -> Path:
+        """Save as an invkit checkpoint folder (config.json + model.safetensors), written as one unit
+        (``invkit.io.checkpoint.save_checkpoint``).
 
         ``config.json`` records the registry name ``load_classifier`` rebuilds the network with:
         ``registry_name``, else ``config.name`` when that is registered, else the name inferred from the plugin
         that registered the network's class (``Registry.infer_name``), else ``config.name`` as it is.
+
+        Args:
+            directory: the folder; created if missing.
+            extra: more JSON fields for ``config.json``.
+            train_state: the training state for resuming (``train_state.safetensors``), written in the same unit.
         """
         from ..io.checkpoint import save_checkpoint
 
@@ -284,6 +300,7 @@ class Classifier(nn.Module):
             name=name,
             config={"init_kwargs": self.init_kwargs, "classifier_config": self.config.to_dict()},
             state_dict=self.network.state_dict(),
+            train_state=train_state,
             extra=extra,
         )
 
@@ -304,6 +321,7 @@ class Classifier(nn.Module):
             raise CheckpointError(f"{source} holds a {type(inner).__name__}, not a state dict.")
         tensors = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
         load_strict(self.network, tensors, source, self.name)
+        self.random_weights = False
 
 
 def load_classifier(directory: str | os.PathLike) -> Classifier:

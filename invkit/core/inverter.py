@@ -90,7 +90,8 @@ class Inverter(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """Reconstruct images from logits.
 
-        Implementations check their input with ``check_logits`` and ``check_noise``.
+        Implementations check their input with ``check_logits`` and ``check_noise``, and their output with
+        ``check_output`` (finite logits can still overflow inside a network).
 
         Args:
             logits: ``(N, num_classes)`` float logits of the classifier this inverter was built for, N >= 1.
@@ -103,7 +104,8 @@ class Inverter(nn.Module, abc.ABC):
 
         Raises:
             InputError: ``logits`` is not a float ``(N, num_classes)`` tensor with N >= 1, or holds NaN/inf;
-                ``noise`` is not of shape ``(N, noise_dim)``.
+                ``noise`` is not of shape ``(N, noise_dim)``; finite logits so large that the reconstruction
+                overflows to NaN/inf (``check_output``).
         """
 
     def check_logits(self, logits: torch.Tensor) -> torch.Tensor:
@@ -141,6 +143,33 @@ class Inverter(nn.Module, abc.ABC):
                 f"{', ...' if len(rows) > 5 else ''}); an image cannot be reconstructed from them."
             )
         return logits
+
+    def check_output(self, images: torch.Tensor, logits: torch.Tensor, why: str = "") -> torch.Tensor:
+        """Return ``images`` unchanged if every pixel is finite; else refuse the logits that made them.
+
+        Finite logits far outside what a classifier gives (``1e30``) can overflow float32 inside a network and come
+        out as a NaN image; returned as it is, that image would be scored, saved and reported with exit status 0.
+
+        Args:
+            images: the reconstructions ``invert`` is about to return, ``(N, C, H, W)``.
+            logits: the logits they were made from, ``(N, num_classes)`` (named in the message by size).
+            why: where the overflow happens, for the message (e.g. "its conditional batch-norm gains grow with
+                the logits").
+
+        Raises:
+            InputError: some pixel is NaN/inf; the message names the rows and the largest logit.
+        """
+        bad = ~torch.isfinite(images.detach()).flatten(1).all(1)
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten().tolist()
+            largest = float(logits.detach().abs().max())
+            raise InputError(
+                f"{self.registry_name}: logits as large as {largest:.3g} overflow its float32 arithmetic"
+                f"{f' ({why})' if why else ''}: the reconstruction of row(s) {', '.join(map(str, rows[:5]))}"
+                f"{', ...' if len(rows) > 5 else ''} is NaN/inf, not an image; a classifier's logits are many orders "
+                "of magnitude smaller: check where these come from, or scale them down."
+            )
+        return images
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
         """Standard normal noise ``(n, noise_dim)``, or None for a deterministic inverter."""

@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from .. import hookspecs
-from ..errors import InputError, InvkitError
+from ..errors import InputError, InvkitError, short_message
 from .registry import Registry
 
 ENTRY_POINT_GROUP = "invkit"
@@ -53,9 +53,10 @@ def get_plugin_manager() -> pluggy.PluginManager:
             try:
                 plugin = ep.load()
             except Exception as exc:  # noqa: BLE001 - a broken plugin must not break invkit
-                _State.failed[ep.name] = f"failed to load: {type(exc).__name__}: {exc}"
+                _State.failed[ep.name] = f"failed to load: {type(exc).__name__}: {short_message(exc)}"
                 warnings.warn(
-                    f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {exc}", stacklevel=2
+                    f"invkit plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {short_message(exc)}",
+                    stacklevel=2,
                 )
                 continue
             try:
@@ -72,7 +73,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 def _skip(name: str, what: str, exc: BaseException) -> None:
     """Record a plugin that is left out, and warn naming it."""
-    message = f"{type(exc).__name__}: {exc}"
+    message = f"{type(exc).__name__}: {short_message(exc)}"
     _State.failed[name] = f"{what}: {message}" if name not in _State.failed else _State.failed[name]
     warnings.warn(f"invkit plugin '{name}' {what} and is skipped: {message}", stacklevel=3)
 

@@ -113,13 +113,39 @@ def declared_options(probe: Any) -> set[str] | None:
     return None
 
 
+class _CountingData(Dataset):
+    """``ctx.data`` as a probe sees it, counting the distinct images the probe reads (``images_used``).
+
+    Every other attribute (``labels()``, ``classes``, ``name``) is the wrapped data set's.
+    """
+
+    def __init__(self, data: Dataset):
+        self._data = data
+        self.read: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._data)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> Any:
+        item = self._data[index]
+        self.read.add(int(index) % len(self))  # -1 and len - 1 are one image
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_data", "read"):  # not set yet (copy, pickle): never recurse
+            raise AttributeError(name)
+        return getattr(self._data, name)
+
+
 def run_probe(
     probe: Probe, ctx: ProbeContext, run_info: dict[str, Any] | None = None, *, write: bool = True
 ) -> ProbeResult:
     """Run a probe the way ``invkit probe`` does: check its options, run it, write ``ctx.out/results.json``.
 
-    ``results.json`` is the ``ProbeResult`` as JSON plus a ``run`` section (``run_info`` and the seconds the
-    probe took), written atomically and last, so a folder holding it holds a finished run.
+    ``results.json`` is the ``ProbeResult`` as JSON plus a ``run`` section (``run_info``, the seconds the
+    probe took and ``images_used``: how many distinct images of ``ctx.data`` it read, which is what its numbers
+    are over; ``--num-images`` and a probe's own counts are upper bounds, and the data may hold fewer), written
+    atomically and last, so a folder holding it holds a finished run.
 
     Args:
         probe: the probe (``invkit.create_probe``).
@@ -141,9 +167,11 @@ def run_probe(
             f"{', '.join(sorted(declared or ())) or 'none'}."
         )
     started = time.perf_counter()
-    result = probe.run(ctx)
+    data = _CountingData(ctx.data)
+    result = probe.run(dataclasses.replace(ctx, data=data))
     if write:
         doc = json.loads(result.to_json())
-        doc["run"] = dict(run_info or {}) | {"seconds": round(time.perf_counter() - started, 2)}
+        seconds = round(time.perf_counter() - started, 2)
+        doc["run"] = dict(run_info or {}) | {"seconds": seconds, "images_used": len(data.read)}
         atomic_write_json(Path(ctx.out) / RESULTS_NAME, doc, sort_keys=True, default=float)  # NaN -> null
     return result

@@ -14,6 +14,7 @@ classifier".
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,9 @@ def resolve_classifier(spec: str, weights: str | None = None, **kwargs: Any) -> 
         **kwargs: passed to the registry factory (``pretrained``, ...); ignored for a folder.
 
     Returns:
-        The classifier, on the CPU, in eval mode for a checkpoint folder.
+        The classifier, on the CPU, in eval mode for a checkpoint folder. A registry classifier built without
+        trained weights (``Classifier.random_weights``: ``smallcnn.base`` without ``weights``) is returned with a
+        ``RandomWeightsWarning`` (one line on stderr from the commands).
 
     Raises:
         UnknownNameError: ``spec`` is neither a folder nor a registered name (with the closest names).
@@ -57,7 +60,20 @@ def resolve_classifier(spec: str, weights: str | None = None, **kwargs: Any) -> 
         return create_classifier(checkpoint=str(Path(spec).expanduser()))
     if weights is not None:
         kwargs["weights"] = weights
-    return create_classifier(spec, **kwargs)
+    clf = create_classifier(spec, **kwargs)
+    if getattr(clf, "random_weights", False):
+        warnings.warn(
+            f"{spec} has no trained weights here: it runs on random weights, so its logits, and anything inverted "
+            "or measured from them, mean nothing; pass --weights FILE or a classifier checkpoint folder (made "
+            "with `invkit train-classifier`).",
+            RandomWeightsWarning,
+            stacklevel=2,
+        )
+    return clf
+
+
+class RandomWeightsWarning(UserWarning):
+    """A registry classifier built without trained weights is about to be used (``Classifier.random_weights``)."""
 
 
 def resolve_inverter(

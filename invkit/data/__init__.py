@@ -8,10 +8,11 @@ are matched to a classifier's logits by class name (``for_classifier``), never b
 
 Modules, lowest first (each imports only those above it):
 
-* ``cache`` — the cache directory, ``CacheWarning``, the memory-mapped arrays of decoded images.
-* ``images`` — decoding one image file, a split's colour mode, ``resize``.
+* ``cache`` — the cache directory, ``CacheWarning``, ``cache_lock``, the memory-mapped arrays of decoded images.
+* ``images`` — decoding one image file (the one place user images are normalised: EXIF orientation, bit depths
+  and float ranges, per-image resizing), a split's colour mode, ``resize``.
 * ``datasets`` — ``ImageDataset``, ``TensorImageDataset``, ``FolderImageDataset`` (and its ``materialize``),
-  ``take``.
+  ``stack_images``, ``take``.
 * ``archives`` — unpacking a ``.tar.gz`` / ``.tgz`` / ``.tar`` once into the cache.
 * ``npz`` — Downsampled ImageNet npz batches (``load_npz_folder``).
 * ``classes`` — matching labels to a model's classes by name (``match_classes``, ``for_classifier``).
@@ -24,11 +25,11 @@ module that defines the name.
 from __future__ import annotations
 
 from .archives import unpack_archive
-from .cache import CACHE_VERSION, CacheWarning, cache_dir, cache_warning
+from .cache import CACHE_VERSION, CacheWarning, cache_dir, cache_lock, cache_warning
 from .classes import for_classifier, match_classes
-from .datasets import FolderImageDataset, ImageDataset, TensorImageDataset, take
-from .images import GREY_MODES, IMAGE_EXTENSIONS, decode_image, load_image, resize, split_mode
-from .npz import CLASS_MAP_NAME, NPZ_SPLITS, is_npz_folder, load_npz_folder
+from .datasets import FolderImageDataset, ImageDataset, TensorImageDataset, stack_images, take
+from .images import GREY_MODES, IMAGE_EXTENSIONS, decode_image, image_size, load_image, resize, shown_path, split_mode
+from .npz import CLASS_MAP_NAME, MAX_CLASSES, MAX_EXPANSION, NPZ_SPLITS, is_npz_folder, load_npz_folder
 from .sources import DEFAULT, SPLITS, TORCHVISION_SETS, load_dataset, load_embedded
 
 __all__ = [
@@ -36,23 +37,29 @@ __all__ = [
     "CACHE_VERSION",
     "CacheWarning",
     "cache_dir",
+    "cache_lock",
     "cache_warning",
     # images
     "GREY_MODES",
     "IMAGE_EXTENSIONS",
     "decode_image",
+    "image_size",
     "load_image",
     "resize",
+    "shown_path",
     "split_mode",
     # datasets
     "FolderImageDataset",
     "ImageDataset",
     "TensorImageDataset",
+    "stack_images",
     "take",
     # archives
     "unpack_archive",
     # npz
     "CLASS_MAP_NAME",
+    "MAX_CLASSES",
+    "MAX_EXPANSION",
     "NPZ_SPLITS",
     "is_npz_folder",
     "load_npz_folder",

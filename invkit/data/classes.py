@@ -31,6 +31,9 @@ class _Relabeled(ImageDataset):
         x, y = self.base[i]
         return x, self.mapping[int(y)]
 
+    def describe(self, i: int) -> str:
+        return self.base.describe(i) if hasattr(self.base, "describe") else f"item {i}"
+
     def labels(self) -> list[int]:
         base = self.base.labels() if hasattr(self.base, "labels") else [self.base[i][1] for i in range(len(self))]
         return [self.mapping[int(y)] for y in base]
@@ -49,7 +52,9 @@ def match_classes(
     A data class matches a model class when its name equals one of ``names`` (the readable names a classifier
     records) or of ``ids`` (other identifiers of the same classes, such as ImageNet WordNet ids). The result's
     label ``k`` means the model's class ``k``; a data set with fewer classes, or the same ones in another
-    order, is mapped. A data set whose classes are all known in the same order is returned as it is.
+    order, is mapped. A data set whose classes are all known in the same order is returned as it is. A data
+    class whose name the model gives to two classes (timm calls ImageNet classes 134 and 517 both ``crane``) is
+    refused, never mapped to one of them.
 
     Args:
         dataset: an ``ImageDataset`` (``classes``, ``labels()``); other data sets are returned unchanged.
@@ -59,7 +64,8 @@ def match_classes(
         owner: how to call the model in messages.
 
     Raises:
-        DataError: a data class the model does not know (the first few are named), or, for a model without
+        DataError: a data class the model does not know (the first few are named), a data class that names two
+            or more of the model's classes (named, with the ids that tell them apart), or, for a model without
             recorded names, more data classes than it has logits.
     """
     classes = getattr(dataset, "classes", None)
@@ -74,15 +80,22 @@ def match_classes(
                 "outputs and records no class names; give data of the classes it was trained on."
             )
         return dataset  # nothing to check against: labels are taken as the model's class numbers
-    lookups = [{c: i for i, c in enumerate(k)} for k in known]
+    lookups: list[dict[str, list[int]]] = []
+    for k in known:
+        lookup: dict[str, list[int]] = {}
+        for i, c in enumerate(k):
+            lookup.setdefault(c, []).append(i)
+        lookups.append(lookup)
     mapping: list[int] = []
     missing: list[str] = []
     for c in classes:
-        hit = next((lk[c] for lk in lookups if c in lk), None)
-        if hit is None:
+        hits = sorted({i for lk in lookups for i in lk.get(c, [])})
+        if not hits:
             missing.append(c)
+        elif len(hits) > 1:
+            raise _ambiguous(dataset, c, hits, names, ids, owner)
         else:
-            mapping.append(hit)
+            mapping.append(hits[0])
     target = known[0]
     if missing:
         shown = ", ".join(repr(c) for c in missing[:3]) + (", ..." if len(missing) > 3 else "")
@@ -99,6 +112,22 @@ def match_classes(
     if hasattr(dataset, "relabel"):
         return dataset.relabel(mapping, target)
     return _Relabeled(dataset, mapping, target)
+
+
+def _ambiguous(
+    dataset: Dataset, name: str, hits: list[int], names: Sequence[str] | None, ids: Sequence[str] | None, owner: str
+) -> DataError:
+    """The error for a data class whose name is the name (or id) of several of the model's classes."""
+    told = [f"{i} ({ids[i]})" if ids is not None and i < len(ids) else str(i) for i in hits]
+    rename = (
+        f"rename the folder to the id of the class it holds ({' or '.join(ids[i] for i in hits)})"
+        if ids is not None and all(i < len(ids) for i in hits) and len({ids[i] for i in hits}) == len(hits)
+        else "the model's class names cannot tell them apart, so give data whose classes it names once"
+    )
+    return DataError(
+        f"class '{name}' of data '{getattr(dataset, 'name', '')}' names {len(hits)} classes of {owner} "
+        f"({', '.join(told)}); {rename}."
+    )
 
 
 def for_classifier(dataset: Dataset, classifier: Any) -> Dataset:

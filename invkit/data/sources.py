@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, short_message
 from .archives import unpack_archive
 from .cache import cache_dir
 from .datasets import FolderImageDataset, ImageDataset, TensorImageDataset
@@ -85,7 +85,11 @@ def load_dataset(
     Raises:
         DataError: an unknown split; a path that does not exist, a file that is not a tar archive (or npz batch),
             an empty folder or a corrupt archive; a folder without the split, class folders or images; a
-            torchvision data set not found under ``root``; npz batches ``load_npz_folder`` refuses.
+            torchvision data set not found under ``root``; npz batches ``load_npz_folder`` refuses; class folders
+            ``FolderImageDataset`` refuses (a link loop, two class folders that are one, one image in two classes,
+            a name that is not UTF-8).
+        OutputError: the cache's disk fills up (or its quota) while an archive is unpacked.
+        InputError: no ``INVKIT_CACHE`` and no home folder, where the cache is needed.
     """
     if split not in SPLITS:  # a typo ("tset") must not silently give the train split
         raise DataError(f"unknown split '{split}'; use one of {', '.join(SPLITS)}.")
@@ -127,7 +131,8 @@ def _torchvision_dataset(name: str, split: str, root: Path, download: bool) -> T
         ds = cls(str(root), train=(split == "train"), download=download)
     except RuntimeError as exc:
         raise DataError(
-            f"{name} not found under '{root}' ({exc}); pass --data-root to where it is, or --download when online."
+            f"{name} not found under '{root}' ({short_message(exc)}); pass --data-root to where it is, or --download "
+            "when online."
         ) from None
     data = torch.as_tensor(np.asarray(ds.data))
     images = data[:, None] if data.dim() == 3 else data.permute(0, 3, 1, 2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -34,15 +35,17 @@ from ..data.classes import for_classifier
 from ..data.datasets import ImageDataset
 from ..data.images import resize
 from ..data.sources import load_dataset
-from ..errors import DataError, InvkitError, TrainingError
+from ..errors import DataError, InvkitError, TrainingError, short_message
 from ..io.checkpoint import load_checkpoint_weights, read_checkpoint_config
 from ..io.files import atomic_write_json
 from ..io.outputs import machine_info
+from ..io.read import Required, read_json
 from ..utils.config import check_fields
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
 from .inversion import classifier_logits, invert_logits, pair_task
 from .matching import CheckpointMatching, _checkpoint_folder
+from .report import COLUMNS
 from .sampling import _stack, pick_indices
 from .settings import BenchSettings, Pair, PairResult, _location
 
@@ -60,6 +63,19 @@ __all__ = [
 ]
 
 RESULTS_NAME = "results.json"
+
+# What a rerun reads back from an earlier results.json (checked as it is read, invkit.io.read): the settings'
+# fingerprint, and per finished pair the fields the reports and the reuse of the pair use.
+_RECORD = {
+    "key": Required(str),
+    "slug": Required(str),
+    "classifier": Required(str),
+    "inverter": Required(str),
+    "recon_shape": [int],
+    "n": int,
+    "id_k": (int, None),
+} | {key: (float, None) for _, key, spec in COLUMNS if spec != "s"}
+RESULTS_SCHEMA = {"settings": {"fingerprint": dict}, "results": [_RECORD]}
 
 
 class Bench(CheckpointMatching):
@@ -118,13 +134,8 @@ class Bench(CheckpointMatching):
         if self.out is None or not (self.out / RESULTS_NAME).exists():
             return {}
         path = self.out / RESULTS_NAME
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-            raise InvkitError(
-                f"'{path}' exists but is not readable JSON ({exc}); move it away or use another "
-                "--out (it is left untouched)."
-            ) from None
+        remedy = "move it away or use another --out (it is left untouched)"
+        doc = read_json(path, RESULTS_SCHEMA, "results file", InvkitError, remedy)
         old = doc.get("settings", {}).get("fingerprint") or {}
         new = json.loads(json.dumps(self.settings.fingerprint()))
         if old != new:
@@ -142,7 +153,7 @@ class Bench(CheckpointMatching):
         except DataError:
             raise
         except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {exc}).") from None
+            raise DataError(f"cannot read data '{spec}' ({type(exc).__name__}: {short_message(exc)}).") from None
 
     def _match_classes(self, dataset: ImageDataset) -> ImageDataset:
         """The data labelled by the classifiers' class names (``data.for_classifier``); one numbering for all."""
@@ -214,9 +225,12 @@ class Bench(CheckpointMatching):
         self.labels = labels[self.indices]
         self.originals = _stack(self.dataset, self.indices)
         self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)
-        flat = _stack(self.dataset, self.distractor_idx.flatten())
-        self.distractors = resize(flat, tuple(self.originals.shape[-2:]), channels=self.originals.shape[1])
-        self.distractors = self.distractors.view(len(self.indices), self.settings.id_k - 1, *self.originals.shape[1:])
+        # The distractors (id_k - 1 per original) are read one at a time into uint8: lossless for images read from
+        # 8-bit files, a quarter of float32's memory. The first original leads the stack, so that a distractor of
+        # another size than the originals is refused like any other mix of sizes.
+        first_and_distractors = torch.cat([self.indices[:1], self.distractor_idx.flatten()])
+        stacked = _stack(self.dataset, first_and_distractors, dtype=torch.uint8)[1:]
+        self.distractors = stacked.view(len(self.indices), self.settings.id_k - 1, *stacked.shape[1:])
 
     # ------------------------------------------------------------------------------------------ running
     def run(self) -> Iterator[PairResult]:
@@ -238,7 +252,7 @@ class Bench(CheckpointMatching):
         total = len(self.pairs)
         for i, pair in enumerate(self.pairs):
             self.progress(Progress("bench", i, total, {"pair": f"{pair.classifier_label} x {pair.inverter}"}))
-            if pair.key in previous and self._images_path(pair).exists():
+            if pair.key in previous and self._images_reusable(pair, previous[pair.key]):
                 result = PairResult(pair, previous[pair.key], reused=True)
             else:
                 result = PairResult(pair, self._run_pair(pair))
@@ -250,6 +264,35 @@ class Bench(CheckpointMatching):
 
     def _images_path(self, pair: Pair) -> Path:
         return (self.out or Path(".")) / "images" / f"{pair.slug}.safetensors"
+
+    def _images_reusable(self, pair: Pair, record: dict[str, Any]) -> bool:
+        """Whether a finished pair's reconstructions in ``images/`` are there and whole: the file loads and holds
+        finite float ``images`` ``(k, *recon_shape)`` with 1 <= k <= n (``--grid-images`` may have changed). A
+        damaged file (truncated, replaced) is named in a warning and the pair is computed again, so it is never
+        reused as it is."""
+        from ..errors import CheckpointError
+        from ..io.weights import load_safetensors
+
+        path = self._images_path(pair)
+        if not path.exists():
+            return False
+        want = "(k, " + ", ".join(map(str, record.get("recon_shape", ["C", "H", "W"]))) + f"), k <= {len(self.indices)}"
+        try:
+            images = load_safetensors(path).get("images")
+            fits = images is not None and images.is_floating_point() and images.dim() == 4
+            fits = fits and 1 <= len(images) <= len(self.indices)
+            fits = fits and list(images.shape[1:]) == record.get("recon_shape", list(images.shape[1:]))
+            if not fits:
+                shape = "none" if images is None else f"{images.dtype} {tuple(images.shape)}"
+                raise CheckpointError(f"'{path}' holds images {shape}, not float {want}")
+            if not bool(torch.isfinite(images).all()):
+                raise CheckpointError(f"'{path}' holds NaN/inf pixels")
+        except CheckpointError as exc:
+            warnings.warn(
+                f"{str(exc).rstrip('.')}; computing {pair.classifier_label} x {pair.inverter} again.", stacklevel=2
+            )
+            return False
+        return True
 
     def _save_originals(self) -> None:
         from ..io.files import atomic_save_safetensors
@@ -377,9 +420,12 @@ class Bench(CheckpointMatching):
         if self.lpips_ok:
             scores["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
         scores.update(metrics.classifier_agreement(recon_logits.cpu(), logits.cpu(), self.labels))
-        k = self.distractors.shape[1]
-        distractors = inv.target_images(self.distractors.flatten(0, 1)).view(len(orig), k, *orig.shape[1:])
-        hits = metrics.identification_hits(recon_px, orig, distractors)
+        k, b, hits = self.distractors.shape[1], s.batch_size, []
+        for i in range(0, len(orig), b):  # distractors at the inverter's resolution, a batch of originals at a time
+            chunk = inv.target_images(self.distractors[i : i + b].flatten(0, 1).float() / 255.0).cpu()
+            chunk = chunk.reshape(-1, k, *orig.shape[1:])
+            hits.append(metrics.identification_hits(recon_px[i : i + b], orig[i : i + b], chunk))
+        hits = torch.cat(hits)
         scores.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
         return scores
 

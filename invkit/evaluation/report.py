@@ -162,9 +162,26 @@ def settings_lines(doc: dict[str, Any]) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------------- grids
 def _load(path: Path) -> torch.Tensor | None:
-    from safetensors.torch import load_file
+    """The ``images`` of a file under ``images/`` for a figure; None when it is absent, or damaged (named in a
+    warning: a bench rerun computes that pair again, see ``Bench._images_reusable``)."""
+    import warnings
 
-    return load_file(str(path))["images"] if path.exists() else None
+    from ..errors import CheckpointError
+    from ..io.weights import load_safetensors
+
+    if not path.exists():
+        return None
+    try:
+        images = load_safetensors(path).get("images")
+    except CheckpointError as exc:
+        warnings.warn(f"{str(exc).rstrip('.')}; its row is left out of the report's figures.", stacklevel=2)
+        return None
+    if images is None or images.dim() != 4 or not images.is_floating_point():
+        warnings.warn(
+            f"'{path}' holds no float (N, C, H, W) 'images'; its row is left out of the report's figures.", stacklevel=2
+        )
+        return None
+    return images
 
 
 def grid_rows(out: Path, doc: dict[str, Any]) -> dict[str, list[tuple[str, torch.Tensor]]]:

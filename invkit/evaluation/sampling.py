@@ -1,17 +1,16 @@
 """The held-out images of a bench run: which test images are drawn, and how they are stacked into one batch.
 
 ``pick_indices`` draws an equal number per class, classes interleaved (so the first images, shown in the report
-grid, are one per class); ``_stack`` brings images of mixed sizes to one. ``Bench._pick_images`` applies them to the
-run's data (with the distractors of instance identification, ``metrics.draw_distractors``). A change to which
-images a run evaluates goes here.
+grid, are one per class); ``_stack`` stacks them one at a time and refuses images of mixed sizes (naming two).
+``Bench._pick_images`` applies them to the run's data (with the distractors of instance identification,
+``metrics.draw_distractors``). A change to which images a run evaluates goes here.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..data.datasets import ImageDataset
-from ..data.images import resize
+from ..data.datasets import ImageDataset, stack_images
 
 
 def pick_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -30,9 +29,12 @@ def pick_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-def _stack(dataset: ImageDataset, indices: torch.Tensor) -> torch.Tensor:
-    images = [dataset[int(i)][0] for i in indices]
-    shape = images[0].shape
-    if any(im.shape != shape for im in images):  # folders of mixed sizes: bring all to the first one's
-        images = [resize(im[None], tuple(shape[-2:]), channels=shape[0])[0] for im in images]
-    return torch.stack(images)
+def _stack(dataset: ImageDataset, indices: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Images ``indices`` of ``dataset`` as one batch, read one at a time (``invkit.data.stack_images``).
+
+    Raises:
+        DataError: images of different sizes (two named): bench compares pixels at the data's own size and does not
+            pick one of them for the others.
+    """
+    hint = "invkit bench compares pixels at the data's own size, so bring the test images to one size"
+    return stack_images(dataset, indices, dtype=dtype, hint=hint)[0]

@@ -2,11 +2,20 @@
 
 Modules, lowest first (each imports only those above it):
 
+* ``owned`` — what invkit may delete and overwrite: its temporary names (``remove_stale_temps`` deletes only
+  those of writers that are gone), the list of the files each command wrote into its output folder and the run's
+  inputs (``check_write``).
 * ``files`` — atomic writes (``atomic_write_bytes`` / ``_text`` / ``_json``, ``atomic_save_safetensors``),
   ``make_dirs`` and one-line ``OutputError`` messages for outputs that cannot be written.
-* ``weights`` — loading weight files safely (``load_safetensors``, ``load_weights_file``; no pickled code).
+* ``read`` — reading back the files invkit wrote, checked as they are read: a regular file (``check_file``; never a
+  FIFO or device), UTF-8 JSON not nested too deep, of the expected shape (``read_json``, ``parse_json``,
+  ``check_shape``).
+* ``weights`` — loading weight files safely (``load_safetensors``, ``load_weights_file``; no pickled code, only
+  dtypes invkit computes with: ``check_tensor_dtypes``).
 * ``train_state`` — the training state of a checkpoint, for ``--resume`` (``save_train_state``,
   ``load_train_state``).
+* ``staged`` — a checkpoint folder written as one unit, complete or absent after a kill (``write_staged``,
+  ``complete_staged``).
 * ``checkpoint`` — checkpoint folders (``save_checkpoint``, ``read_checkpoint_config``, ``check_weights``,
   ``build_from_config``) and the digests that identify weights (``weights_digest``, ``spec_identity``).
 * ``state_dict`` — state dicts as training scripts save them: wrappers, prefixes, strict loading.
@@ -44,10 +53,13 @@ from .files import (
     output_error,
     remove_stale_temps,
 )
-from .outputs import check_resume, claim_output, dataset_fingerprint, machine_info
+from .outputs import check_resume, claim_output, dataset_fingerprint, input_paths, machine_info
+from .owned import check_write, may_write
+from .read import ANY, Required, check_file, check_shape, parse_json, read_json, try_read_json
+from .staged import complete_staged, write_staged
 from .state_dict import WRAPPER_KEYS, load_strict, shared_prefix, strip_prefix, unwrap
 from .train_state import TRAIN_STATE_NAME, load_train_state, save_train_state
-from .weights import WEIGHTS_NAME, load_safetensors, load_weights_file
+from .weights import WEIGHTS_NAME, check_tensor_dtypes, load_safetensors, load_weights_file
 
 __all__ = [
     # files
@@ -61,8 +73,17 @@ __all__ = [
     "make_dirs",
     "output_error",
     "remove_stale_temps",
+    # read
+    "ANY",
+    "Required",
+    "check_file",
+    "check_shape",
+    "parse_json",
+    "read_json",
+    "try_read_json",
     # weights
     "WEIGHTS_NAME",
+    "check_tensor_dtypes",
     "load_safetensors",
     "load_weights_file",
     # train_state
@@ -88,7 +109,14 @@ __all__ = [
     "check_resume",
     "claim_output",
     "dataset_fingerprint",
+    "input_paths",
     "machine_info",
+    # owned
+    "check_write",
+    "may_write",
+    # staged
+    "complete_staged",
+    "write_staged",
     # figures
     "html_table",
     "img_tag",

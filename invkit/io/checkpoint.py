@@ -7,9 +7,9 @@ A checkpoint is a folder (after diffusers' ``save_pretrained``)::
     train_state.safetensors  optional: optimizers, EMA, discriminator, step, RNG, for ``--resume``
 
 The file names are ``CONFIG_NAME`` (here), ``WEIGHTS_NAME`` (``invkit.io.weights``) and ``TRAIN_STATE_NAME``
-(``invkit.io.train_state``). Nothing is ever pickled. Every file is written atomically (``invkit.io.files``), so a
-process killed mid-write leaves the previous checkpoint intact, never a half-written one. ``weights_digest`` and
-``spec_identity`` say which weights made a result.
+(``invkit.io.train_state``). Nothing is ever pickled. A checkpoint is written as one unit (``invkit.io.staged``),
+so a process killed mid-write leaves the previous checkpoint intact, never a half-written one nor files of two
+checkpoints. ``weights_digest`` and ``spec_identity`` say which weights made a result.
 """
 
 from __future__ import annotations
@@ -17,19 +17,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._version import __version__
-from ..errors import CheckpointError
-from .files import atomic_save_safetensors, atomic_write_text, make_dirs
+from ..errors import CheckpointError, short_message
+from .files import atomic_save_safetensors, atomic_write_text
+from .read import check_file, read_json, try_read_json
+from .staged import write_staged
 from .train_state import TRAIN_STATE_NAME, save_train_state
 from .weights import WEIGHTS_NAME, load_safetensors
 
 CONFIG_NAME = "config.json"
+
+# The fields of config.json that invkit reads before a factory checks the values (read_checkpoint_config):
+# bench matches checkpoints to classifiers by config.num_classes, resolve and load by name and config.
+CONFIG_SCHEMA = {
+    "invkit_kind": str,
+    "name": str,
+    "config": {"num_classes": int, "init_kwargs": dict, "classifier_config": dict},
+}
 
 
 def save_checkpoint(
@@ -42,10 +52,12 @@ def save_checkpoint(
     train_state: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically, file by file (weights first, config last).
+    """Write a checkpoint folder as one unit: after a kill at any moment it holds the old checkpoint or this one,
+    never files of both (``invkit.io.staged.write_staged``: all files into a hidden folder, one rename, then in).
 
     Args:
-        directory: the folder; created if missing.
+        directory: the folder; created if missing. Its other files are left alone; a ``train_state.safetensors``
+            of the checkpoint it held is removed when ``train_state`` is None (it would not fit these weights).
         kind: ``classifier`` or ``inverter``.
         name: the registry name that rebuilds the object (``biggan_proj.paper``).
         config: JSON-serialisable constructor arguments.
@@ -58,18 +70,21 @@ def save_checkpoint(
 
     Raises:
         OutputError: the folder cannot be created or a file cannot be written (not writable, disk full, a file
-            where the folder should be); files already there keep their old content.
+            where the folder should be), or a file of the checkpoint there was not written by the running command
+            (``invkit.io.owned``); the folder keeps the checkpoint it held.
         TypeError: ``config`` or ``extra`` is not JSON-serialisable, or ``train_state`` holds a value
-            ``save_train_state`` cannot store (the weights may already be written, ``config.json`` is not).
+            ``save_train_state`` cannot store; nothing is changed.
     """
-    directory = make_dirs(directory)
-    atomic_save_safetensors(directory / WEIGHTS_NAME, state_dict, {"invkit_version": __version__})
-    if train_state is not None:
-        save_train_state(directory / TRAIN_STATE_NAME, train_state)
     doc = {"invkit_kind": kind, "name": name, "config": dict(config), "invkit_version": __version__}
     doc.update(extra or {})
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    return directory
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"  # a TypeError before anything is written
+    writers: dict[str, Callable[[Path], None]] = {
+        WEIGHTS_NAME: lambda p: atomic_save_safetensors(p, state_dict, {"invkit_version": __version__})
+    }
+    if train_state is not None:
+        writers[TRAIN_STATE_NAME] = lambda p: save_train_state(p, train_state)
+    writers[CONFIG_NAME] = lambda p: atomic_write_text(p, text)
+    return write_staged(directory, writers, remove=[TRAIN_STATE_NAME])
 
 
 def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -84,9 +99,11 @@ def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None
         training run's config or the stored classifier config), ``config`` and any extra fields.
 
     Raises:
-        CheckpointError: the folder does not exist or is a file; ``config.json`` is missing, not a file, not
-            valid JSON or unreadable; it lacks ``invkit_kind`` or has a ``name`` or ``config`` of the wrong type;
-            it holds another ``kind``; its ``name`` is empty and cannot be inferred (the message says what to write).
+        CheckpointError: the folder does not exist or is a file; ``config.json`` is missing, not a regular file,
+            unreadable, not UTF-8, not valid JSON or nested too deep (``invkit.io.read.read_json``); it lacks
+            ``invkit_kind`` or has a field of the wrong type (``CONFIG_SCHEMA``: ``name`` a string, ``config`` an
+            object whose ``num_classes`` is a whole number, ...); it holds another ``kind``; its ``name`` is empty
+            and cannot be inferred (the message says what to write). One line naming the file and the field.
     """
     directory = Path(directory)
     if not directory.exists():
@@ -104,18 +121,9 @@ def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None
         raise CheckpointError(f"'{directory}' has no {CONFIG_NAME}; it is not an invkit checkpoint folder.")
     if not path.is_file():
         raise CheckpointError(f"'{path}' is not a file; a checkpoint's {CONFIG_NAME} is a JSON file written by invkit.")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"'{path}' is not valid JSON ({exc}); the checkpoint is corrupt.") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read '{path}' ({exc.strerror or exc}); check its permissions.") from None
-    if not isinstance(doc, dict) or "invkit_kind" not in doc:
+    doc = read_json(path, CONFIG_SCHEMA, "checkpoint config", CheckpointError, "the checkpoint is corrupt")
+    if "invkit_kind" not in doc:
         raise CheckpointError(f"'{path}' lacks 'invkit_kind'; it was not written by invkit.")
-    if not isinstance(doc.get("name", ""), str) or not isinstance(doc.get("config", {}), dict):
-        raise CheckpointError(
-            f"'{path}': 'name' must be a registry name and 'config' a JSON object; the checkpoint is corrupt."
-        )
     if kind is not None and doc["invkit_kind"] != kind:
         raise CheckpointError(f"'{directory}' holds a {doc['invkit_kind']} checkpoint, not a {kind}.")
     if not isinstance(doc.get("name"), str) or not doc["name"]:
@@ -132,12 +140,9 @@ def _inferred_name(doc: dict[str, Any], directory: Path) -> str:
         train_cfg = doc.get("train_config") if isinstance(doc.get("train_config"), dict) else {}
         candidates.append(train_cfg.get("inverter"))  # invkit train and bench --train-steps record it
         run = directory.parent.parent / "train_config.json"  # OUT/checkpoints/step_N -> OUT/train_config.json
-        if run.is_file():
-            try:
-                run_doc = json.loads(run.read_text())
-                candidates += [run_doc.get("inverter", {}).get("name"), run_doc.get("train", {}).get("inverter")]
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
-                pass
+        run_doc = try_read_json(run, {"inverter": {"name": str}, "train": {"inverter": str}}) if run.exists() else None
+        if run_doc is not None:
+            candidates += [run_doc.get("inverter", {}).get("name"), run_doc.get("train", {}).get("inverter")]
     else:
         cfg = doc.get("config") if isinstance(doc.get("config"), dict) else {}
         clf_cfg = cfg.get("classifier_config") if isinstance(cfg.get("classifier_config"), dict) else {}
@@ -166,7 +171,8 @@ def check_weights(state: Mapping[str, torch.Tensor], model: torch.nn.Module, sou
     """Refuse weights that would load without error but compute nonsense.
 
     ``load_state_dict`` copies an int32 tensor into a float parameter, and NaN/inf weights into anything; the
-    model then returns black images or NaN. Called by ``load_inverter`` and ``load_classifier`` before loading.
+    model then returns black images or NaN. Called by ``load_strict`` (``invkit.io.state_dict``), which every
+    weights load goes through (checkpoints, ``--weights`` files, published weights).
 
     Args:
         state: the weights read from the checkpoint.
@@ -183,8 +189,8 @@ def check_weights(state: Mapping[str, torch.Tensor], model: torch.nn.Module, sou
             continue  # unexpected keys and integer buffers (BN counters) are load_state_dict's business
         if not value.is_floating_point():
             raise CheckpointError(
-                f"{source}: '{key}' is stored as {value.dtype} but must be floating point; the checkpoint is "
-                "corrupt or was not written by invkit (re-create it)."
+                f"{source}: '{key}' is stored as {value.dtype} but must be floating point; the file is corrupt or "
+                "holds no weights for this network (re-create or convert it)."
             )
         if not bool(torch.isfinite(value).all()):
             bad = int((~torch.isfinite(value)).sum())
@@ -198,19 +204,22 @@ def build_from_config(factory: Any, doc: Mapping[str, Any], directory: str | os.
     """Call a registry factory with the values a checkpoint's ``config.json`` stores, with one-line errors.
 
     Raises:
-        CheckpointError: a value the factory's config check refuses (``"ch": "eight"``, ``-8``) or that its
-            constructor cannot build; the message names the ``config.json``.
+        CheckpointError: a value the factory's config check refuses (``"ch": "eight"``, ``-8``, ``"num_classes":
+            null``) or that its constructor cannot build; the message names the ``config.json`` and keeps only the
+            first meaningful line of a torch error (``invkit.errors.short_message``).
     """
-    from ..errors import InputError
+    from ..errors import InvkitError
 
     path = Path(directory) / CONFIG_NAME
     try:
         return factory(**kwargs)
-    except InputError as exc:
+    except CheckpointError:
+        raise
+    except InvkitError as exc:  # InputError from check_fields, or a factory's own check (smallcnn's num_classes)
         raise CheckpointError(f"'{path}' holds a value {doc['name']} cannot use: {exc}") from None
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(
-            f"'{path}' cannot build {doc['name']} ({type(exc).__name__}: {str(exc)[:200]}); the checkpoint is "
+            f"'{path}' cannot build {doc['name']} ({type(exc).__name__}: {short_message(exc)}); the checkpoint is "
             "corrupt or from an incompatible version."
         ) from None
 
@@ -219,11 +228,13 @@ def weights_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a weights file, or of a checkpoint folder's ``model.safetensors``: 16 hex digits.
 
     Raises:
+        CheckpointError: the path is not a regular file (a FIFO would hang the read; ``check_file``).
         OSError: the file cannot be read.
     """
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_NAME
+    check_file(path, "weights file", CheckpointError)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -1,9 +1,12 @@
 """Writing output files atomically, and one-line errors for outputs that cannot be written.
 
-Files are written to a temporary name in the same folder (``.NAME.XXXXXX.tmp``, ``TEMP_SUFFIX``) and renamed into
-place, so a process killed mid-write leaves the previous file intact, never a half-written one; they get the mode
-the umask gives new files, like ``open``. ``atomic_write_bytes`` / ``_text`` / ``_json`` (NaN/inf become ``null``,
-``json_safe``) and ``atomic_save_safetensors`` write; ``remove_stale_temps`` clears what a killed writer left.
+Files are written to a temporary name in the same folder (``.NAME.invkit-PID-XXXXXXXX.tmp``, see
+``invkit.io.owned``) and renamed into place, so a process killed mid-write leaves the previous file intact, never a
+half-written one; they get the mode the umask gives new files, like ``open``. ``atomic_write_bytes`` / ``_text`` /
+``_json`` (NaN/inf become ``null``, ``json_safe``) and ``atomic_save_safetensors`` write; before a file is created
+or replaced, ``invkit.io.owned.check_write`` refuses it if it is an input of the run or a file of the output folder
+that the command did not write. ``remove_stale_temps`` (from ``invkit.io.owned``) deletes only the temporary files
+of writers that are gone.
 A folder that cannot be created or a file that cannot be written (not writable, disk full) raises
 ``OutputError`` (``output_error`` words it; ``make_dirs`` is ``mkdir -p`` with it).
 """
@@ -24,9 +27,21 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..errors import OutputError
+from .owned import TEMP_SUFFIX, check_write, output_error, remove_stale_temps, temp_prefix
 
-TEMP_SUFFIX = ".tmp"  # atomic writes go to .NAME.XXXXXX.tmp beside NAME first
+__all__ = [
+    "TEMP_SUFFIX",
+    "atomic_save_safetensors",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "current_umask",
+    "fsync_dir",
+    "json_safe",
+    "make_dirs",
+    "output_error",
+    "remove_stale_temps",
+]
 
 
 def current_umask() -> int:
@@ -42,23 +57,19 @@ def current_umask() -> int:
     return mask
 
 
-def output_error(path: str | os.PathLike, exc: BaseException) -> OutputError:
-    """One line for a file that cannot be written, saying why (disk full, read-only, ...) and what to do."""
-    code = getattr(exc, "errno", None)
-    text = str(exc)
-    if code is None and ("StorageFull" in text or "No space left" in text or "os error 28" in text):
-        code = errno.ENOSPC
-    if code == errno.ENOSPC:
-        why = "the disk is full; free some space or write to another folder"
-    elif code == errno.EDQUOT:
-        why = "the disk quota is used up; free some space or write to another folder"
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        why = "the folder is not writable; choose another output folder or fix its permissions"
-    elif code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        why = "a file stands where a folder should be (or the reverse); choose another output folder"
-    else:
-        why = f"{getattr(exc, 'strerror', None) or text or type(exc).__name__}; check the output folder"
-    return OutputError(f"cannot write '{path}': {why} (files already written are kept).")
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename into it, a new file) to disk; best effort, never raises (some file
+    systems cannot open or sync a folder)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def make_dirs(path: str | os.PathLike) -> Path:
@@ -80,7 +91,7 @@ def _temp_next_to(path: Path) -> tuple[int, str]:
     """
     make_dirs(path.parent)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise output_error(path, exc) from None
     try:
@@ -96,9 +107,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     The file gets the mode the umask gives new files (like ``open``), not mkstemp's 0600.
 
     Raises:
-        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content.
+        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content. Or ``path``
+            is an input of the run or a file the command did not write (``invkit.io.owned.check_write``).
     """
     path = Path(path)
+    check_write(path)
     fd, tmp = _temp_next_to(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -144,9 +157,11 @@ def atomic_save_safetensors(
     """Save tensors to a safetensors file atomically (see ``atomic_write_bytes``).
 
     Raises:
-        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content.
+        OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content. Or ``path``
+            is an input of the run or a file the command did not write (``invkit.io.owned.check_write``).
     """
     path = Path(path)
+    check_write(path)
     fd, tmp = _temp_next_to(path)
     os.close(fd)
     try:
@@ -165,20 +180,3 @@ def atomic_save_safetensors(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files (``.NAME.*.tmp``) that a killed writer left in ``folder`` and below.
-
-    Only call this on a folder the caller holds (see ``invkit.io.outputs.claim_output``): another process'
-    write in progress would lose its temporary file.
-    """
-    removed = []
-    folder = Path(folder)
-    if folder.is_dir():
-        for p in folder.rglob(f".*{TEMP_SUFFIX}"):
-            if p.is_file():
-                with contextlib.suppress(OSError):
-                    p.unlink()
-                    removed.append(p)
-    return removed

@@ -5,7 +5,9 @@ output folders and resuming"):
 
 - ``claim_output`` creates ``--out`` (one line, not a traceback, when that is impossible: read-only folder, a
   file in the way), proves it is writable, takes an exclusive lock so that two runs never write into one folder
-  at once, and removes the temporary files of atomic writes that a killed run left behind.
+  at once, and removes the temporary files of atomic writes that a killed invkit run left behind (only those:
+  invkit's naming, a writer that is gone, not in another run's folder). While it is held, invkit writes over no
+  input of the run and no file in the folder that the command did not write (``invkit.io.owned``).
 - Each command records the settings its results depend on in the folder and refuses to mix results of other
   settings into it; ``check_resume`` is the one comparison used by the commands that resume.
 - ``dataset_fingerprint`` identifies a data set by content, so a relative ``--data`` that means another folder
@@ -23,25 +25,37 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvkitError
-from .files import make_dirs, output_error, remove_stale_temps
-
-LOCK_NAME = ".invkit.lock"
+from .files import make_dirs, output_error
+from .owned import LOCK_NAME, MANIFEST_NAME, check_write, close_claim, may_write, open_claim, remove_stale_temps
 
 
 @contextlib.contextmanager
-def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> Iterator[Path]:
+def claim_output(
+    path: str | os.PathLike,
+    command: str,
+    flag: str = "--out",
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    writes: Iterable[str] = (),
+    records: Iterable[str] = (),
+) -> Iterator[Path]:
     """Hold ``path`` as this process' output folder for the duration of the ``with`` block.
 
     Args:
         path: the output folder (created with its parents if missing).
         command: the command using it, named in the message another run gets.
         flag: the option that named the folder, for messages.
+        inputs: the run's input files and folders (``input_paths``): never written over.
+        writes: the files (relative to the folder) the command always writes, checked before anything is done.
+        records: glob patterns of the record an earlier run of the command leaves (``train_config.json``), by
+            which a folder written before invkit listed its files is recognised (``invkit.io.owned.open_claim``).
 
     Yields:
         The folder as a ``Path``.
 
     Raises:
-        OutputError: the folder cannot be created or written (read-only, disk full, a file in the way).
+        OutputError: the folder cannot be created or written (read-only, disk full, a file in the way); one of
+            ``writes`` is an input or a file the command did not write (``invkit.io.owned.check_write``).
         InvkitError: another invkit process holds the folder.
     """
     folder = Path(path).expanduser()
@@ -49,15 +63,22 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
     make_dirs(folder)
     lock_path = folder / LOCK_NAME
     fd = _lock(folder, lock_path, flag)
+    claim = None
     try:
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{command} pid {os.getpid()}\n".encode())
         except OSError as exc:
             raise output_error(lock_path, exc) from None
+        claim = open_claim(folder, command, inputs, records)
+        for name in writes:  # refused now, not after an hour of training
+            if not may_write(folder / name):
+                check_write(folder / name)
         remove_stale_temps(folder)
         yield folder
     finally:
+        if claim is not None:
+            close_claim(claim)
         # The lock file goes while the lock is still held, so the folder is left as the run wrote it; a run
         # that opened the old file meanwhile notices (see _lock) and takes a fresh one.
         with contextlib.suppress(OSError):
@@ -65,7 +86,33 @@ def claim_output(path: str | os.PathLike, command: str, flag: str = "--out") -> 
         os.close(fd)
         if created:  # a run refused before it wrote anything leaves no empty folder behind
             with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [MANIFEST_NAME]:
+                    (folder / MANIFEST_NAME).unlink()
                 folder.rmdir()
+
+
+@contextlib.contextmanager
+def claim_inputs(command: str, inputs: Iterable[str | os.PathLike]) -> Iterator[None]:
+    """For a command that writes no output folder (``convert-weights SRC DST``): while the block runs, no write of
+    invkit's goes over one of ``inputs`` (``invkit.io.owned.check_write`` refuses it with one line)."""
+    claim = open_claim(None, command, inputs)
+    try:
+        yield
+    finally:
+        close_claim(claim)
+
+
+def input_paths(*specs: str | os.PathLike | None) -> list[Path]:
+    """The specs that name existing files or folders (a classifier folder, a --weights file, images, a data
+    folder), for ``claim_output(inputs=...)``; registry names, None and data-set names are left out."""
+    found = []
+    for spec in specs:
+        if spec is None or str(spec) == "":
+            continue
+        p = Path(spec).expanduser()
+        if os.path.lexists(p):
+            found.append(p)
+    return found
 
 
 def _lock(folder: Path, lock_path: Path, flag: str) -> int:

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, short_message
+from .checkpoint import check_weights
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "model_state", "net", "network")
 """Entries of a checkpoint dict that hold the state dict, in the order they are tried."""
@@ -135,15 +136,18 @@ def load_strict(module: torch.nn.Module, state: Mapping[str, Any], source: str, 
         The prefix that was stripped (``""`` if none).
 
     Raises:
-        CheckpointError: keys or shapes still do not fit; one line naming a few of each.
+        CheckpointError: keys or shapes still do not fit; one line naming a few of each. A floating-point
+            parameter or buffer given an integer, bool or NaN/inf tensor (``check_weights``: load_state_dict would
+            copy it in and the network would compute nonsense).
     """
     state, prefix = strip_prefix(state, module.state_dict().keys())
+    check_weights(state, module, source)  # bool/integer weights for float parameters, NaN/inf: never copied in
     detail = mismatch(module, state)
     if not detail:
         try:
             module.load_state_dict(state, strict=True, **kwargs)
             return prefix
         except RuntimeError as exc:  # e.g. a dtype that cannot be copied
-            detail = " ".join(str(exc).split())[:200]
+            detail = short_message(exc).rstrip(".")
     stripped = f" (after stripping the prefix '{prefix}' every key had)" if prefix else ""
     raise CheckpointError(f"{source} does not fit {name}{stripped}: {detail}.")

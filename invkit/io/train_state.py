@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, short_message
 from .files import atomic_save_safetensors
 from .weights import load_safetensors
 
@@ -69,7 +69,7 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
     Raises:
         CheckpointError: ``path`` does not exist (the checkpoint cannot be resumed), is not a readable
             safetensors file, or is not an invkit training state (no ``invkit_tree`` metadata, or metadata that
-            does not parse or names tensors the file lacks).
+            does not parse, is nested too deep, or names tensors the file lacks).
     """
     from safetensors import safe_open
 
@@ -98,7 +98,8 @@ def load_train_state(path: str | os.PathLike) -> dict[str, Any]:
 
     try:
         return decode(json.loads(meta["invkit_tree"]))
-    except (ValueError, TypeError, KeyError) as exc:  # JSON that does not parse, or a tree of another shape
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # not JSON, another shape, nested too deep
+        why = "nested too deep" if isinstance(exc, RecursionError) else short_message(exc)
         raise CheckpointError(
-            f"'{path}': its invkit_tree metadata is corrupt ({exc}); resume from another checkpoint."
+            f"'{path}': its invkit_tree metadata is corrupt ({why}); resume from another checkpoint."
         ) from None

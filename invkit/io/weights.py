@@ -4,6 +4,11 @@
 refuses a pickle with a one-line ``CheckpointError`` saying how to convert it. ``load_weights_file`` reads published
 weights: safetensors, a torch state dict (``torch.load(weights_only=True)``) or an ``.npz`` without pickled
 objects; a pickle with code or Python objects raises ``UnsafeCheckpointError``.
+
+Both check, before reading, that the path is a regular file (a FIFO or a device would hang the read:
+``invkit.io.read.check_file``) and, after it, that every tensor holds numbers invkit computes with
+(``check_tensor_dtypes``): a valid file of float8 tensors, complex numbers, strings, dates or objects is refused
+with one line naming the tensor, not passed on to fail in the finite-weights check or ``torch.from_numpy``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,70 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from ..errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError, short_message
+from .read import check_file
 
 WEIGHTS_NAME = "model.safetensors"
+
+# The tensor dtypes weights, training states and saved images may hold: what invkit's models compute with and
+# load_state_dict copies. float8, complex and the wide unsigned types are refused (torch cannot check them for
+# NaN/inf or copy them into a float parameter on every build).
+WEIGHT_DTYPES = frozenset(
+    {
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.uint8,
+        torch.bool,
+    }
+)
+_NUMPY_KINDS = {  # numpy dtype kinds that are no weights, in words
+    "c": "complex numbers",
+    "U": "strings",
+    "S": "bytes",
+    "M": "dates",
+    "m": "time spans",
+    "V": "raw records",
+    "O": "Python objects",
+}
+
+
+def _refuse_dtype(path: Path, key: str, holds: str) -> CheckpointError:
+    return CheckpointError(
+        f"'{path}': '{key}' holds {holds}, not numbers invkit can load as weights (float16/32/64, bfloat16, integers "
+        "or bool); it is not a weights file, or convert that tensor (e.g. to float32) and save it again."
+    )
+
+
+def check_tensor_dtypes(tensors: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Refuse tensors of a dtype outside ``WEIGHT_DTYPES`` (float8, complex, uint16/32/64), naming the first.
+
+    Raises:
+        CheckpointError: one line naming the file, the tensor and its dtype.
+    """
+    for key, value in tensors.items():
+        if isinstance(value, torch.Tensor) and value.dtype not in WEIGHT_DTYPES:
+            raise _refuse_dtype(Path(path), str(key), str(value.dtype).replace("torch.", ""))
+
+
+def _npz_tensors(path: Path, npz: Any) -> dict[str, torch.Tensor]:
+    """The arrays of an open ``.npz`` as tensors; arrays of strings, dates, objects, complex numbers refused."""
+    out = {}
+    for key in npz.files:
+        arr = npz[key]
+        if arr.dtype.kind in _NUMPY_KINDS:
+            raise _refuse_dtype(path, key, f"{_NUMPY_KINDS[arr.dtype.kind]} ({arr.dtype})")
+        try:
+            out[key] = torch.from_numpy(arr.copy())
+        except TypeError:  # numbers torch has no dtype for (float128, ...)
+            raise _refuse_dtype(path, key, f"numbers of dtype {arr.dtype}") from None
+    check_tensor_dtypes(out, path)
+    return out
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -30,9 +96,9 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         Tensor name -> tensor.
 
     Raises:
-        CheckpointError: the file does not exist, is a folder or unreadable, is a pickle (``torch.save``; the
-            message says how to convert it), or is not a readable safetensors file (corrupt or truncated). One line
-            each.
+        CheckpointError: the file does not exist, is a folder, FIFO, device or socket, or unreadable, is a pickle
+            (``torch.save``; the message says how to convert it), is not a readable safetensors file (corrupt or
+            truncated), or holds a tensor of a dtype outside ``WEIGHT_DTYPES`` (float8, complex). One line each.
     """
     path = Path(path)
     if not path.exists():
@@ -42,6 +108,7 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"'{path}' is a folder, but a safetensors weights file is expected; give the file in it "
             f"({WEIGHTS_NAME} for an invkit checkpoint folder)."
         )
+    check_file(path, "weights file", CheckpointError, "replace it with the safetensors file")  # a FIFO would hang
     try:
         pickled = _looks_like_pickle(path)
     except OSError as exc:
@@ -52,12 +119,14 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "convert it with `invkit convert-weights` or save it with safetensors."
         )
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:  # TypeError: a dtype this torch lacks
         raise CheckpointError(
-            f"'{path}' is not a readable safetensors file ({exc}); it is corrupt or "
+            f"'{path}' is not a readable safetensors file ({short_message(exc)}); it is corrupt or "
             "truncated: re-download or re-create it."
         ) from None
+    check_tensor_dtypes(tensors, path)
+    return tensors
 
 
 def _looks_like_pickle(path: Path) -> bool:
@@ -83,14 +152,16 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
     Raises:
         WeightsNotFoundError: ``path`` does not exist or is a folder.
         UnsafeCheckpointError: a torch pickle with code or Python objects, or an ``.npz`` with pickled objects.
-        CheckpointError: a corrupt or truncated file, a pickle named ``.safetensors``, or a torch file that holds
-            something other than a mapping.
+        CheckpointError: a FIFO, device or socket instead of a file; a corrupt or truncated file, a pickle named
+            ``.safetensors``, or a torch file that holds something other than a mapping; a tensor or array that
+            holds no numbers invkit computes with (float8, complex, strings, dates, objects: ``WEIGHT_DTYPES``).
     """
     path = Path(path).expanduser()
     if not path.exists():
         raise WeightsNotFoundError(f"{what} file '{path}' does not exist; check the path given to {flag}.")
     if path.is_dir():
         raise WeightsNotFoundError(f"{what} path '{path}' is a folder; give {flag} the weights file itself.")
+    check_file(path, f"{what} file", CheckpointError, f"give {flag} the weights file itself")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
         return load_safetensors(path)
@@ -99,16 +170,16 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
 
         try:
             with np.load(path, allow_pickle=False) as npz:
-                return {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+                return _npz_tensors(path, npz)
         except ValueError as exc:
             if "pickle" in str(exc).lower():
                 raise UnsafeCheckpointError(
                     f"'{path}' holds pickled Python objects; invkit only loads plain numeric arrays from .npz files."
                 ) from None
-            raise CheckpointError(f"'{path}' is not a readable .npz file ({exc}).") from None
+            raise CheckpointError(f"'{path}' is not a readable .npz file ({short_message(exc)}).") from None
         except (OSError, zipfile.BadZipFile) as exc:
             raise CheckpointError(
-                f"'{path}' is not a readable .npz file ({exc}); it is corrupt or truncated."
+                f"'{path}' is not a readable .npz file ({short_message(exc)}); it is corrupt or truncated."
             ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -125,4 +196,5 @@ def load_weights_file(path: str | os.PathLike, *, what: str = "weights", flag: s
         ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"'{path}' holds a {type(obj).__name__}, not a state dict of tensors.")
+    check_tensor_dtypes(obj, path)
     return dict(obj)

@@ -1,9 +1,10 @@
 """The checkpoint folders of an inverter run: where they are, which is the newest, and writing one safely.
 
 Checkpoints are ``OUT/checkpoints/step_NNNNNN/`` (config.json + model.safetensors + train_state.safetensors), each
-written into a hidden temporary folder and renamed into place, so a crash never leaves a half-written checkpoint;
-``OUT/checkpoints/latest`` names the newest, and only the newest ``keep`` are kept. Only complete folders count as
-checkpoints; ``_clean_partial`` removes what a killed run left behind. What the training state holds is written by
+written into a hidden temporary folder ``.tmp-step_NNNNNN-PID`` and renamed into place, so a crash never leaves a
+half-written checkpoint; ``OUT/checkpoints/latest`` names the newest, and only the newest ``keep`` are kept. Only
+complete folders count as checkpoints; ``_clean_partial`` removes what a killed run left behind (hidden folders of
+that naming whose process is gone, ``invkit.io.owned.is_stale_temp``). What the training state holds is written by
 ``invkit.training.loop`` and read back by ``invkit.training.resume``.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 from ..core.inverter import Inverter
 from ..io.checkpoint import CONFIG_NAME
-from ..io.files import atomic_write_text
+from ..io.files import atomic_write_text, fsync_dir
+from ..io.owned import check_write, is_stale_temp, may_write
 from ..io.train_state import TRAIN_STATE_NAME
 from ..io.weights import WEIGHTS_NAME
 
@@ -46,19 +48,6 @@ def latest_checkpoint(out: str | os.PathLike) -> Path | None:
     return found[-1][1] if found else None
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_checkpoint(
     out: str | os.PathLike,
     step: int,
@@ -80,29 +69,33 @@ def write_checkpoint(
         shutil.rmtree(tmp)
     try:
         inverter.save(tmp, train_state=train_state, extra=extra)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
+        check_write(final)  # OUT/checkpoints/step_N is the command's own (or new), never a user's folder
         if final.exists():  # the same step written again: move the old one out of the way first
             final.rename(root / f".old-{final.name}-{os.getpid()}")
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_text(root / LATEST, final.name + "\n")
     if keep > 0:
         for _, old in find_checkpoints(out)[:-keep]:
+            if not may_write(old):  # not written by this command: not its to delete
+                continue
             trash = root / f".old-{old.name}-{os.getpid()}"
             old.rename(trash)
             shutil.rmtree(trash, ignore_errors=True)
-    for leftover in root.glob(".old-*"):
+    for leftover in root.glob(f".old-*-{os.getpid()}"):
         shutil.rmtree(leftover, ignore_errors=True)
     return final
 
 
 def _clean_partial(out: Path) -> None:
-    """Remove temporary folders a killed run left behind (they never count as checkpoints)."""
+    """Remove the temporary folders killed runs left behind (they never count as checkpoints): only invkit's
+    (``.tmp-step_NNNNNN-PID``, ``.old-...``) of processes that are gone, never a live run's or a user's."""
     root = out / CHECKPOINTS
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith((".tmp-", ".old-")):
+            if is_stale_temp(p.name) and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)

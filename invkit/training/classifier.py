@@ -8,7 +8,8 @@ the update in train mode. ``adv="fgsm"`` replaces PGD by one FGSM step from a ra
 al. 2020, "Fast is better than free"), about ``adv_steps`` times cheaper per step.
 
 The run writes an invkit checkpoint folder (``config.json`` + ``model.safetensors`` via
-``Classifier.save``), a ``train_state.safetensors`` for ``resume=True`` (optimiser, step), a ``report.json``
+``Classifier.save``) with a ``train_state.safetensors`` for ``resume=True`` (optimiser, step), the three as one
+unit (``invkit.io.staged``: after a kill they are all of one step), a ``report.json``
 with clean accuracy and PGD accuracy on the test split, and ``train_config.json`` (the resolved config).
 Data order and attack random starts are derived from ``seed`` and the step, so a resumed run sees the
 batches it would have seen without the interruption. Progress goes to a ``ProgressCallback``; nothing
@@ -35,11 +36,13 @@ import torch.nn.functional as F
 from ..core.classifier import Classifier
 from ..data.classes import match_classes
 from ..data.datasets import TensorImageDataset
-from ..errors import DataError, InvkitError, TrainingError
+from ..errors import CheckpointError, DataError, InvkitError, TrainingError
 from ..io.checkpoint import load_checkpoint_weights, read_checkpoint_config
 from ..io.files import atomic_write_json, make_dirs
 from ..io.outputs import check_resume, dataset_fingerprint, machine_info
-from ..io.train_state import TRAIN_STATE_NAME, load_train_state, save_train_state
+from ..io.read import Required, check_shape, parse_json
+from ..io.staged import complete_staged
+from ..io.train_state import TRAIN_STATE_NAME, load_train_state
 from ..io.weights import WEIGHTS_NAME
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from .classifier_config import RESUME_MAY_CHANGE, TrainClassifierConfig, TrainClassifierReport, _check_config
@@ -126,6 +129,12 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
     return entry.factory(pretrained=False, **kwargs)
 
 
+def _fold(seed: int, scale: int, k: int) -> int:
+    """``seed * scale + k`` folded into the 64 bits ``torch.Generator.manual_seed`` takes: a ``--seed`` up to its
+    maximum (2**63 - 1) never overflows, and every smaller seed keeps the data order and attack starts it had."""
+    return (seed * scale + k) % 2**64
+
+
 def _check_memory(cfg: TrainClassifierConfig, clf: Classifier, device: torch.device) -> None:
     """Refuse a batch that cannot fit in memory, from a lower-bound estimate (see ``invkit.utils.memory``)."""
     from ..utils.memory import activation_bytes, check_fits, parameter_bytes
@@ -184,6 +193,7 @@ def train_classifier(
     _check_config(cfg)
     out = Path(out_dir)
     device = torch.device(device)
+    complete_staged(out)  # a checkpoint a killed run had committed goes in first (invkit.io.staged)
     if not resume and ((out / WEIGHTS_NAME).exists() or (out / TRAIN_STATE_NAME).exists()):
         raise InvkitError(
             f"'{out}' already holds a trained classifier; pass --resume to continue that run, or choose another "
@@ -263,9 +273,9 @@ def train_classifier(
         for step in range(start, total):
             epoch, k = divmod(step, per_epoch)
             if epoch != perm_epoch:  # the epoch's order depends only on (seed, epoch): resumable
-                perm = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
+                perm = torch.randperm(n, generator=torch.Generator().manual_seed(_fold(cfg.seed, 100003, epoch)))
                 perm_epoch = epoch
-            g = torch.Generator().manual_seed(cfg.seed * 1000003 + step)
+            g = torch.Generator().manual_seed(_fold(cfg.seed, 1000003, step))
             x, y = _batch(train, perm[k * cfg.batch_size : (k + 1) * cfg.batch_size])
             if cfg.augment:
                 x = _augment(x, g)
@@ -355,17 +365,26 @@ def _save(
     extra: dict[str, Any],
     fingerprint: str | None = None,
 ) -> None:
-    """Weights + config (Classifier.save), then the training state for ``--resume``."""
-    clf.save(out, extra={"train": {"config": asdict(cfg), "step": step, "seconds": round(seconds, 1)}, **extra})
-    save_train_state(
-        out / TRAIN_STATE_NAME,
-        {
-            "optimizer": opt.state_dict(),
-            "step": step,
-            "seconds": seconds,
-            "train_config": json.dumps(asdict(cfg) | {"data_fingerprint": fingerprint}, sort_keys=True),
-        },
-    )
+    """Weights, config and the training state for ``--resume``, as one unit (``invkit.io.staged``): a run killed
+    while saving leaves the previous checkpoint or this one, never the weights of one step with the state of another.
+    """
+    state = {
+        "optimizer": opt.state_dict(),
+        "step": step,
+        "seconds": seconds,
+        "train_config": json.dumps(asdict(cfg) | {"data_fingerprint": fingerprint}, sort_keys=True),
+    }
+    train = {"config": asdict(cfg), "step": step, "seconds": round(seconds, 1)}
+    clf.save(out, extra={"train": train, **extra}, train_state=state)
+
+
+# What a resume reads from train-classifier's training state (written by _save), checked as it is read.
+_STATE_SCHEMA = {
+    "optimizer": Required(dict),
+    "step": Required(int),
+    "seconds": Required(float),
+    "train_config": Required(str),
+}
 
 
 def _resume(
@@ -379,8 +398,15 @@ def _resume(
     doc = read_checkpoint_config(out, kind="classifier")
     if doc["name"] != clf.config.name:
         raise InvkitError(f"cannot resume: '{out}' holds a {doc['name']}, not a {clf.config.name}.")
-    state = load_train_state(out / TRAIN_STATE_NAME)
-    saved = json.loads(state["train_config"])
+    where, remedy = out / TRAIN_STATE_NAME, "drop --resume to start a new run"
+    state = check_shape(load_train_state(where), _STATE_SCHEMA, where, CheckpointError, remedy)
+    saved = parse_json(state["train_config"], dict, f"{where}: train_config", CheckpointError, remedy)
+    weights_step = doc.get("train", {}).get("step") if isinstance(doc.get("train"), dict) else None
+    if isinstance(weights_step, int) and weights_step != int(state["step"]):  # written apart by an older invkit
+        raise CheckpointError(
+            f"cannot resume: in '{out}' the weights are of step {weights_step} but {TRAIN_STATE_NAME} of step "
+            f"{int(state['step'])} (a run killed while saving them); start a new run in another --out."
+        )
     old_fp = saved.pop("data_fingerprint", None)
     given = json.loads(json.dumps(asdict(cfg)))  # tuples as lists, like the saved copy
     if saved.get("data") != given["data"] and old_fp is not None:

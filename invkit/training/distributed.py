@@ -1,10 +1,10 @@
 """Distributed data parallel under ``torchrun``: joining the process group, and what the ranks share.
 
-The environment decides (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``); the backend is gloo on CPU, nccl on CUDA, and the
-process group is torn down at the end only if this run set it up (``_Dist.owned``). Only rank 0 writes files and
-reports progress; its decisions (stop on a signal, a failed health check) reach every rank through
-``_broadcast_flag``, and the losses are averaged over ranks (``_mean_over_ranks``) so that every rank sees a NaN on
-any rank and all stop together. Elsewhere: each global batch is sharded over the ranks by
+The environment decides (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, checked by ``launch_env``); the backend is gloo
+on CPU, nccl on CUDA, and the process group is torn down at the end only if this run set it up (``_Dist.owned``).
+Only rank 0 writes files and reports progress; its decisions (stop on a signal, a failed health check) reach every
+rank through ``_broadcast_flag``, and the losses are averaged over ranks (``_mean_over_ranks``) so that every rank
+sees a NaN on any rank and all stop together. Elsewhere: each global batch is sharded over the ranks by
 ``invkit.training.source.BatchStream``; every rank's RNG states go into each checkpoint through
 ``invkit.training.resume._gather_rng``; the trainer's networks are wrapped in ``DistributedDataParallel`` by
 ``invkit.training.loop._setup_trainer``.
@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 
 import torch
+
+from ..errors import InputError
 
 
 @dataclass
@@ -34,14 +36,60 @@ class _Dist:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int, low: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise InputError(
+            f"the environment variable {name}={os.environ[name]!r} is not a whole number >= {low}; torchrun sets it "
+            f"for each process: unset it for a run of one process, or start the run with torchrun."
+        )
+    return value
+
+
+def launch_env() -> tuple[int, int, int]:
+    """``(rank, world size, local rank)`` from the environment a launcher such as ``torchrun`` sets, checked.
+
+    No ``WORLD_SIZE`` (or 1) is a run of one process (rank 0). ``WORLD_SIZE`` above 1 needs ``RANK`` below it and the
+    rendezvous address torch joins through (``MASTER_ADDR``, ``MASTER_PORT``), which only a launcher provides: a
+    ``WORLD_SIZE=2`` left in the shell would otherwise end in a traceback or wait for processes that never come.
+
+    Raises:
+        InputError: one of them is not a whole number, is out of range, or is missing; one line saying which and
+            what to do.
+    """
+    world = _env_int("WORLD_SIZE", 1, 1)
+    rank = _env_int("RANK", 0, 0)
+    local = _env_int("LOCAL_RANK", 0, 0)
+    if world == 1:
+        return 0, 1, 0  # one process: rank 0, whatever RANK a shell left behind
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(v, "").strip()]
+    if missing:
+        raise InputError(
+            f"WORLD_SIZE={world} asks for {world} processes, but {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set, so this is not a torchrun process; unset WORLD_SIZE "
+            "for a run of one process, or start the run with torchrun --nproc_per_node=N."
+        )
+    if rank >= world:
+        raise InputError(
+            f"RANK={rank} but WORLD_SIZE={world} (ranks are 0 to {world - 1}); start the run with torchrun, which "
+            "sets both."
+        )
+    return rank, world, local
+
+
 def _init_distributed(device_name: str) -> _Dist:
-    """Join the ``torchrun`` process group if the environment asks for one (RANK/WORLD_SIZE/LOCAL_RANK)."""
+    """Join the ``torchrun`` process group if the environment asks for one (``launch_env``)."""
     import torch.distributed as dist
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    _, world, local = launch_env()
     if world <= 1:
         return _Dist()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
     owned = False
     if not dist.is_initialized():
         cuda = device_name.startswith("cuda")

@@ -47,13 +47,13 @@ from ..errors import TrainingError
 from ..io.files import atomic_write_text
 from ..io.outputs import dataset_fingerprint, machine_info
 from ..utils.progress import Progress, ProgressCallback, no_progress
-from .checkpoints import _clean_partial, find_checkpoints, latest_checkpoint, write_checkpoint
+from .checkpoints import _clean_partial, checkpoint_dir, find_checkpoints, latest_checkpoint, write_checkpoint
 from .config import CONFIG_FILE, TrainConfig, TrainResult, _check_config, derive_seed
 from .distributed import _broadcast_flag, _Dist, _init_distributed, _mean_over_ranks
 from .health import _all_finite, _bad_losses, _check_memory, _health, _samples
 from .interrupt import interrupted_error, stop_requests
 from .report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
-from .resume import _gather_rng, _restore
+from .resume import _check_resumed_classifier, _gather_rng, _restore
 from .source import BatchStream, _Held, _heldout, _Source, _training_source
 
 LOG_FILE = LOG  # log.jsonl, written through invkit.training.report
@@ -134,6 +134,10 @@ def _train(
         device = torch.device("cuda", d.local_rank)
     _check_memory(config, classifier, inverter, len(train_set), device, d.world)  # before anything is written
     existing = _open_out(out, resume, d)
+    # by content: the classifier folder's and --weights file's digests, and the weights the network holds
+    identity = classifier_identity(config.classifier or classifier.name, classifier, config.weights)
+    if resume and existing is not None:  # before the logits of the data are computed against it
+        _check_resumed_classifier(out, existing, identity, config.classifier or classifier.name)
     trainer = _setup_trainer(config, classifier, inverter, trainer_options, device, d)  # models now on device
     cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
     source = _training_source(config, train_set, inverter.image_shape, classifier, device, cache, d)
@@ -146,6 +150,7 @@ def _train(
     if d.main:
         run = {"trainer_options": trainer_options, "world_size": d.world, "device": str(device)}
         run["data_fingerprint"] = fingerprint  # a resume on other images is refused (see _check_resumed_data)
+        run["classifier_identity"] = identity  # and one against other classifier weights (_check_resumed_classifier)
         _write_run_config(out, config, inverter, classifier, run | {"train_images": len(source), "cache_logits": cache})
         trim_log(out / LOG_FILE, step)
     last_ckpt = existing if resume else None
@@ -156,10 +161,8 @@ def _train(
         "machine": machine,  # of the run segment that wrote the checkpoint (log.jsonl has every segment's)
         "classifier": classifier.name,
         "train_config": config.to_dict(),
-        # absolute folder + digest of the classifier: the checkpoint is matched to it from any working folder
-        "classifier_identity": (
-            classifier_identity(config.classifier) if config.classifier else {"name": classifier.name}
-        ),
+        # absolute folder + digests of the classifier: the checkpoint is matched to it from any working folder
+        "classifier_identity": identity,
     }
     return _loop(
         config, trainer, inverter, source, stream, held, out, device, d, step, last_ckpt, checkpoint_extra, progress
@@ -282,7 +285,7 @@ def _loop(
             import torch.distributed as dist
 
             dist.barrier()
-        return path
+        return path if d.main else checkpoint_dir(out, step_)  # what rank 0 wrote: every rank names it alike
 
     def stop(reason: str, since: int | None = None) -> TrainingError:
         """The error that ends the run; ``since``: the step the trouble began (checkpoints after it are suspect)."""

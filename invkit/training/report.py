@@ -18,8 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvkitError
 from ..io.figures import html_table, img_tag, save_panels, write_html_page
 from ..io.files import atomic_write_text
+from ..io.owned import check_write
+from ..io.read import parse_json, try_read_json
 
 __all__ = ["LOG", "append_log", "log_interruption", "log_start", "read_log", "trim_log", "write_train_report"]
 
@@ -41,18 +44,32 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         return rows
-    for line in path.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and "event" not in row:
+    for line in path.read_text(errors="replace").splitlines():
+        row = _parse_line(line)
+        if row is not None and isinstance(row.get("step"), int) and "event" not in row:
             rows.append(row)
     return rows
 
 
+# A log line as the report and trim_log use it: an object whose step is a whole number, whose img_per_s a number.
+_LINE_SCHEMA = {"step": int, "img_per_s": float}
+
+
+def _parse_line(line: str) -> dict[str, Any] | None:
+    """One line of a log.jsonl as a dict, or None when it is not one invkit wrote (cut short by a kill, edited)."""
+    try:
+        return parse_json(line, _LINE_SCHEMA, LOG)
+    except InvkitError:
+        return None
+
+
 def append_log(run: str | os.PathLike, record: Mapping[str, Any]) -> None:
-    """Append one JSON line to ``RUN/log.jsonl``: a step's values, or an event (``{"step", "event", ...}``)."""
+    """Append one JSON line to ``RUN/log.jsonl``: a step's values, or an event (``{"step", "event", ...}``).
+
+    Raises:
+        OutputError: ``log.jsonl`` is a file the running command did not write (``invkit.io.owned.check_write``).
+    """
+    check_write(Path(run) / LOG)
     with open(Path(run) / LOG, "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -75,12 +92,10 @@ def trim_log(path: str | os.PathLike, step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except (ValueError, AttributeError):
-            continue
+    for line in path.read_text(errors="replace").splitlines():
+        row = _parse_line(line)
+        if row is not None and row.get("step", 0) <= step:
+            keep.append(line)
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -93,12 +108,9 @@ def _settings(run: Path) -> str:
     config_path = run / "train_config.json"
     if not config_path.is_file():
         return "<p>(no train_config.json)</p>"
-    try:
-        doc = json.loads(config_path.read_text())
-    except ValueError:
-        return "<p>(train_config.json does not parse)</p>"
-    if not isinstance(doc, Mapping):
-        return "<p>(train_config.json is not a JSON object)</p>"
+    doc = try_read_json(config_path, dict)
+    if doc is None:
+        return "<p>(train_config.json is not a JSON object invkit wrote)</p>"
     # invkit train nests its options under "train"; invkit train-classifier writes them flat
     train = doc.get("train", {}) if isinstance(doc.get("train"), Mapping) else doc
     rows = [{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in sorted(train.items())]
@@ -112,11 +124,9 @@ def _settings(run: Path) -> str:
 
 def _results(run: Path) -> str | None:
     """``train-classifier``'s evaluation (``report.json``): clean accuracy and each PGD accuracy."""
-    try:
-        doc = json.loads((run / "report.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(doc, Mapping):
+    path = run / "report.json"
+    doc = try_read_json(path, {"pgd": [{"attack": dict}]}) if path.is_file() else None
+    if doc is None or not isinstance(doc, Mapping):
         return None
     rows = [{"measure": k, "value": doc[k]} for k in ("clean_accuracy", "test_images", "steps", "epochs", "seconds")
             if isinstance(doc.get(k), int | float)]  # fmt: skip
@@ -132,12 +142,10 @@ def _results(run: Path) -> str | None:
 def _checkpoints(run: Path) -> str:
     rows = []
     for folder in sorted((run / "checkpoints").glob("step_*")):
-        try:
-            config = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
+        config = try_read_json(folder / "config.json", {"health": dict, "machine": dict})
+        if not isinstance(config, Mapping):
             continue
-        health = config.get("health", {}) if isinstance(config, Mapping) else {}
-        machine = config.get("machine", {}) if isinstance(config, Mapping) else {}
+        health, machine = config.get("health", {}), config.get("machine", {})
         made_on = machine.get("gpu") or " ".join(str(machine.get(k, "")) for k in ("cpu", "cpu_capability"))
         rows.append(
             {

@@ -3,14 +3,14 @@
 The training state of every checkpoint holds the trainer's ``state_dict()``, the step, the data position and
 every RNG state (torch CPU and CUDA, python, numpy) of every rank (``_gather_rng``), which is what makes
 ``resume`` bit-exact. ``_restore`` loads the newest checkpoint whose files all load (one cut short is skipped with
-a warning, never deleted), and refuses other training data (by fingerprint, ``_check_resumed_data``) and fewer
-``--steps`` than the run has reached; resumed on another number of processes, the run goes on, but not
-bit-identically. ``read_run_config`` reads a run's ``OUT/train_config.json`` back (``invkit train --resume``).
+a warning, never deleted), and refuses other training data (by fingerprint, ``_check_resumed_data``), other
+classifier weights (by digest, ``_check_resumed_classifier``) and fewer ``--steps`` than the run has reached;
+resumed on another number of processes, the run goes on, but not bit-identically. ``read_run_config`` reads a
+run's ``OUT/train_config.json`` back (``invkit train --resume``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import warnings
@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from ..core.inverter import InverterTrainer
+from ..core.provenance import identity_mismatch
 from ..errors import CheckpointError, InvkitError, TrainingError
-from ..io.checkpoint import load_checkpoint_weights
+from ..io.checkpoint import load_checkpoint_weights, read_checkpoint_config
+from ..io.read import Required, check_shape, read_json
 from ..io.train_state import TRAIN_STATE_NAME, load_train_state
 from .checkpoints import CHECKPOINTS, find_checkpoints
 from .config import CONFIG_FILE, TrainConfig, derive_seed
@@ -98,18 +100,40 @@ def _restore(
     return step, position, checkpoint
 
 
+def _check_resumed_classifier(out: Path, checkpoint: Path, identity: dict[str, str], spec: str) -> None:
+    """Refuse to resume against other classifier weights than the run's (a classifier folder retrained in place, a
+    ``--weights`` file replaced, another path in ``train_config.json``), by content (``identity_mismatch``)."""
+    try:
+        recorded = read_checkpoint_config(checkpoint, kind="inverter").get("classifier_identity")
+    except CheckpointError:
+        return  # an unreadable newest checkpoint is skipped by _newest_loadable, which says so
+    reason = identity_mismatch(recorded, identity) if isinstance(recorded, dict) else None
+    if reason is not None:
+        raise TrainingError(
+            f"--resume: the classifier '{spec}' is not the one the run in '{out}' was trained against ({reason}); "
+            "pass the classifier (and --weights) the run used, or start a new run in another --out."
+        )
+
+
 def _check_resumed_data(out: Path, fingerprint: str, data: str) -> None:
     """Refuse to resume on other images than the run's (a relative --data seen from another folder, say)."""
     path = out / CONFIG_FILE
-    try:
-        old = json.loads(path.read_text()).get("data_fingerprint") if path.exists() else None
-    except (OSError, ValueError, AttributeError):
-        old = None
+    old = read_run_doc(out).get("data_fingerprint") if path.exists() else None
     if old is not None and old != fingerprint:
         raise TrainingError(
             f"--resume: the training data '{data}' is not the data the run in '{out}' was trained on (another "
             "folder or other images; relative paths depend on the working folder); pass the same --data."
         )
+
+
+# What _restore reads from a checkpoint's training state (written by training.loop), checked as it is read.
+TRAIN_STATE_SCHEMA = {
+    "step": Required(int),
+    "position": Required(int),
+    "trainer": Required(dict),
+    "rng": Required([dict]),
+    "inverter": dict,
+}
 
 
 def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
@@ -123,6 +147,7 @@ def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.T
     for _, path in reversed(found):
         try:
             state = load_train_state(path / TRAIN_STATE_NAME)
+            check_shape(state, TRAIN_STATE_SCHEMA, path / TRAIN_STATE_NAME, CheckpointError, "it is not this run's")
             weights = load_checkpoint_weights(path)
         except CheckpointError as exc:
             problems.append(f"{path} ({exc})")
@@ -136,14 +161,28 @@ def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.T
     )
 
 
+# What a resume reads back from OUT/train_config.json (checked as it is read, invkit.io.read).
+RUN_CONFIG_SCHEMA = {"train": Required(dict), "data_fingerprint": (str, None)}
+
+
+def read_run_doc(out: str | os.PathLike) -> dict[str, Any]:
+    """The whole ``OUT/train_config.json`` of a run, checked (``RUN_CONFIG_SCHEMA``).
+
+    Raises:
+        InvkitError: the file is missing, not a regular file, unreadable, not JSON, or of another shape (its
+            ``train`` section not an object, ...); one line naming the file and the field.
+    """
+    remedy = "remove it or use another --out"
+    return read_json(Path(out) / CONFIG_FILE, RUN_CONFIG_SCHEMA, "training config", InvkitError, remedy)
+
+
 def read_run_config(out: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``train`` section of ``OUT/train_config.json``, or None when there is no run there."""
+    """The ``train`` section of ``OUT/train_config.json``, or None when there is no run there.
+
+    Raises:
+        InvkitError: as ``read_run_doc``.
+    """
     path = Path(out) / CONFIG_FILE
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())["train"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise InvkitError(
-            f"'{path}' is not a readable training config ({exc}); remove it or use another --out."
-        ) from None
+    return read_run_doc(out)["train"]

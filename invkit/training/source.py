@@ -159,6 +159,7 @@ def _heldout(
         config.sample_count,
         seed=derive_seed(config.seed, "heldout") % 2**31,
         per_class=hasattr(heldout_set, "labels"),
+        size=shape[-1],  # each image on its own (as resize below): a folder of mixed sizes works
     )
     images = resize(images, shape[-1], shape[0]).to(device)
     logits = source._logits(images)

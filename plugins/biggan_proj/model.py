@@ -375,6 +375,9 @@ class BigGANInverter(Inverter):
                 out = self.generator(noise.to(self.device, torch.float32), logits.to(self.device, torch.float32))
         finally:
             self.train(was_training)
+        # Each of the 2 conditional batch-norms per G block multiplies its activations by 1 + gain(logits), a gain
+        # linear in the logits: they compound, and logits near 1e6 (the demo checkpoint) overflow float32 to NaN.
+        self.check_output(out, logits, "each conditional batch-norm multiplies by a gain that grows with the logits")
         return (out.float() + 1) / 2  # tanh output in [-1, 1] -> images in [0, 1]
 
     def make_trainer(self, classifier: Any, **options: Any) -> BigGANTrainer:

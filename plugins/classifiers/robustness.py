@@ -170,4 +170,6 @@ def create(
         network = load_network(torchvision.models.resnet50, state, path, cfg.name)
     else:
         network = torchvision.models.resnet50().eval()
-    return Classifier(network, cfg, init_kwargs={"input_size": input_size} if input_size else {})
+    clf = Classifier(network, cfg, init_kwargs={"input_size": input_size} if input_size else {})
+    clf.random_weights = not (pretrained or weights is not None)
+    return clf

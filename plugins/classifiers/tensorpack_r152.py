@@ -246,4 +246,6 @@ def create(
         network = load_network(build_network, state, path, cfg.name)
     else:
         network = build_network().eval()
-    return Classifier(network, cfg, init_kwargs={"input_size": input_size} if input_size else {})
+    clf = Classifier(network, cfg, init_kwargs={"input_size": input_size} if input_size else {})
+    clf.random_weights = not (pretrained or weights is not None)
+    return clf

@@ -257,4 +257,6 @@ def create(
     else:
         network = build_network(name, cfg.num_classes).eval()
     init_kwargs = {"input_size": input_size} if input_size is not None else {}
-    return Classifier(network, cfg, init_kwargs=init_kwargs)
+    clf = Classifier(network, cfg, init_kwargs=init_kwargs)
+    clf.random_weights = not (pretrained or weights is not None)
+    return clf

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from invkit.errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError
+from invkit.errors import CheckpointError, UnsafeCheckpointError, WeightsNotFoundError, short_message
 from invkit.io import load_strict, load_weights_file, unwrap
 
 DOCS = "docs/classifiers.md"
@@ -135,7 +135,7 @@ def download(source: WeightsSource, name: str) -> Path:
         return dest
     except Exception as exc:  # noqa: BLE001
         raise WeightsNotFoundError(
-            f"{name}: downloading the pretrained weights failed ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"{name}: downloading the pretrained weights failed ({type(exc).__name__}: {short_message(exc, 120)}); "
             f"{where_to_put(source)}, or pass --weights PATH (see {DOCS})."
         ) from None
 

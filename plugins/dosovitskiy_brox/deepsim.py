@@ -186,7 +186,7 @@ class DosovitskiyBroxInverter(Inverter):
     ) -> torch.Tensor:
         self.check_logits(logits)
         self.check_noise(noise, logits.shape[0], generator)
-        return self(logits.to(self.device))
+        return self.check_output(self(logits.to(self.device)), logits, "its fully connected layers")
 
     def make_trainer(self, classifier: Any, **options: Any) -> DosovitskiyBroxTrainer:
         return DosovitskiyBroxTrainer(self, classifier, **options)

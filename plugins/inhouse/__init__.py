@@ -67,6 +67,7 @@ def _build(
         extra=dict(extra or {}),
     )
     clf = Classifier(network, config, init_kwargs=init_kwargs)
+    clf.random_weights = True  # until weights are loaded: an in-house net has no published ones
     if weights is not None:
         if Path(weights).expanduser().is_dir():
             raise InvkitError(

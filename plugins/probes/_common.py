@@ -109,8 +109,14 @@ def load_images(ctx: ProbeContext, n: int | None = None, per_class: bool = False
     attacks and enhancements all act on these, and reconstructions are compared with them directly.
     """
     n = ctx.num_images if n is None else n
-    images, labels = take(ctx.data, n, seed=seed_from(ctx.generator), per_class=per_class)
+    images, labels = take(ctx.data, n, seed=seed_from(ctx.generator), per_class=per_class, size=inverter_size(ctx))
     return to_inverter_shape(ctx, images), labels
+
+
+def inverter_size(ctx: ProbeContext) -> tuple[int, int]:
+    """``(H, W)`` of the inverter's images: what ``take`` resizes each data image to (a folder of mixed sizes
+    works; ``to_inverter_shape`` then only converts the channels)."""
+    return tuple(ctx.inverter.image_shape[-2:])
 
 
 def to_inverter_shape(ctx: ProbeContext, images: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ class ClassSpread(Probe):
         members = [(labels_all == c).nonzero().flatten() for c in chosen]
         idx = torch.cat([m[torch.randperm(len(m), generator=ctx.generator)[: o.per_class]] for m in members])
         subset = torch.utils.data.Subset(ctx.data, idx.tolist())
-        x, y = take(subset, None)
+        x, y = take(subset, None, size=C.inverter_size(ctx))
         if len(x) < 2:
             raise InputError("class-spread needs at least two held-out images per class in --data.")
         C.report(ctx, "probe class-spread", 0, 2)

@@ -81,7 +81,7 @@ class Misclassified(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = C.resolve_options("misclassified", self.options, ctx.options)
-        images, labels = take(ctx.data, o.scan, seed=C.seed_from(ctx.generator))
+        images, labels = take(ctx.data, o.scan, seed=C.seed_from(ctx.generator), size=C.inverter_size(ctx))
         images = C.to_inverter_shape(ctx, images)
         labels = labels.to(ctx.device)
         C.report(ctx, "probe misclassified", 0, 2)

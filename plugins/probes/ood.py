@@ -73,7 +73,7 @@ class OOD(Probe):
         o = C.resolve_options("ood", self.options, ctx.options)
         ood = default_ood_data(ctx)
         x_in, _ = C.load_images(ctx)
-        x_ood, _ = take(ood, len(x_in), seed=C.seed_from(ctx.generator))
+        x_ood, _ = take(ood, len(x_in), seed=C.seed_from(ctx.generator), size=C.inverter_size(ctx))
         x_ood = C.to_inverter_shape(ctx, x_ood)
         out = {}
         recons = {}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
+from invkit.data import stack_images
 from invkit.errors import InputError
 from invkit.evaluation.metrics import classifier_agreement
 from invkit.io import save_curves, save_rows
@@ -54,9 +55,8 @@ def load_from_classes(ctx: ProbeContext, n: int, classes: int) -> tuple[torch.Te
                 "lower --option images=N or give more --data."
             )
         idx += members[torch.randperm(len(members), generator=ctx.generator)[:per]].tolist()
-    items = [ctx.data[i] for i in idx]
-    x = torch.stack([im for im, _ in items])
-    return C.to_inverter_shape(ctx, x), torch.tensor([int(label) for _, label in items])
+    x, y = stack_images(ctx.data, idx, C.inverter_size(ctx))  # one at a time, each resized on its own
+    return C.to_inverter_shape(ctx, x), y
 
 
 class IterativeStability(Probe):
