@@ -41,6 +41,7 @@ from .core import (
     register_plugin,
     resolve_classifier,
     resolve_inverter,
+    run_probe,
 )
 from .errors import (
     CheckpointError,
@@ -54,6 +55,7 @@ from .errors import (
     WeightsNotFoundError,
 )
 from .hookspecs import hookimpl
+from .utils.config import check_options
 
 _compat.install()  # old module paths (invkit.checkpoint, invkit.train, ...) keep importing, with a warning
 
@@ -76,6 +78,7 @@ __all__ = [
     "TrainingError",
     "TrainingInterrupted",
     "hookimpl",
+    "check_options",
     "create_classifier",
     "create_inverter",
     "create_probe",
@@ -88,5 +91,6 @@ __all__ = [
     "get_registry",
     "resolve_classifier",
     "resolve_inverter",
+    "run_probe",
     "plugin_cache_dir",
 ]

@@ -5,6 +5,14 @@
 and a ``biggan_proj`` and a ``dosovitskiy_brox`` inverter trained for each. ``optim`` needs no checkpoint.
 The default bench runs both classifiers x (biggan_proj, dosovitskiy_brox, optim) on the embedded MNIST test
 digits, offline, within three minutes on a 2-core CPU.
+
+Each folder has a name that works wherever a checkpoint folder is accepted, from any working folder and after a
+``pip install`` (``invkit.io.locate``): ``demo:classifier_standard``, ``demo:classifier_robust``,
+``demo:biggan_standard``, ``demo:biggan_robust``, ``demo:dbrox_standard``, ``demo:dbrox_robust`` (``spec(name)``
+builds one, ``names()`` lists them)::
+
+    invkit invert --classifier demo:classifier_robust --checkpoint demo:biggan_robust IMAGES --out inv
+    clf = invkit.load_classifier("demo:classifier_robust")
 """
 
 from __future__ import annotations
@@ -13,8 +21,7 @@ import os
 from pathlib import Path
 
 from .errors import CheckpointError
-
-DEMO_DIR = Path(__file__).parent / "assets" / "demo"  # $INVKIT_DEMO_DIR replaces it (regenerated demo sets)
+from .io.locate import DEMO_DIR, DEMO_PREFIX  # noqa: F401 - DEMO_DIR: invkit/assets/demo; $INVKIT_DEMO_DIR replaces it
 
 CLASSIFIERS = {"standard": "classifier_standard", "robust": "classifier_robust"}  # label -> folder
 INVERTER_CHECKPOINTS = {  # inverter -> {classifier label -> folder}
@@ -36,7 +43,18 @@ def demo_dir() -> Path:
 
 
 def folder(name: str) -> Path:
+    """The folder of the demo checkpoint ``name`` (``classifier_robust``, ...)."""
     return demo_dir() / name
+
+
+def spec(name: str) -> str:
+    """The spec of the demo checkpoint ``name`` that works anywhere: ``demo:NAME`` (``spec("biggan_robust")``)."""
+    return f"{DEMO_PREFIX}{name}"
+
+
+def names() -> list[str]:
+    """The demo checkpoint folders, classifiers first: ``classifier_standard``, ..., ``dbrox_robust``."""
+    return all_folders()
 
 
 def all_folders() -> list[str]:

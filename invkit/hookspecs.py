@@ -25,7 +25,9 @@ hookspec = pluggy.HookspecMarker("invkit")
 hookimpl = pluggy.HookimplMarker("invkit")
 
 Register = Callable[..., None]
-"""``register(name, factory, description="")``: ``name`` is ``name.tag``; ``factory(**kwargs)`` builds the object."""
+"""``register(name, factory, description="", options=None)``: ``name`` is ``name.tag``; ``factory(**kwargs)`` builds
+the object; ``options`` is the dataclass (class or instance) whose fields are the keyword options the factory takes,
+checked by invkit before it is called (``invkit.check_options``; docs/hooks.md, "Options")."""
 
 
 @hookspec
@@ -47,7 +49,8 @@ def register_inverters(register: Register) -> None:
     returns an ``invkit.Inverter`` sized for that classifier (its logit dimension and image shape);
     ``invkit.load_inverter`` calls it with the config stored in a checkpoint and sets ``registry_name`` to the
     stored name. An inverter that can be trained also implements ``Inverter.make_trainer`` (contract:
-    docs/plugins.md).
+    docs/plugins.md) and sets ``trainable = True`` on its class, the one declaration (give the factory a return
+    annotation naming that class, so invkit reads it without building).
     """
 
 

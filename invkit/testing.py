@@ -20,12 +20,13 @@ What each check verifies (docs/plugins.md, "Testing your plugin", lists the same
 * ``check_inverter``: images ``(N, *image_shape)`` in [0, 1]; the same generator seed gives the same images
   (and a stochastic inverter different ones for another seed); save/load round-trips the config, the
   registry name and the images; logits of the wrong shape or dtype raise ``InputError``; the inverter is
-  trainable (``make_trainer`` returns an ``InverterTrainer`` whose ``train_step`` returns finite losses and
-  whose ``state_dict`` survives ``save_train_state``) or says why not (``TrainingError``).
+  trainable (``make_trainer``, given ``trainer_options``, returns an ``InverterTrainer`` whose ``train_step``
+  returns finite losses and whose ``state_dict`` survives ``save_train_state``) or says why not (``TrainingError``).
+  ``options`` go to the factory, ``trainer_options`` to ``make_trainer``.
 * ``check_probe``: the probe runs on a tiny classifier and inverter through ``invkit.core.probe.run_probe`` (what
   ``invkit probe`` runs), returns a JSON-serialisable ``ProbeResult`` named after the probe, writes every
-  figure it lists and ``results.json``, repeats its numbers for the same seed, and rejects an option it does
-  not declare.
+  figure it lists (invkit then renders ``index.html`` and writes ``results.json``), repeats its numbers for the
+  same seed, and rejects an option it does not declare.
 
 Every check raises ``ConformanceError`` (an ``AssertionError``, so test runners show it as a failure) with
 one line saying what is wrong, and returns the object it checked for further tests of your own. The checks
@@ -231,6 +232,7 @@ def check_inverter(
     classifier: Classifier | None = None,
     *,
     options: Mapping[str, Any] | None = None,
+    trainer_options: Mapping[str, Any] | None = None,
     train_steps: int = 1,
 ) -> Inverter:
     """Check a registered inverter (see the module docstring for the list).
@@ -239,7 +241,11 @@ def check_inverter(
         name: the registered ``name.tag`` (or bare name).
         tmp_path: an empty folder for the save/load round trip.
         classifier: the classifier to build it for; default ``tiny_classifier()`` (10 classes, 1x28x28).
-        options: factory options, e.g. a reduced width so that the check stays fast.
+        options: factory options (``invkit.create_inverter(name, **options)``: config fields, what ``--option``
+            gives an inverter built from its name), e.g. a reduced width so that the check stays fast.
+        trainer_options: options of a trainable inverter's trainer (``inverter.make_trainer(classifier,
+            **trainer_options)``: what ``invkit train --option`` passes besides the config fields), e.g. a smaller
+            learning rate; refused (``ConformanceError``) for an inverter that is not trainable.
         train_steps: ``train_step`` calls made on a trainable inverter (0: only build the trainer).
 
     Returns:
@@ -258,6 +264,7 @@ def check_inverter(
     _require(isinstance(inv, Inverter), f"{name}: the factory returned {type(inv).__name__}, not invkit.Inverter")
     _require(inv.registry_name == entry.name, f"{name}: registry_name is '{inv.registry_name}', not '{entry.name}'")
     _require(inv.num_classes == clf.num_classes, f"{name}: built for {inv.num_classes} logits, not {clf.num_classes}")
+    _require(inv.trainable or not trainer_options, f"{name}: trainer_options given, but it is not trainable")
     inv.eval()
     c, h, w = clf.config.input_size
     x = _images(2, c, h, 1)
@@ -286,18 +293,20 @@ def check_inverter(
     _raises(InputError, lambda: inv.invert(torch.randn(2, k + 3)), f"{name} on logits of the wrong size")
     _raises(InputError, lambda: inv.invert(torch.randn(k)), f"{name} on one logit vector without a batch axis")
     _raises(InputError, lambda: inv.invert(torch.zeros(2, k, dtype=torch.long)), f"{name} on integer logits")
-    _check_trainable(name, inv, clf, train_steps, folder / "train_state.safetensors")
+    _check_trainable(name, inv, clf, train_steps, folder / "train_state.safetensors", dict(trainer_options or {}))
     return inv
 
 
-def _check_trainable(name: str, inv: Inverter, clf: Classifier, train_steps: int, state_path: Path) -> None:
+def _check_trainable(
+    name: str, inv: Inverter, clf: Classifier, train_steps: int, state_path: Path, trainer_options: dict[str, Any]
+) -> None:
     if not inv.trainable:
         exc = _raises(TrainingError, lambda: inv.make_trainer(clf), f"{name}.make_trainer (trainable is False)")
         _require(str(exc).strip(), f"{name}: make_trainer's TrainingError must say why it cannot be trained")
         return
     from .io.train_state import load_train_state, save_train_state
 
-    trainer = inv.make_trainer(clf)
+    trainer = inv.make_trainer(clf, **trainer_options)
     _require(isinstance(trainer, InverterTrainer), f"{name}: make_trainer returned {type(trainer).__name__}")
     _require(isinstance(trainer.inference_inverter(), Inverter), f"{name}: inference_inverter() is not an Inverter")
     c, r, _ = inv.image_shape
@@ -389,6 +398,7 @@ def check_probe(
         raise ConformanceError(f"{name}: numbers are not JSON-serialisable ({exc})") from None
     missing = [f for f in result.figures.values() if not (folder / f).is_file()]
     _require(not missing, f"{name}: figures listed but not written: {', '.join(missing)}")
+    _require((folder / "index.html").is_file(), f"{name}: no index.html after run_probe")
     doc = json.loads((folder / "results.json").read_text())
     _require(doc.get("probe") == entry.name, f"{name}: results.json does not hold this probe's result")
     if repeat:

@@ -143,7 +143,11 @@ def _helper_main(argv: list[str]) -> int:
 # =================================================================================== kind 3: one checkpoint, one unit
 @pytest.mark.parametrize(
     ("trainer", "kill_at"),
-    [("train-classifier", "model"), ("train-classifier", "install"), ("train", "model")],
+    [  # one kill point in the default run; the others (about 8 s each) with `pytest -m slow`
+        ("train-classifier", "model"),
+        pytest.param("train-classifier", "install", marks=pytest.mark.slow),
+        pytest.param("train", "model", marks=pytest.mark.slow),
+    ],
     ids=["train-classifier-between-files", "train-classifier-while-moving-in", "train-between-files"],
 )
 def test_sigkill_between_the_files_of_a_checkpoint_then_resume_is_bit_identical(tmp_path, trainer, kill_at):
@@ -442,6 +446,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+@pytest.mark.slow  # two torchrun runs, about 6 s
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc to find torchrun's workers")
 def test_under_torchrun_a_scheduler_sigterm_saves_the_step_and_every_rank_names_it(tmp_path):
     """Listed members: under torchrun the scheduler's SIGTERM reaches the workers and torchrun forwards another one;

@@ -433,7 +433,7 @@ def test_wrong_architecture_and_options_fail_in_one_line(resnet50_tv, tmp_path):
     with pytest.raises(CheckpointError, match="does not fit resnet152.tv_in1k") as info:
         invkit.create_classifier("resnet152.tv_in1k", weights=str(pth))
     assert "\n" not in str(info.value)
-    with pytest.raises(InvkitError, match="not colour"):
+    with pytest.raises(InvkitError, match="resnet152.tv_in1k has no option 'colour'; its options are: input_size"):
         invkit.create_classifier("resnet152.tv_in1k", pretrained=False, colour=True)
 
 

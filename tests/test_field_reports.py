@@ -94,9 +94,10 @@ def test_no_default_reads_the_home_folder():
 
 def test_ci_runs_the_tests_with_an_empty_home():
     script = (Path(invkit.__file__).parents[1] / ".ci" / "run").read_text()
-    last = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")][-1]
-    assert 'HOME="$ci_home"' in last and last.rstrip().endswith("pytest")
-    assert "ci_home=$(mktemp -d)" in script
+    lines = [ln.strip() for ln in script.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    home = lines.index('export HOME="$ci_home"')  # every test command comes after it
+    assert "pytest" in lines[home:] and not any(ln.startswith("pytest") for ln in lines[:home])
+    assert "ci_home=$(mktemp -d)" in script and "INVKIT_CACHE" in lines[home - 1]
 
 
 # ------------------------------------------------------------------------ 15. probe reruns and name suggestions

@@ -86,8 +86,10 @@ def test_weights_file_loads_and_checkpoint_folder_is_refused(tmp_path):
 def test_bad_model_arguments():
     with pytest.raises(invkit.InvkitError, match="channels must be 1 or 3"):
         invkit.create_classifier("smallcnn.base", channels=2)
-    with pytest.raises(invkit.InvkitError, match="width must be a positive integer"):
+    with pytest.raises(invkit.InvkitError, match="resnet18s.base: 'width' must be above 0, got 0"):  # check_options
         invkit.create_classifier("resnet18s.base", width=0)
+    with pytest.raises(invkit.InputError, match="smallcnn.base has no option 'colour'"):
+        invkit.create_classifier("smallcnn.base", colour=1)
 
 
 # -------------------------------------------------------------------------------------------- train-classifier

@@ -146,7 +146,7 @@ def test_errors():
         inv.make_trainer(clf)
     with pytest.raises(invkit.InputError, match=r"shape \(N, 5\)"):
         inv.invert(torch.randn(2, 7))
-    with pytest.raises(invkit.InputError, match="unknown option"):
+    with pytest.raises(invkit.InputError, match="has no option 'stpes' .did you mean 'steps'"):
         optim(clf, stpes=3)
     with pytest.raises(invkit.InputError, match="param must be"):
         optim(clf, param="tanh")

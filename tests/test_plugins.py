@@ -96,9 +96,9 @@ def test_example_probe_runs(example_installed, tmp_path):
         generator=torch.Generator().manual_seed(0),
         num_images=8,
     )
-    result = invkit.create_probe("logit-norm").run(ctx)
+    result = invkit.core.probe.run_probe(invkit.create_probe("logit-norm"), ctx)  # the probe returns, invkit renders
     assert all(map(lambda v: v == v and abs(v) < 1e9, result.numbers.values()))
-    assert {p.name for p in tmp_path.iterdir()} >= {"pairs.png", "norms.png", "index.html"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"pairs.png", "norms.png", "index.html", "results.json"}
     json.loads(result.to_json())
 
 
@@ -306,7 +306,7 @@ def test_example_plugin_own_tests_pass(example_installed, tmp_path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     tests = {n: f for n, f in vars(module).items() if n.startswith("test_") and callable(f)}
-    assert len(tests) == 4 and "invkit.testing" in path.read_text()
+    assert len(tests) == 5 and "invkit.testing" in path.read_text()
     for name, test in tests.items():
         test(tmp_path / name)
 

@@ -19,6 +19,7 @@ from torch import nn
 
 import invkit
 from invkit import Classifier, ClassifierConfig, Inverter, ProbeContext
+from invkit.core.probe import run_probe
 from invkit.data import TensorImageDataset, load_dataset
 
 
@@ -117,7 +118,7 @@ def all_numbers(value):
 def test_every_probe_runs_with_finite_numbers_and_figures(name, models, tmp_path):
     events = []
     ctx = make_ctx(models, tmp_path, progress=events.append)
-    result = invkit.create_probe(name).run(ctx)
+    result = run_probe(invkit.create_probe(name), ctx)  # the probe returns its result, invkit writes index.html
     assert result.probe == name
     numbers = list(all_numbers(result.numbers))
     assert numbers, f"{name} reported no numbers"
@@ -290,7 +291,8 @@ def test_cli_probe_wildcard_with_per_probe_options(checkpoints, tmp_path):
         ]
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir() if p.name != ".invkit-files") == ["logit-scale", "logit-shift"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["logit-scale", "logit-shift"]
+    assert (out / "index.html").is_file()  # one page across the probes of --out
     assert len(json.loads((out / "logit-scale" / "results.json").read_text())["numbers"]["levels"]) == 3
     assert len(json.loads((out / "logit-shift" / "results.json").read_text())["numbers"]["levels"]) == 7
 
@@ -366,10 +368,9 @@ def test_every_probe_runs_on_the_demo_checkpoints(name, kind, tmp_path):
 
 def test_option_values_are_parsed_strictly_never_silently_coerced():
     """--option values for yes/no and whole-number fields: accepted spellings convert, anything else is one
-    InputError naming the option (before: 'abc' read as False and 2.7 as 2)."""
+    InputError naming the option (before: 'abc' read as False and 2.7 as 2). Probes share invkit's one option check
+    (``invkit.check_options``, tests/test_plugin_author.py)."""
     import dataclasses
-
-    from invkit_plugins.probes._common import resolve_options
 
     @dataclasses.dataclass
     class Options:
@@ -377,20 +378,22 @@ def test_option_values_are_parsed_strictly_never_silently_coerced():
         images: int = 8
         eps: float = 0.1
 
-    for text, expected in [("true", True), ("YES", True), ("on", True), ("1", True), (True, True)]:
-        assert resolve_options("p", Options(), {"flag": text}).flag is expected
-    for text in ("false", "No", "off", "0", False):
-        assert resolve_options("p", Options(flag=True), {"flag": text}).flag is False
-    assert resolve_options("p", Options(), {"images": 4}).images == 4
-    assert resolve_options("p", Options(), {"images": 4.0}).images == 4
-    assert resolve_options("p", Options(), {"images": "12"}).images == 12
+    def apply(defaults, values):
+        return dataclasses.replace(defaults, **invkit.check_options(defaults, values, "p", signs=False))
+
+    for text, expected in [("true", True), ("YES", True), ("on", True), ("1", True), (1, True), (True, True)]:
+        assert apply(Options(), {"flag": text}).flag is expected
+    for text in ("false", "No", "off", "0", 0, False):
+        assert apply(Options(flag=True), {"flag": text}).flag is False
+    assert apply(Options(), {"images": 4}).images == 4
+    assert apply(Options(), {"images": 4.0}).images == 4
     for key, bad, said in [
-        ("flag", "abc", "is not true or false"),
-        ("flag", 2, "is not true or false"),
-        ("images", 2.7, "is not a whole number"),
-        ("images", "three", "is not a whole number"),
-        ("images", True, "is not a whole number"),
-        ("eps", "wide", "is not a float"),
+        ("flag", "abc", "must be true or false"),
+        ("flag", 2, "must be true or false"),
+        ("images", 2.7, "must be a whole number"),
+        ("images", "three", "must be a whole number"),
+        ("images", True, "must be a whole number"),
+        ("eps", "wide", "must be a finite number"),
     ]:
-        with pytest.raises(invkit.InputError, match=f"p: option {key}=.* {said}"):
-            resolve_options("p", Options(), {key: bad})
+        with pytest.raises(invkit.InputError, match=f"p: '{key}' {said}"):
+            apply(Options(), {key: bad})

@@ -63,10 +63,10 @@ def test_report_html_renders_table_and_grid(report, tmp_path):
     assert "PSNR" in table and "instance ID" in table
     assert len(re.findall(r"<tr>", table)) == 1 + 4
 
-    # the grid: for each classifier the originals' row then one row per inverter, each an embedded PNG
+    # the grid: for each classifier each inverter's row below the originals at its resolution, each an embedded PNG
     imgs = re.findall(r"<img src=\"data:image/png;base64,([^\"]+)\" alt=\"([^\"]*)\"", dom)
     assert [alt for _, alt in imgs] == [
-        f"{c} {r}" for c in ("clf_std", "clf_rob") for r in ("original", "tinydec", "tinyopt")
+        f"{c} {r}" for c in ("clf_std", "clf_rob") for r in ("original", "tinydec", "original", "tinyopt")
     ]
     for data, _ in imgs:
         png = Image.open(io.BytesIO(base64.b64decode(data)))
@@ -74,7 +74,7 @@ def test_report_html_renders_table_and_grid(report, tmp_path):
         assert png.size[0] > 100 and png.size[1] > 10
 
     # the browser decoded every image (set by the page's load handler), and the screenshot is not blank
-    assert 'data-images-decoded="6/6"' in dom
+    assert 'data-images-decoded="8/8"' in dom
     stat = ImageStat.Stat(shot)
     assert max(stat.stddev) > 20
     dark = int((np.asarray(shot).sum(axis=2) < 100).sum())

@@ -17,7 +17,7 @@ import click
 from .._version import __version__
 from ..errors import InvkitError, TrainingInterrupted
 
-# Each module defines ``command``, a click command. Listed here in help order.
+# Each module defines ``command``, a click command (or ``commands``, several). Listed here in help order.
 COMMAND_MODULES = (
     "invkit.cli.list_cmd",
     "invkit.cli.plugins_cmd",
@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "invkit.cli.invert",
     "invkit.cli.bench",
     "invkit.cli.probe",
+    "invkit.cli.export",
 )
 
 
@@ -37,8 +38,8 @@ _WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """Warnings from the core (a cache that cannot be written, a plugin skipped) as one line, without the source
-    line Python would add."""
-    click.echo(f"warning: {message}", err=True)
+    line Python would add. A category with a ``label`` (``NewestCheckpointNote``: "note") is printed with it."""
+    click.echo(f"{getattr(category, 'label', 'warning')}: {message}", err=True)
 
 
 class InvkitGroup(click.Group):
@@ -83,7 +84,9 @@ def cli() -> None:
 def _add_builtin_commands() -> None:
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:
-            cli.add_command(importlib.import_module(name).command)
+            module = importlib.import_module(name)
+            for cmd in getattr(module, "commands", None) or (module.command,):
+                cli.add_command(cmd)
 
 
 def build_cli() -> click.Group:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -15,6 +16,27 @@ from ..core.resolve import resolve_inverter as inverter_from_spec  # noqa: F401
 from ..data.datasets import ImageDataset
 from ..data.sources import load_dataset
 from ..errors import InvkitError
+
+
+def local_spec(spec: str | None) -> str | None:
+    """A command's classifier or checkpoint spec with ``demo:NAME`` and ``hf-hub:...`` replaced by the folder they
+    name (``invkit.io.locate.local_checkpoint``), so outputs record the folder and its weights digest; for an
+    ``hf-hub:`` spec, says on stderr which commit it is. Other specs (names, folders, None) are returned as given.
+
+    Raises:
+        CheckpointError: an unknown demo name, or an ``hf-hub:`` spec that cannot be had (one line).
+    """
+    from ..io.hub import is_hub_spec
+    from ..io.locate import has_prefix, local_checkpoint
+
+    if spec is None or not has_prefix(spec):
+        return spec
+    folder = local_checkpoint(spec)
+    if is_hub_spec(spec):
+        from ._ui import err_console
+
+        err_console.print(f"{spec}: commit {Path(folder).name} from the Hugging Face cache", soft_wrap=True)
+    return folder
 
 
 def dataset_from_spec(

@@ -4,6 +4,10 @@ On a terminal, progress is drawn as rich bars. Where stderr is not a terminal (`
 CI log, a pipe) rich would draw nothing until the command ends, so long runs write a plain line per task instead:
 the first after ``INVKIT_PROGRESS_INTERVAL`` seconds (default 30), then one every as many seconds, and one when
 the task ends.
+
+Output that is not a terminal (sbatch logs, CI, ``| tee``) is meant to be read and copied: there the consoles
+(``LogConsole``) never wrap a line (rich would cut every line at 80 columns, a long path in two) and lay tables
+out ``NOT_A_TERMINAL_WIDTH`` wide, so a table row stays one line. On a terminal they behave as rich does.
 """
 
 from __future__ import annotations
@@ -13,15 +17,49 @@ import datetime
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..utils.progress import Progress as ProgressEvent
 from ..utils.progress import ProgressCallback
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+NOT_A_TERMINAL_WIDTH = 1000  # columns tables may take where output goes to a file or a pipe: rows stay whole
+
+
+class LogConsole(Console):
+    """A rich ``Console`` that, when its output is not a terminal, never wraps: ``print`` keeps every line whole
+    (``soft_wrap``) and tables are laid out ``NOT_A_TERMINAL_WIDTH`` columns wide (or ``COLUMNS``, if wider), so a
+    path or a table row is one line in a log. Where it goes is looked up at each print (a test's captured output, a
+    redirected stream), as rich does. On a terminal it is a plain ``Console``."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        self._fixed_width = kwargs.get("width") is not None  # a width the code asked for (not COLUMNS): kept
+        super().__init__(*args, **kwargs)
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        if not self._fixed_width and not self.is_terminal:  # COLUMNS=80 of a CI runner cuts log lines too
+            return ConsoleDimensions(max(size.width, NOT_A_TERMINAL_WIDTH), size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+    @property
+    def soft_wrap(self) -> bool:  # read by print(soft_wrap=None)
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+
+console = LogConsole(highlight=False)
+err_console = LogConsole(stderr=True, highlight=False)
 
 
 @contextlib.contextmanager

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from ..errors import InvkitError
 from ..evaluation.bench import RESULTS_NAME, Bench
-from ..evaluation.report import COLUMNS, fmt
+from ..evaluation.report import COLUMNS, fmt, shown_inverter
 from ..evaluation.settings import BenchSettings
+from ..io.locate import has_prefix, spec_label
 from ..io.outputs import claim_output, input_paths
 from ..utils.progress import Progress as ProgressEvent
 from ._common import (
@@ -24,6 +25,7 @@ from ._common import (
     SEED,
     data_root_option,
     device_option,
+    local_spec,
     parse_options,
     pick_device,
 )
@@ -64,7 +66,8 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--classifier",
     "classifiers",
     multiple=True,
-    help="Classifier registry names or checkpoint folders, comma-separated or repeated.",
+    help="Classifier registry names or checkpoint folders (also demo:NAME, hf-hub:OWNER/NAME[@REV]), comma-separated "
+    "or repeated.",
 )
 @click.option("--inverter", "inverters", multiple=True, help="Inverter registry names, comma-separated or repeated.")
 @click.option(
@@ -120,6 +123,13 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     show_default=True,
     help="LPIPS backbone (used only when its torchvision weights are in the torch hub cache).",
 )
+@click.option(
+    "--report-images",
+    type=POSITIVE_INT,
+    default=None,
+    help="Originals (with each inverter's reconstructions) shown in report.html and the grid PNGs, one per class "
+    "first, at most -n. [10]",
+)
 @device_option
 def command(
     classifiers: tuple[str, ...],
@@ -136,6 +146,7 @@ def command(
     batch_size: int,
     options: tuple[str, ...],
     lpips_net: str,
+    report_images: int | None,
     device: str,
 ) -> None:
     """Evaluate every (classifier, inverter) pair on the same held-out images and write a report.
@@ -146,6 +157,9 @@ def command(
     from .. import demo
 
     clf_specs, inv_names = _split(classifiers), _split(inverters)
+    prefixed = {spec: local_spec(spec) for spec in clf_specs if has_prefix(spec)}  # demo:, hf-hub: -> folders
+    clf_specs = [prefixed.get(spec, spec) for spec in clf_specs]
+    checkpoints = tuple(local_spec(c) or c for c in checkpoints)
     common = {
         "seed": seed,
         "device": str(pick_device(device)),
@@ -157,6 +171,8 @@ def command(
         common["n"] = n
     if id_k is not None:
         common["id_k"] = id_k
+    if report_images is not None:
+        common["grid_images"] = report_images  # what is shown, not what is measured: not in the fingerprint
     if only_correct:
         common["only_correct"] = True
     if not clf_specs and not inv_names:
@@ -178,6 +194,7 @@ def command(
             data_root=data_root,
             checkpoints=list(checkpoints),
             inverter_options=_inverter_options(options),
+            classifier_labels={folder: spec_label(spec) for spec, folder in prefixed.items()},
             **common,
         )
     run(settings, Path(out))
@@ -186,7 +203,7 @@ def command(
 def run(settings: BenchSettings, out: Path) -> None:
     """Run the bench with a live table and progress bars; the report is on disk after every pair."""
     # Logs and pipes get a wide table rather than one squeezed into 80 columns.
-    screen = console if console.is_terminal else Console(width=max(console.width, 180), highlight=False)
+    screen = console  # in a log or a pipe it keeps table rows and paths whole (_ui.LogConsole)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -232,7 +249,7 @@ def _run_live(bench: Bench, settings: BenchSettings, table: Table, progress: Pro
         )
     with Live(Group(table, progress), console=screen, refresh_per_second=4, transient=False):
         for result in bench.run():
-            label = result.pair.inverter + (" (reused)" if result.reused else "")
+            label = shown_inverter(result.record) + (" (reused)" if result.reused else "")
             table.add_row(
                 *[fmt(result.record.get(key), spec) if key != "inverter" else label for _, key, spec in COLUMNS]
             )

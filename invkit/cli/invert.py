@@ -12,10 +12,11 @@ from rich.table import Table
 
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
+from ..core.naming import classifier_label, inverter_label
 from ..data.images import IMAGE_EXTENSIONS, load_image, shown_path
 from ..errors import DataError, InvkitError
 from ..io.checkpoint import spec_identity
-from ..io.figures import save_rows, to_pil_grid
+from ..io.figures import save_labelled_rows, to_pil_grid
 from ..io.files import atomic_write_bytes, atomic_write_json
 from ..io.outputs import claim_output, input_paths
 from ..io.owned import may_write
@@ -26,6 +27,7 @@ from ._common import (
     classifier_from_spec,
     device_option,
     inverter_from_spec,
+    local_spec,
     parse_options,
     pick_device,
 )
@@ -90,11 +92,17 @@ def _png(image: torch.Tensor) -> bytes:
     "--classifier",
     "classifier_spec",
     required=True,
-    help="Classifier registry name or checkpoint folder whose logits are inverted.",
+    help="Classifier registry name or checkpoint folder (also demo:NAME, hf-hub:OWNER/NAME[@REV]) whose logits are "
+    "inverted.",
 )
 @click.option("--weights", default=None, type=click.Path(), help="Weights file for a registry classifier.")
 @click.option("--inverter", default=None, help="Inverter registry name (optim needs no checkpoint).")
-@click.option("--checkpoint", default=None, type=click.Path(), help="Inverter checkpoint folder.")
+@click.option(
+    "--checkpoint",
+    default=None,
+    type=click.Path(),
+    help="Inverter checkpoint folder, or an `invkit train` run folder (its newest checkpoint).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs and grid.png.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the inverter's noise.")
 @click.option(
@@ -129,6 +137,7 @@ def command(
     (originals on top, then each row of reconstructions)."""
     dev = pick_device(device)
     files = image_files(images)
+    classifier_spec, inverter, checkpoint = local_spec(classifier_spec), local_spec(inverter), local_spec(checkpoint)
     clf = classifier_from_spec(classifier_spec, weights).to(dev).eval()
     inv = inverter_from_spec(inverter, clf, checkpoint=checkpoint, **parse_options(options)).to(dev).eval()
     settings = _settings(clf, classifier_spec, inv.registry_name, checkpoint, seed, samples, options)
@@ -159,7 +168,8 @@ def command(
     again = {e.get("image"): e.get("written", []) for e in earlier if e.get("image") in map(str, files)}
     names = _names(files, samples, taken, again)
     summary = []
-    table = Table(title=f"{clf.name} -> {inv.registry_name}", title_justify="left", show_edge=False)
+    clf_label, inv_label = classifier_label(clf), inverter_label(inv)  # what the weights are (invkit.core.naming)
+    table = Table(title=f"{clf_label} -> {inv_label}", title_justify="left", show_edge=False)
     for col in ("image", "Φ(x) class", "Φ(x̂) class", "logit cos", "written"):
         table.add_column(col)
     with torch.no_grad():
@@ -173,19 +183,30 @@ def command(
         entry = {
             "image": str(f),
             "class": int(logits[i].argmax()),
+            "class_name": class_name(clf, int(logits[i].argmax())),
             "recon_classes": [int(rl[i].argmax()) for rl in recon_logits],
+            "recon_class_names": [class_name(clf, int(rl[i].argmax())) for rl in recon_logits],
             "logit_cosine": cos,
             "written": written,
         }
         summary.append(entry)
         table.add_row(
-            str(f), str(entry["class"]), ",".join(map(str, entry["recon_classes"])), f"{cos:.3f}", ", ".join(written)
+            str(f), entry["class_name"], ", ".join(entry["recon_class_names"]), f"{cos:.3f}", ", ".join(written)
         )
-    scale = max(1, 96 // max(h, rows[0].shape[-1]))
-    save_rows([originals.cpu()] + [r.cpu() for r in rows], out_dir / "grid.png", scale=scale)
-    atomic_write_json(out_dir / "invert.json", {**settings, "images": previous + summary})  # NaN -> null
+    side = f"{originals.shape[-2]}x{originals.shape[-1]}"  # the inverter's resolution: what it reconstructs
+    labelled = [(f"original {side}", originals.cpu())]
+    labelled += [(inv_label if samples == 1 else f"{inv_label} #{j + 1}", r.cpu()) for j, r in enumerate(rows)]
+    save_labelled_rows(labelled, out_dir / "grid.png")
+    labels = {"classifier_label": clf_label, "inverter_label": inv_label}  # for people; not compared on a rerun
+    atomic_write_json(out_dir / "invert.json", {**settings, **labels, "images": previous + summary})  # NaN -> null
     console.print(table)
     console.print(f"wrote {len(files) * samples} reconstructions and {out_dir / 'grid.png'}")
+
+
+def class_name(clf: Classifier, index: int) -> str:
+    """The classifier's name for class ``index`` (``config.label_names``), or the index when it stores none."""
+    names = clf.config.label_names or ()
+    return str(names[index]) if 0 <= index < len(names) else str(index)
 
 
 def _settings(

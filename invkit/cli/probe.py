@@ -1,12 +1,14 @@
 """``invkit probe``: run one probe, several (a wildcard) or ``all`` on a classifier and its inverter.
 
-Each probe writes into ``OUT/<probe>/``: PNG figures, ``index.html`` and ``results.json`` (written last, so a
-folder with ``results.json`` holds a finished run). A probe whose ``results.json`` exists is skipped unless
+Each probe writes into ``OUT/<probe>/``: PNG figures, ``index.html`` (rendered by invkit from the probe's result) and
+``results.json`` (written last, so a folder with ``results.json`` holds a finished run); ``OUT/index.html`` links
+every probe of the folder. A probe whose ``results.json`` exists is skipped unless
 ``--force``, so an interrupted ``invkit probe all`` picks up where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,10 @@ import torch
 from rich.table import Table
 
 from ..core.factory import create_probe, list_probes
+from ..core.naming import classifier_label, inverter_label
 from ..core.plugins import get_registry
-from ..core.probe import ProbeContext, ProbeResult, declared_options, run_probe
+from ..core.probe import PAGE_NAME, ProbeContext, ProbeResult, check_probe_options, declared_options, run_probe
+from ..core.probe_page import write_probe_index
 from ..data.classes import for_classifier
 from ..data.sources import load_dataset
 from ..errors import InvkitError
@@ -35,6 +39,7 @@ from ._common import (
     dataset_from_spec,
     device_option,
     inverter_from_spec,
+    local_spec,
     parse_options,
     pick_device,
 )
@@ -96,8 +101,9 @@ def _show(v: Any) -> str:
     return str(v)
 
 
-def print_result(result: ProbeResult, folder: Path) -> None:
-    table = Table(title=f"{result.probe}", title_justify="left", show_edge=False)
+def print_result(result: ProbeResult, folder: Path, ran_on: str = "") -> None:
+    title = f"{result.probe}: {ran_on}" if ran_on else result.probe
+    table = Table(title=title, title_justify="left", show_edge=False)
     table.add_column("number", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for k, v in _flatten(result.numbers):
@@ -117,6 +123,33 @@ def print_result(result: ProbeResult, folder: Path) -> None:
     figures = [str(folder / p) for k, p in result.figures.items() if k != "page"]
     if figures:
         console.print("figures: " + "  ".join(figures), soft_wrap=True)
+
+
+# Options of the built-in probes that set how many held-out images a probe reads instead of -n (a probe needs its
+# own count: misclassified images are rare, a class spread needs whole classes, a figure has a number of rows).
+COUNT_OPTIONS = ("images", "scan", "compare", "classes", "per_class")
+ROW_OPTIONS = ("rows", "pairs")  # the count where a probe reads one image per figure row (and has none of the above)
+
+
+def _images_note(
+    name: str, probe: Any, options: dict[str, Any], folder: Path, asked: int, available: int
+) -> str | None:
+    """One line when probe ``name`` read another number of images than ``-n`` asked for, saying why; None when it
+    read ``asked`` (or all ``available`` images, fewer than asked: the command warned of that once already)."""
+    doc = read_json(folder / "results.json", {"run": dict}, "probe results file", InvkitError, "run it again")
+    used = doc.get("run", {}).get("images_used")
+    if not isinstance(used, int) or used == asked or used == available < asked:
+        return None
+    declared = getattr(probe, "options", None)
+    values = dataclasses.asdict(declared) | options if dataclasses.is_dataclass(declared) else dict(options)
+    counts = [f"{k}={values[k]}" for k in COUNT_OPTIONS if isinstance(values.get(k), int)]
+    counts = counts or [f"{k}={values[k]}" for k in ROW_OPTIONS if isinstance(values.get(k), int)]
+    why = (
+        f"its own options set how many ({', '.join(counts)}; change with --option {name}.KEY=N)"
+        if counts
+        else "the probe decides how many it needs"
+    )
+    return f"{name}: used {used} images, not -n {asked}: {why}."
 
 
 def _spec(spec: str | None) -> str | None:
@@ -145,11 +178,17 @@ def _same_settings(path: Path, settings: dict[str, Any]) -> None:
     "--classifier",
     "classifier_spec",
     required=True,
-    help="Registry name (smallcnn.base) or an invkit classifier checkpoint folder.",
+    help="Registry name (smallcnn.base) or an invkit classifier checkpoint folder (also demo:NAME, "
+    "hf-hub:OWNER/NAME[@REV]).",
 )
 @click.option("--weights", default=None, help="Weights file for a registry-name classifier.")
 @click.option("--inverter", "inverter_spec", default=None, help="Inverter registry name (or checkpoint folder).")
-@click.option("--checkpoint", default=None, help="Inverter checkpoint folder (trained for this classifier).")
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="Inverter checkpoint folder (trained for this classifier), or an `invkit train` run folder (its newest "
+    "checkpoint).",
+)
 @click.option(
     "--inverter-option",
     "inverter_options",
@@ -198,13 +237,20 @@ def command(
 ) -> None:
     """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`).
 
-    Each probe writes PNG figures, index.html and results.json into OUT/NAME/ and prints its numbers. A probe
-    whose results.json already exists is skipped unless --force, so an interrupted 'all' resumes. See
-    docs/probes.md for every probe's options and numbers.
+    Each probe writes PNG figures, index.html and results.json into OUT/NAME/ and prints its numbers;
+    OUT/index.html links every probe in OUT. A probe whose results.json already exists is skipped unless --force,
+    so an interrupted 'all' resumes. See docs/probes.md for every probe's options and numbers.
     """
     names = resolve_names(name)
+    classifier_spec, inverter_spec, checkpoint = (
+        local_spec(classifier_spec),
+        local_spec(inverter_spec),
+        local_spec(checkpoint),
+    )
     probes = {n: create_probe(n) for n in names}
     per_probe = split_options(parse_options(options), probes)
+    # names and types checked now, before an existing results.json is compared: a misspelt key is "no option 'gird'"
+    per_probe = {n: check_probe_options(probes[n], per_probe[n]) for n in names}
     inv_opts = parse_options(inverter_options)
     if inv_opts and (checkpoint is not None or (inverter_spec is not None and Path(inverter_spec).is_dir())):
         raise click.UsageError("--inverter-option is for an inverter built from its name; a checkpoint has its config.")
@@ -231,7 +277,7 @@ def command(
     if not todo:
         return
     inputs = input_paths(classifier_spec, weights, inverter_spec, checkpoint, data, ood_data, data_root)
-    claim = claim_output(out_dir, "invkit probe", inputs=inputs, records=("*/results.json",))
+    claim = claim_output(out_dir, "invkit probe", inputs=inputs, writes=(PAGE_NAME,), records=("*/results.json",))
     click.get_current_context().with_resource(claim)  # held until the end
     dev = pick_device(device)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
@@ -246,6 +292,7 @@ def command(
     extra = {"ood": load_dataset(ood_data, "test", root=data_root)} if ood_data else {}
     failed: list[tuple[str, str]] = []
     results: list[tuple[ProbeResult, Path]] = []
+    notes: list[str | None] = []  # a probe that read another number of images than -n, and why
     with progress_bars(transient=True) as progress:
         for i, n in enumerate(todo):
             if len(todo) > 1:
@@ -265,8 +312,8 @@ def command(
             )
             run_info = {
                 **settings,
-                "classifier": classifier.name,
-                "inverter": inverter.registry_name,
+                "classifier": classifier_label(classifier),  # what the weights are (invkit.core.naming)
+                "inverter": inverter_label(inverter),
                 "inverter_options": inv_opts,
                 "data": getattr(dataset, "name", data),
                 "num_images": num_images,
@@ -284,7 +331,14 @@ def command(
                 failed.append((n, str(exc)))
                 continue
             results.append((result, folder))
+            notes.append(_images_note(n, probes[n], per_probe[n], folder, num_images, len(dataset)))
+    ran_on = f"{classifier_label(classifier)} -> {inverter_label(inverter)}"
     for result, folder in results:
-        print_result(result, folder)
+        print_result(result, folder, ran_on)
+    overview = write_probe_index(out_dir) if results else None  # one page across every probe in --out
+    if overview is not None:
+        console.print(f"all probes in {out_dir}: {overview}", soft_wrap=True)
+    for note in filter(None, notes):
+        err_console.print(note, markup=False)
     for n, message in failed:
         err_console.print(f"[yellow]{n}: not run: {message}[/yellow]")

@@ -17,8 +17,17 @@ import torch
 from ..data.datasets import take
 from ..data.images import resize
 from ..errors import InvkitError
-from ..io.checkpoint import read_checkpoint_config
-from ._common import SEED, apply, classifier_from_spec, data_options, dataset_from_spec, device_option, pick_device
+from ..io.checkpoint import checkpoint_folder, read_checkpoint_config
+from ._common import (
+    SEED,
+    apply,
+    classifier_from_spec,
+    data_options,
+    dataset_from_spec,
+    device_option,
+    local_spec,
+    pick_device,
+)
 from ._ui import console
 
 
@@ -46,9 +55,14 @@ def command(
     seed: int,
     device: str,
 ) -> None:
-    """Accumulate standing batch-norm statistics for the inverter in CHECKPOINT and save the result to --out."""
+    """Accumulate standing batch-norm statistics for the inverter in CHECKPOINT and save the result to --out.
+
+    CHECKPOINT is a checkpoint folder, or an `invkit train` run folder (its newest checkpoint, named on stderr).
+    """
     from ..core.factory import create_inverter
 
+    checkpoint, classifier_spec = Path(local_spec(str(checkpoint)) or checkpoint), local_spec(classifier_spec)
+    checkpoint = Path(checkpoint_folder(checkpoint))  # a training run folder: its newest checkpoint (a note says which)
     if batches < 1 or batch_size < 2:
         raise click.BadParameter("needs at least 1 batch of at least 2 images.", param_hint="--batches/--batch-size")
     if out.resolve() == checkpoint.resolve():

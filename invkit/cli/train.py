@@ -19,6 +19,7 @@ from ..training.distributed import launch_env
 from ..training.health import SAMPLES
 from ..training.loop import LOG_FILE, train_inverter
 from ..training.resume import read_run_config, read_run_doc
+from ..training.tensorboard_log import TENSORBOARD_DIR, check_tensorboard
 from ._common import (
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
@@ -59,7 +60,8 @@ def _same(given: Any, stored: Any) -> bool:
 @click.option(
     "--classifier",
     default=None,
-    help="Frozen classifier to invert: a registry name (smallcnn.base) or an invkit checkpoint folder.",
+    help="Frozen classifier to invert: a registry name (smallcnn.mnist) or an invkit checkpoint folder (also "
+    "demo:NAME, hf-hub:OWNER/NAME[@REV]).",
 )
 @click.option("--weights", default=None, help="Published weights file for a registry-name classifier.")
 @click.option("--inverter", default=None, help="Learned inverter to train: a registry name (biggan_proj.paper).")
@@ -143,6 +145,12 @@ def _same(given: Any, stored: Any) -> bool:
     help="Compute the classifier's logits once for the whole data set. [on unless --augment]",
 )
 @click.option(
+    "--tensorboard/--no-tensorboard",
+    default=None,
+    help="Also write the losses, img/s, learning rates and sample grids as TensorBoard events in OUT/tensorboard/ "
+    "(needs `pip install 'invkit[tensorboard]'`). [off; --resume keeps the run's choice]",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its newest checkpoint, exactly; options not given are taken "
@@ -157,6 +165,8 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     """
     main = launch_env()[0] == 0  # WORLD_SIZE/RANK checked first: one line when they are wrong
     given = {k: v for k, v in given.items() if v is not None}
+    if given.get("tensorboard"):
+        check_tensorboard()  # one line naming the pip command, before anything is loaded
     if option:
         given["options"] = parse_options(option, "--option")
     if given.get("data") not in (None, "default") and Path(given["data"]).expanduser().exists():
@@ -220,5 +230,7 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
             f"{result.images_per_s:.1f} img/s"
         )
         console.print(f"checkpoint: {result.checkpoint}   samples: {out}/{SAMPLES}/   log: {out}/{LOG_FILE}")
+        if config.tensorboard:
+            console.print(f"tensorboard: tensorboard --logdir {Path(out) / TENSORBOARD_DIR}")
     else:
         train_inverter(config, classifier, inverter, train_set, heldout, trainer_options=trainer_options, resume=resume)

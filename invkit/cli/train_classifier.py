@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.table import Table
 
@@ -11,6 +13,7 @@ from ..io.train_state import TRAIN_STATE_NAME
 from ..io.weights import WEIGHTS_NAME
 from ..training.classifier import REPORT_NAME, TRAIN_CONFIG_NAME, train_classifier
 from ..training.classifier_config import TrainClassifierConfig, TrainClassifierReport
+from ..training.tensorboard_log import TENSORBOARD_DIR, check_tensorboard
 from ._common import (
     FRACTION,
     NON_NEGATIVE_FLOAT,
@@ -134,6 +137,12 @@ from ._ui import console, progress_bars
     help="bf16: bfloat16 autocast for training steps and attacks (pays off on GPUs and CPUs with AMX/AVX512-BF16).",
 )
 @click.option("--channels-last", is_flag=True, help="channels_last memory format for the network and batches.")
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write the loss, accuracy, learning rate and img/s as TensorBoard events in OUT/tensorboard/ (needs "
+    "`pip install 'invkit[tensorboard]'`); may be switched on or off when resuming.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @device_option
 def command(
@@ -151,6 +160,8 @@ def command(
     report.json, log.jsonl, curves.png and report.html; prints a table of clean accuracy and PGD accuracy on the
     test split.
     """
+    if options.get("tensorboard"):
+        check_tensorboard()  # one line naming the pip command, before anything is loaded
     cfg = TrainClassifierConfig(
         eval_eps=eval_eps or None, eval_samples=eval_samples or None, bf16=precision == "bf16", **options
     )  # type: ignore[arg-type]
@@ -168,6 +179,8 @@ def command(
     console.print(
         f"checkpoint: {report.checkpoint}   report: {report.checkpoint}/{REPORT_NAME} and report.html", soft_wrap=True
     )
+    if cfg.tensorboard:
+        console.print(f"tensorboard: tensorboard --logdir {Path(out_dir) / TENSORBOARD_DIR}", soft_wrap=True)
 
 
 def print_report(report: TrainClassifierReport) -> None:

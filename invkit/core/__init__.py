@@ -5,11 +5,13 @@ images -> ``Classifier`` -> logits -> ``Inverter`` -> reconstructions; a ``Probe
 * ``classifier``: ``Classifier`` (frozen network + its preprocessing ``ClassifierConfig``), ``load_classifier``.
 * ``inverter``: ``Inverter`` (logits -> images), ``InverterTrainer`` (one training step), ``load_inverter``.
 * ``probe``: ``Probe``, ``ProbeContext``, ``ProbeResult``, ``run_probe``.
+* ``probe_page``: the HTML page of a probe's result (``run_probe`` renders it) and the page across probes.
 * ``registry``: ``name.tag`` registries with wildcards and close-match errors (after timm's ``_registry``).
 * ``plugins``: discovery through pluggy and the ``invkit`` entry-point group; ``get_registry``.
 * ``factory``: ``create_classifier``, ``create_inverter``, ``create_probe`` and ``list_*``.
 * ``resolve``: a CLI spec (registry name or checkpoint folder) -> classifier or inverter.
 * ``provenance``: which classifier an inverter checkpoint was trained for, and whether a classifier is that one.
+* ``naming``: the names people read for a model: what its weights are (``smallcnn.base @ FOLDER``).
 * ``adversarial``: FGSM and PGD against any classifier (adversarial training, the FGSM probe).
 
 Modules here import from ``invkit.io``, ``invkit.data``, ``invkit.utils`` and the base modules only.

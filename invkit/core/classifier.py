@@ -152,10 +152,13 @@ class Classifier(nn.Module):
         random_weights: True when a factory built it without trained weights (an in-house net without
             ``weights``, a published one with ``pretrained=False``); ``load_network_state`` sets it back to False.
             The commands warn before using such a classifier (``invkit.core.resolve.resolve_classifier``).
+        checkpoint_dir: the checkpoint folder ``load_classifier`` read it from (None otherwise); tables and pages
+            name the classifier by it (``invkit.core.naming.classifier_label``: ``smallcnn.base @ FOLDER``).
     """
 
     registry_name: str = ""
     random_weights: bool = False
+    checkpoint_dir: Path | None = None
 
     def __init__(self, network: nn.Module, config: ClassifierConfig, init_kwargs: dict[str, Any] | None = None):
         super().__init__()
@@ -332,7 +335,8 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
     replaces the factory's, and the weights come from ``model.safetensors``.
 
     Args:
-        directory: the checkpoint folder (config.json + model.safetensors).
+        directory: the checkpoint folder (config.json + model.safetensors), or ``demo:NAME`` or
+            ``hf-hub:OWNER/NAME[@REVISION]`` (``invkit.io.locate.local_checkpoint``).
 
     Raises:
         CheckpointError: the folder or its ``config.json`` is missing, corrupt, unnamed or of an inverter; the
@@ -342,9 +346,18 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
         UnknownNameError: the stored name is not registered (its plugin is not installed).
         AmbiguousNameError: several plugins registered the stored name.
     """
-    from ..io.checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
+    from ..io.checkpoint import (
+        build_from_config,
+        check_weights,
+        checkpoint_folder,
+        load_checkpoint_weights,
+        read_checkpoint_config,
+    )
+    from ..io.locate import local_checkpoint
     from .plugins import get_registry
 
+    directory = local_checkpoint(directory) if isinstance(directory, str) else directory  # demo:, hf-hub:
+    directory = checkpoint_folder(directory)  # a run folder (checkpoints/step_N): its newest checkpoint, said in a note
     doc = read_checkpoint_config(directory, kind="classifier")
     entry = get_registry("classifier").resolve(doc["name"])
     cfg = doc.get("config", {})
@@ -353,7 +366,7 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
         raise CheckpointError(
             f"'{directory}/config.json': 'init_kwargs' must be a JSON object; the checkpoint is corrupt."
         )
-    clf = build_from_config(entry.factory, doc, directory, pretrained=False, **init_kwargs)
+    clf = build_from_config(entry.build, doc, directory, pretrained=False, **init_kwargs)  # declared options checked
     if not isinstance(clf, Classifier):
         raise CheckpointError(f"registry name {doc['name']} did not build a Classifier")
     clf.registry_name = entry.name
@@ -376,4 +389,5 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
     state = load_checkpoint_weights(directory)
     check_weights(state, clf.network, f"weights in '{directory}'")
     clf.load_network_state(state, f"weights in '{directory}'")
+    clf.checkpoint_dir = Path(directory).expanduser().absolute()  # names it for people (invkit.core.naming)
     return clf.eval()

@@ -31,8 +31,10 @@ def create_classifier(name: str | None = None, *, checkpoint: str | None = None,
         AmbiguousNameError: several plugins registered that name.
         CheckpointError: the checkpoint is missing, corrupt or does not fit (see ``load_classifier``), or it holds
             a classifier other than ``name`` (the names before the tag differ).
-        InvkitError: neither ``name`` nor ``checkpoint`` given; the built-in factories raise it (or its subclass
-            ``InputError``) for an option they do not take or a value they refuse.
+        InputError: an option the registration does not declare (``register(..., options=...)``; the message
+            names the closest ones) or a value of the wrong type, checked before the factory is called
+            (``invkit.utils.config.check_options``).
+        InvkitError: neither ``name`` nor ``checkpoint`` given; a factory's own refusal of a value.
         WeightsNotFoundError: from the built-in factories: the pretrained weights are not cached and cannot be
             downloaded, or the ``weights`` file does not exist.
     """
@@ -44,7 +46,7 @@ def create_classifier(name: str | None = None, *, checkpoint: str | None = None,
     if name is None:
         raise InvkitError("give a classifier name or a checkpoint folder.")
     entry = get_registry("classifier").resolve(name)
-    clf = entry.factory(**kwargs)
+    clf = entry.build(**kwargs)  # options the registration declares are checked first (Entry.build)
     if isinstance(clf, Classifier):
         clf.registry_name = clf.registry_name or entry.name
     return clf
@@ -71,14 +73,16 @@ def create_inverter(
         AmbiguousNameError: several plugins registered that name.
         CheckpointError: the checkpoint is missing, corrupt or its weights do not fit (see ``load_inverter``).
         InvkitError: neither ``name`` nor ``checkpoint`` given.
-        InputError: from the built-in factories: an option that is not a config field, or a value they refuse.
+        InputError: an option that is not a field of the options the registration declares (the message names the
+            closest ones), or a value of the wrong type, NaN/inf or a negative size (``check_options``), before the
+            factory is called; or a value the factory itself refuses.
     """
     if checkpoint is not None:
         return load_inverter(checkpoint, classifier=classifier)
     if name is None:
         raise InvkitError("give an inverter name or a checkpoint folder.")
     entry = get_registry("inverter").resolve(name)
-    inv = entry.factory(classifier=classifier, **kwargs)
+    inv = entry.build(classifier=classifier, **kwargs)  # its declared options checked first (Entry.build)
     inv.registry_name = inv.registry_name or entry.name
     return inv
 
@@ -93,11 +97,11 @@ def create_probe(name: str, **kwargs: Any) -> Probe:
     Raises:
         UnknownNameError: ``name`` is not registered.
         AmbiguousNameError: several plugins registered it.
-        InputError: from the factory: the built-in probes refuse an option they do not have or a value of the
-            wrong type (``rows=2.5``) or NaN/inf.
+        InputError: an option the probe does not declare in ``Probe.options`` (the message names the closest ones)
+            or a value of the wrong type (``rows=2.5``) or NaN/inf (``invkit.utils.config.check_options``).
     """
     entry = get_registry("probe").resolve(name)
-    probe = entry.factory(**kwargs)
+    probe = entry.build(**kwargs)  # checked against the probe's options first (Entry.build)
     probe.name = probe.name or entry.name
     return probe
 

@@ -33,11 +33,25 @@ class Inverter(nn.Module, abc.ABC):
 
     Attributes:
         registry_name: the ``name.tag`` that rebuilds this inverter (set by its factory).
-        trainable: whether ``make_trainer`` is implemented.
+        trainable: whether ``make_trainer`` is implemented: the one declaration that an inverter learns. invkit reads
+            it before building (to refuse a learned inverter without a checkpoint) from the class the factory's
+            return annotation names, else from an inverter built on the meta device (``invkit.core.resolve.
+            is_learned``). ``factory.trainable`` on the registered factory is deprecated.
+        checkpoint_dir: the checkpoint folder ``load_inverter`` read it from (None otherwise); tables and pages
+            name the inverter by it (``invkit.core.naming.inverter_label``: ``biggan_proj.paper @ RUN/step_N (32x32,
+            ch 16)``).
     """
 
     registry_name: str = ""
+    checkpoint_dir: Path | None = None
     trainable: ClassVar[bool] = False
+
+    def forward(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``invert`` by default, so that calling the inverter (or the ``DistributedDataParallel`` that wraps it
+        during distributed training) inverts; a subclass may define ``forward`` as its raw network instead."""
+        return self.invert(logits, noise=noise, generator=generator)
 
     def __init__(self, config: Any):
         super().__init__()
@@ -289,12 +303,39 @@ class InverterTrainer(abc.ABC):
         * ``inference_inverter()`` is what gets saved as ``model.safetensors`` (the EMA copy for a GAN).
         * Under DDP the loop calls ``distribute(wrap)`` once before training; ``wrap(module)`` returns the
           module wrapped in ``DistributedDataParallel``. The trainer wraps what it trains and uses the
-          wrapped modules in ``train_step`` so that gradients are averaged across ranks.
+          wrapped modules in ``train_step`` so that gradients are averaged across ranks. For an ``Inverter``,
+          ``wrap`` returns an ``invkit.training.distributed.DistributedInverter``: ``wrapped.invert(logits,
+          noise)`` runs the inverter's ``invert`` through DDP, and ``wrapped(...)`` its ``forward`` (which is
+          ``invert`` unless the subclass defines it), so a trainer uses the inverter API under DDP as without it.
+        * Options: a trainer that takes options declares them as a dataclass instance in ``options`` (its fields
+          and defaults); ``make_trainer`` passes them on with ``super().__init__(inverter, classifier,
+          **options)``, which checks the names and types (``invkit.utils.config.check_options``: an unknown key
+          with the closest names, ``g_lr="abc"``, NaN, a negative learning rate) and sets ``self.options`` to the
+          dataclass with the given values applied.
+
+    Attributes:
+        options: the options dataclass instance (declared on the class: the defaults; after ``__init__``: the
+            values this trainer runs with). None for a trainer that takes no options.
     """
 
-    def __init__(self, inverter: Inverter, classifier: Any):
+    options: Any = None
+
+    def __init__(self, inverter: Inverter, classifier: Any, **options: Any):
+        """Keep the inverter and the classifier, and apply ``options`` (see the class docstring).
+
+        Raises:
+            InputError: an option the trainer's ``options`` do not declare (with the closest names; any option when
+                it declares none), or a value of the wrong type, NaN/inf or a negative size or rate.
+        """
+        from ..utils.config import check_options
+
         self.inverter = inverter
         self.classifier = classifier
+        where = f"{inverter.registry_name or type(inverter).__name__} trainer"
+        if self.options is not None:
+            self.options = dataclasses.replace(self.options, **check_options(self.options, options, where))
+        elif options:
+            raise InputError(f"{where} takes no options, got {', '.join(sorted(options))}.")
 
     @abc.abstractmethod
     def train_step(self, next_batch: Callable[[], Batch], step: int) -> dict[str, float]:
@@ -343,23 +384,37 @@ def load_inverter(
     the inverter's ``registry_name`` is that name (the full ``name.tag``).
 
     Args:
-        directory: the checkpoint folder.
+        directory: the checkpoint folder, or ``demo:NAME`` or ``hf-hub:OWNER/NAME[@REVISION]``
+            (``invkit.io.locate.local_checkpoint``); an ``invkit train`` run folder means its newest checkpoint
+            (``invkit.io.checkpoint.checkpoint_folder``, with a ``NewestCheckpointNote`` naming it).
         classifier: passed to the factory; needed by inverters that run the classifier (``optim``).
         map_location: device for the weights.
 
     Raises:
-        CheckpointError: missing, corrupt or unnamed checkpoint, or weights that do not fit.
+        CheckpointError: missing, corrupt or unnamed checkpoint, stored config values its options refuse, weights
+            that do not fit; a run folder without a complete checkpoint.
         UnknownNameError: the stored name is not registered (its plugin is not installed).
     """
-    from ..io.checkpoint import build_from_config, check_weights, load_checkpoint_weights, read_checkpoint_config
+    from ..io.checkpoint import (
+        build_from_config,
+        check_weights,
+        checkpoint_folder,
+        load_checkpoint_weights,
+        read_checkpoint_config,
+    )
+    from ..io.locate import local_checkpoint
     from ..io.state_dict import load_strict, strip_prefix
     from .plugins import get_registry
 
+    directory = local_checkpoint(directory) if isinstance(directory, str) else directory  # demo:, hf-hub:
+    directory = checkpoint_folder(directory)  # an invkit train run folder: its newest checkpoint, said in a note
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
-    inv = build_from_config(entry.factory, doc, directory, classifier=classifier, **doc.get("config", {}))
+    # Entry.build checks the stored values against the options the registration declares, as for --option
+    inv = build_from_config(entry.build, doc, directory, classifier=classifier, **doc.get("config", {}))
     inv.registry_name = inv.registry_name or entry.name
     state, _ = strip_prefix(load_checkpoint_weights(directory), inv.state_dict().keys())
     check_weights(state, inv, f"weights in '{directory}'")  # integer or NaN/inf weights would load silently
     load_strict(inv, state, f"'{Path(directory) / 'model.safetensors'}'", doc["name"])  # brief on what misfits
+    inv.checkpoint_dir = Path(directory).expanduser().absolute()  # names it for people (invkit.core.naming)
     return inv.to(map_location).eval()

@@ -9,6 +9,7 @@ contributes none of its names: a half-registered plugin would be harder to under
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import types
 import warnings
@@ -120,21 +121,23 @@ def _fill(kind: str, hook_name: str) -> Registry:
     # Call each implementation on its own so that every name records which plugin registered it, and so that a
     # hook that raises (or registers an invalid name) is skipped whole, with a warning, without the others.
     for impl in reversed(hook.get_hookimpls()):
-        names: list[tuple[str, Any, str]] = []
+        names: list[tuple[str, Any, str, Any]] = []
 
-        def register(name: str, factory: Any, description: str = "", _names: list = names) -> None:
+        def register(name: str, factory: Any, description: str = "", options: Any = None, _names: list = names) -> None:
             registry.check_name(name)
             if not callable(factory):
                 raise InvkitError(f"the factory registered for {kind} '{name}' is not callable")
-            _names.append((name, factory, description))
+            if options is not None and not dataclasses.is_dataclass(options):
+                raise InvkitError(f"the options registered for {kind} '{name}' must be a dataclass (class or instance)")
+            _names.append((name, factory, description, options))
 
         try:
             impl.function(register=register)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break unrelated commands
             _skip(impl.plugin_name, f"failed in its {hook_name} hook", exc)
             continue
-        for name, factory, description in names:
-            registry.register(name, factory, plugin=impl.plugin_name, description=description)
+        for name, factory, description, options in names:
+            registry.register(name, factory, plugin=impl.plugin_name, description=description, options=options)
     return registry
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..io.checkpoint import weights_digest
+from ..io.locate import has_prefix, local_checkpoint
 from .classifier import Classifier
 from .resolve import is_checkpoint_spec
 
@@ -26,7 +27,8 @@ def classifier_identity(spec: str, classifier: Classifier | None = None, weights
 
     Args:
         spec: the classifier as given: a checkpoint folder (recorded by absolute path and the ``weights_digest``
-            of its ``model.safetensors``) or a registry name.
+            of its ``model.safetensors``; ``demo:NAME`` and ``hf-hub:...`` by the folder they name) or a registry
+            name.
         classifier: the classifier in use; adds ``network_sha256``, the digest of the weights it holds
             (``network_digest``), which is what a resume compares whatever the spec.
         weights: a ``--weights`` file; adds its absolute path (``weights_file``) and digest
@@ -35,6 +37,8 @@ def classifier_identity(spec: str, classifier: Classifier | None = None, weights
     Returns:
         Strings only: ``path`` and ``weights_sha256``, or ``name``; and the optional fields above.
     """
+    if has_prefix(spec):
+        spec = local_checkpoint(spec)
     if is_checkpoint_spec(spec) and Path(spec).expanduser().is_dir():
         ident = {"path": str(Path(spec).expanduser().resolve()), "weights_sha256": weights_digest(spec)}
     else:
@@ -105,6 +109,8 @@ def recorded_classifier(doc: dict[str, Any]) -> dict[str, str]:
     values = (doc.get("classifier_identity"), doc.get("classifier"), extra.get("classifier"))
     for value in (*values, train_cfg.get("classifier")):
         if isinstance(value, str) and value:
+            if has_prefix(value):
+                continue  # demo:/hf-hub: as given; classifier_identity recorded the folder it named and its digest
             if is_checkpoint_spec(value):
                 folder(value)
             else:

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AmbiguousNameError, InvkitError, UnknownNameError
+from ..utils.config import check_options
+
+# Factory arguments that are not options, taken beside the declared ones (docs/plugins.md, sections 3 and 4).
+FACTORY_ARGS = {"classifier": ("pretrained", "weights"), "inverter": ("classifier",), "probe": ()}
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class Entry:
         kind: ``classifier``, ``inverter`` or ``probe``.
         plugin: name of the plugin that registered it (the entry-point name for installed plugins).
         description: one line shown by ``invkit list``.
+        options: the dataclass (class or instance) declaring the options the factory takes, given as
+            ``register(..., options=...)``; for a probe registered as its class, the class' ``options``. None:
+            the factory gets every keyword unchecked.
     """
 
     name: str
@@ -36,6 +43,32 @@ class Entry:
     kind: str
     plugin: str
     description: str = ""
+    options: Any = None
+
+    def declared_options(self) -> Any:
+        """The options dataclass of this name (see ``options``), or None when it declares none."""
+        if self.options is not None:
+            return self.options
+        declared = getattr(self.factory, "options", None) if isinstance(self.factory, type) else None
+        return declared if declared is not None and dataclasses.is_dataclass(declared) else None
+
+    def build(self, **kwargs: Any) -> Any:
+        """Call the factory, its options checked first (``invkit.utils.config.check_options``) when it declares them.
+
+        ``create_classifier``, ``create_inverter``, ``create_probe`` and ``load_classifier``/``load_inverter`` (with
+        the values a ``config.json`` stores) build through here, so a plugin never checks option names or types.
+        The factory's own arguments (``FACTORY_ARGS``: ``classifier``; ``pretrained``, ``weights``) pass unchecked.
+
+        Raises:
+            InputError: a key the options do not declare (with the closest names), or a value of the wrong type,
+                NaN/inf, or (inverters and classifiers) a negative size or rate; nothing is built.
+        """
+        declared = self.declared_options()
+        if declared is not None:
+            kwargs = check_options(
+                declared, kwargs, self.name, signs=self.kind != "probe", accept=FACTORY_ARGS.get(self.kind, ())
+            )
+        return self.factory(**kwargs)
 
     @property
     def base(self) -> str:
@@ -70,15 +103,28 @@ class Registry:
         ):
             raise InvkitError(f"invalid {self.kind} name {name!r}: use 'name' or 'name.tag' without wildcards.")
 
-    def register(self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = "") -> None:
-        """Add ``name``; a name another plugin already registered becomes a conflict (see ``conflicts``)."""
+    def register(
+        self, name: str, factory: Callable[..., Any], *, plugin: str = "?", description: str = "", options: Any = None
+    ) -> None:
+        """Add ``name``; a name another plugin already registered becomes a conflict (see ``conflicts``).
+
+        Raises:
+            InvkitError: an invalid name, or ``options`` that is neither None nor a dataclass (class or instance).
+        """
         self.check_name(name)
+        if options is not None and not dataclasses.is_dataclass(options):
+            raise InvkitError(
+                f"the options registered for {self.kind} '{name}' must be a dataclass (its fields are the options), "
+                f"got {type(options).__name__}."
+            )
         if name in self._entries and self._entries[name].plugin != plugin:
             holders = self._conflicts.setdefault(name, [self._entries[name].plugin])
             if plugin not in holders:
                 holders.append(plugin)
             return
-        entry = Entry(name=name, factory=factory, kind=self.kind, plugin=plugin, description=description)
+        entry = Entry(
+            name=name, factory=factory, kind=self.kind, plugin=plugin, description=description, options=options
+        )
         self._entries[name] = entry
         self._defaults.setdefault(entry.base, name)
 
@@ -129,7 +175,7 @@ class Registry:
         raise UnknownNameError(self.kind, name, list(dict.fromkeys(close)))
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        return self.resolve(name).factory(**kwargs)
+        return self.resolve(name).build(**kwargs)
 
     def infer_name(self, obj: Any) -> str | None:
         """The one registered name whose factory builds objects like ``obj``, or None when none or several do.

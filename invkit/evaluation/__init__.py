@@ -11,11 +11,14 @@ Modules, in the order a bench run uses them:
 * ``bench``: ``Bench``, the runner: checks the inputs, runs and scores every pair, reuses finished ones and
   writes results.json.
 * ``report``: results.csv, report.md and report.html, written from results.json.
+* ``export``: a checkpoint as a folder for the Hugging Face Hub, its model card naming the classifier it inverts
+  and, from a bench's results.json, its numbers (``export_checkpoint``, ``invkit export``).
 """
 
 from __future__ import annotations
 
 from .bench import Bench
+from .export import export_checkpoint
 from .inversion import classifier_logits, invert_logits
 from .metrics import (
     LPIPS,
@@ -34,6 +37,7 @@ from .settings import BenchSettings, Pair, PairResult
 __all__ = [
     "Bench",
     "BenchSettings",
+    "export_checkpoint",
     "Pair",
     "PairResult",
     "pick_indices",

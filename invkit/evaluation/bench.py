@@ -30,21 +30,23 @@ import torch
 from .._version import __version__
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
+from ..core.naming import classifier_label, inverter_label
 from ..core.resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
 from ..data.classes import for_classifier
 from ..data.datasets import ImageDataset
 from ..data.images import resize
 from ..data.sources import load_dataset
 from ..errors import DataError, InvkitError, TrainingError, short_message
-from ..io.checkpoint import load_checkpoint_weights, read_checkpoint_config
+from ..io.checkpoint import checkpoint_folder, load_checkpoint_weights, read_checkpoint_config
 from ..io.files import atomic_write_json
+from ..io.locate import has_prefix, local_checkpoint, spec_label
 from ..io.outputs import machine_info
 from ..io.read import Required, read_json
 from ..utils.config import check_fields
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
 from .inversion import classifier_logits, invert_logits, pair_task
-from .matching import CheckpointMatching, _checkpoint_folder
+from .matching import CheckpointMatching
 from .report import COLUMNS
 from .sampling import _stack, pick_indices
 from .settings import BenchSettings, Pair, PairResult, _location
@@ -110,6 +112,7 @@ class Bench(CheckpointMatching):
         self.progress = progress
         self.device = torch.device(settings.device)
         check_fields(BenchSettings, asdict(settings), "bench settings")  # types, NaN, negative sizes, batch 0
+        _resolve_prefixes(settings)  # demo:NAME and hf-hub:... become their folders before anything reads them
         if settings.n < 1:
             raise InvkitError(f"-n must be at least 1, got {settings.n}.")
         if settings.id_k < 2:
@@ -122,7 +125,7 @@ class Bench(CheckpointMatching):
         self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
         self.dataset = self._match_classes(self.dataset)
         self._check_inverter_names()
-        settings.checkpoints = [_checkpoint_folder(c) for c in settings.checkpoints]
+        settings.checkpoints = [checkpoint_folder(c) for c in settings.checkpoints]  # a run: its newest
         self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
         for c in settings.checkpoints:  # a missing, pickled or corrupt weights file fails now, not mid-run
             load_checkpoint_weights(c)
@@ -292,7 +295,8 @@ class Bench(CheckpointMatching):
                 f"{str(exc).rstrip('.')}; computing {pair.classifier_label} x {pair.inverter} again.", stacklevel=2
             )
             return False
-        return True
+        # more report images asked for (--report-images) than were kept: computed again, to the same numbers
+        return len(images) >= min(self.settings.grid_images, len(self.indices))
 
     def _save_originals(self) -> None:
         from ..io.files import atomic_save_safetensors
@@ -353,6 +357,7 @@ class Bench(CheckpointMatching):
             progress=self.progress,
         )
         trained = result.trainer.inference_inverter()
+        trained.checkpoint_dir = result.checkpoint  # named by the checkpoint it wrote (invkit.core.naming)
         return trained.to(self.device).eval(), {
             "trained_steps": result.step,
             "train_seconds": round(time.perf_counter() - t0, 2),
@@ -384,7 +389,8 @@ class Bench(CheckpointMatching):
             from ..io.files import atomic_save_safetensors
 
             g = min(s.grid_images, len(recon))
-            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu()})
+            # the originals as this pair's metrics saw them (at the inverter's resolution), for the report's figures
+            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu(), "targets": images[:g].cpu()})
         return record
 
     def _describe(self, pair: Pair, clf: Classifier, inv: Inverter) -> dict[str, Any]:
@@ -398,6 +404,9 @@ class Bench(CheckpointMatching):
             "inverter_name": inv.registry_name,
             "checkpoint": pair.checkpoint,
             "n": len(self.originals),
+            # what the weights are, as tables and pages show them (invkit.core.naming)
+            "classifier_weights": classifier_label(clf),
+            "inverter_label": inverter_label(inv),
         }
 
     def _score(
@@ -458,3 +467,18 @@ class Bench(CheckpointMatching):
         doc = self.document()
         atomic_write_json(self.out / RESULTS_NAME, doc)  # NaN metrics become null: results.json stays valid JSON
         write_reports(self.out, doc)
+
+
+def _resolve_prefixes(settings: BenchSettings) -> None:
+    """Replace the ``demo:NAME`` and ``hf-hub:...`` specs of ``settings`` by their folders
+    (``invkit.io.locate.local_checkpoint``); such a classifier keeps its short name as its label (``NAME``)."""
+    local = {spec: local_checkpoint(spec) for spec in settings.classifiers if has_prefix(spec)}
+    for spec, folder in local.items():
+        settings.classifier_labels.setdefault(folder, settings.classifier_labels.pop(spec, None) or spec_label(spec))
+    settings.classifiers = [local.get(spec, spec) for spec in settings.classifiers]
+    settings.checkpoints = [local_checkpoint(c) for c in settings.checkpoints]
+    renamed = {}
+    for key, folder in settings.checkpoint_map.items():  # "classifier spec|inverter base" -> checkpoint
+        clf, _, inv = key.rpartition("|")
+        renamed[f"{local.get(clf, clf)}|{inv}"] = local_checkpoint(folder)
+    settings.checkpoint_map = renamed

@@ -1,6 +1,7 @@
 """Which inverter checkpoint each (classifier, inverter) pair of a bench run uses, decided before anything runs.
 
-``--checkpoint`` folders (an ``invkit train`` run folder stands for its newest checkpoint: ``_checkpoint_folder``)
+``--checkpoint`` folders (an ``invkit train`` run folder stands for its newest checkpoint:
+``invkit.io.checkpoint.checkpoint_folder``, the rule every command shares)
 are matched to pairs by inverter name and logit size and, when several fit, by the classifier their ``config.json``
 records (``invkit.core.provenance``); a learned inverter with no fitting checkpoint is trained by the run or
 refused. ``CheckpointMatching`` holds these steps as methods of ``Bench`` (its base class): they read the run's
@@ -10,25 +11,12 @@ checkpoints are matched to pairs goes here.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..core.classifier import Classifier
 from ..core.provenance import _identity_matches, recorded_classifier
 from ..errors import CheckpointError, InvkitError
 from .settings import BenchSettings, Pair
-
-
-def _checkpoint_folder(path: str) -> str:
-    """A checkpoint folder as given, or the newest checkpoint of an ``invkit train`` run folder."""
-    p = Path(path).expanduser()
-    if p.is_dir() and not (p / "config.json").exists() and (p / "checkpoints").is_dir():
-        from ..training.checkpoints import latest_checkpoint
-
-        newest = latest_checkpoint(p)
-        if newest is not None:
-            return str(newest)
-    return path
 
 
 class CheckpointMatching:
@@ -110,11 +98,6 @@ class CheckpointMatching:
         )
 
     def _is_learned(self, inv_name: str, clf: Classifier) -> bool:
-        from ..core.plugins import get_registry
+        from ..core.resolve import is_learned
 
-        factory = get_registry("inverter").resolve(inv_name).factory
-        trainable = getattr(factory, "trainable", None)
-        if trainable is not None:
-            return bool(trainable)
-        inv = factory(classifier=clf, **self._options(inv_name))
-        return bool(getattr(inv, "trainable", False))
+        return is_learned(inv_name, clf, self._options(inv_name))  # Inverter.trainable, read as resolve reads it

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..io.figures import html_table, img_tag, save_grid, save_rows, write_html_page
+from ..io.figures import html_table, img_tag, save_labelled_rows, write_html_page
 from ..io.files import atomic_write_text
 
 # (header, record key, format) of the comparison table, in order.
@@ -126,11 +126,22 @@ def fmt(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def shown_inverter(record: dict[str, Any]) -> str:
+    """The inverter of a result as tables and figures name it: what its weights are (``inverter_label``:
+    ``biggan_proj.paper @ RUN/step_N (32x32, ch 16)``, ``invkit.core.naming``), or the name it was asked for in
+    results written before invkit recorded that."""
+    return str(record.get("inverter_label") or record.get("inverter", "?"))
+
+
 def table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The comparison table as headers and rows of strings (the CLI, report.md and report.html show this)."""
+    """The comparison table as headers and rows of strings (the CLI, report.md and report.html show this); the
+    inverter column names what each inverter's weights are (``shown_inverter``)."""
     k = doc["results"][0].get("id_k") if doc.get("results") else None
     headers = [h if key != "id_accuracy" or k is None else f"instance ID (k={k})" for h, key, _ in COLUMNS]
-    rows = [[fmt(r.get(key), spec) for _, key, spec in COLUMNS] for r in doc.get("results", [])]
+    rows = [
+        [fmt(r.get(key), spec) if key != "inverter" else shown_inverter(r) for _, key, spec in COLUMNS]
+        for r in doc.get("results", [])
+    ]
     return headers, rows
 
 
@@ -161,8 +172,8 @@ def settings_lines(doc: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------- grids
-def _load(path: Path) -> torch.Tensor | None:
-    """The ``images`` of a file under ``images/`` for a figure; None when it is absent, or damaged (named in a
+def _load(path: Path, key: str = "images") -> torch.Tensor | None:
+    """The ``key`` tensor of a file under ``images/`` for a figure; None when it is absent, or damaged (named in a
     warning: a bench rerun computes that pair again, see ``Bench._images_reusable``)."""
     import warnings
 
@@ -172,30 +183,55 @@ def _load(path: Path) -> torch.Tensor | None:
     if not path.exists():
         return None
     try:
-        images = load_safetensors(path).get("images")
+        images = load_safetensors(path).get(key)
     except CheckpointError as exc:
         warnings.warn(f"{str(exc).rstrip('.')}; its row is left out of the report's figures.", stacklevel=2)
         return None
+    if key != "images" and images is None:
+        return None  # written before invkit kept it: the caller falls back
     if images is None or images.dim() != 4 or not images.is_floating_point():
         warnings.warn(
-            f"'{path}' holds no float (N, C, H, W) 'images'; its row is left out of the report's figures.", stacklevel=2
+            f"'{path}' holds no float (N, C, H, W) '{key}'; its row is left out of the report's figures.", stacklevel=2
         )
         return None
     return images
 
 
-def grid_rows(out: Path, doc: dict[str, Any]) -> dict[str, list[tuple[str, torch.Tensor]]]:
-    """Per classifier: [("original", images), (inverter, reconstructions), ...] for the figure."""
+# (row label, short name for alt texts, images) of one figure row
+GridRow = tuple[str, str, torch.Tensor]
+
+
+def grid_rows(out: Path, doc: dict[str, Any]) -> dict[str, list[GridRow]]:
+    """Per classifier, the rows of its figure: the originals as the metrics saw them, then each inverter's
+    reconstructions of them, every row labelled.
+
+    The metrics score a reconstruction against the originals at its inverter's resolution
+    (``Inverter.target_images``), which the bench saves beside the reconstructions (``targets``); an ``original HxW``
+    row stands above the inverters scored against it, and another where the next inverter's originals differ (a
+    28x28 ``optim`` after a 32x32 ``biggan_proj``). Images stay at their own resolution (no resampling for the
+    figure). Results saved before invkit kept ``targets`` show the data's originals resized to the inverter's size.
+    """
     originals = _load(out / "images" / "originals.safetensors")
     if originals is None:
         return {}
-    by_clf: dict[str, list[tuple[str, torch.Tensor]]] = {}
+    by_clf: dict[str, list[GridRow]] = {}
+    shown: dict[str, torch.Tensor] = {}  # classifier -> the originals row it shows last
     for r in doc.get("results", []):
-        recon = _load(out / "images" / f"{r['slug']}.safetensors")
+        path = out / "images" / f"{r['slug']}.safetensors"
+        recon = _load(path)
         if recon is None:
             continue
-        rows = by_clf.setdefault(r["classifier"], [("original", originals)])
-        rows.append((r["inverter"], recon[: len(originals)]))
+        targets = _load(path, "targets")
+        if targets is None:
+            targets = _match_size(originals, recon.shape[-1])
+        n = min(len(recon), len(targets))
+        targets, recon = targets[:n], recon[:n]
+        rows = by_clf.setdefault(r["classifier"], [])
+        last = shown.get(r["classifier"])
+        if last is None or last.shape != targets.shape or not torch.equal(last, targets):
+            rows.append((f"original {targets.shape[-2]}x{targets.shape[-1]}", "original", targets))
+            shown[r["classifier"]] = targets
+        rows.append((shown_inverter(r), str(r.get("inverter", "?")), recon))
     return by_clf
 
 
@@ -205,8 +241,10 @@ def _match_size(images: torch.Tensor, size: int) -> torch.Tensor:
     return resize(images.float(), size) if images.shape[-1] != size else images
 
 
-def _scale(images: torch.Tensor) -> int:
-    return max(1, 96 // images.shape[-1])
+def _cell(rows: list[GridRow]) -> int:
+    """The side of one image's cell in a figure: the largest image side, enlarged by a whole factor to ~96 px."""
+    side = max(max(images.shape[-2:]) for _, _, images in rows)
+    return side * max(1, 96 // side)
 
 
 # --------------------------------------------------------------------------------------------------- writers
@@ -217,10 +255,9 @@ def write_reports(out: str | os.PathLike, doc: dict[str, Any]) -> dict[str, Path
     grids = grid_rows(out, doc)
     pngs: dict[str, Path] = {}
     for clf, rows in grids.items():
-        size = rows[0][1].shape[-2:]
-        images = [_match_size(imgs, size[-1]) for _, imgs in rows]
         slug = "".join(c if c.isalnum() or c in "._-" else "_" for c in clf)
-        pngs[clf] = save_rows(images, out / "images" / f"grid_{slug}.png", scale=_scale(images[0]))
+        labelled = [(label, images) for label, _, images in rows]
+        pngs[clf] = save_labelled_rows(labelled, out / "images" / f"grid_{slug}.png", cell=_cell(rows))
     paths["md"] = write_markdown(out / "report.md", doc, pngs, out)
     paths["html"] = write_html(out / "report.html", doc, grids, out)
     return paths
@@ -250,7 +287,8 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
         "",
         "## Reconstructions",
         "",
-        "Each figure: the originals (top row), then each inverter's reconstruction from their logits.",
+        "Each figure, rows labelled: the originals at the resolution the metrics compared them at (the inverter's), "
+        "then each inverter's reconstructions from their logits.",
         "",
     ]
     for clf, png in pngs.items():
@@ -260,31 +298,32 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
     return path
 
 
-def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[tuple[str, torch.Tensor]]], out: Path) -> Path:
+def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[GridRow]], out: Path) -> Path:
     headers, rows = table(doc)
     table_html = html_table([dict(zip(headers, r)) for r in rows], headers).replace(
         "<table>", "<table id='results'>", 1
     )
     settings = "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in settings_lines(doc)) + "</ul>"
     style = (
-        "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left} .grid td{text-align:left}</style>"
+        "<style>#results td:nth-child(2),#results th:nth-child(2){text-align:left} .grid td{text-align:left}"
+        " .grid-scroll{overflow-x:auto} .grid img{max-width:none}</style>"
     )
     sections = [("Settings", settings), ("Comparison", style + table_html)]
     for clf, rows_ in grids.items():
-        size = rows_[0][1].shape[-1]
+        cell = _cell(rows_)  # one cell size for every row: the columns line up
         cells = []
-        for i, (label, images) in enumerate(rows_):
+        for i, (label, short, images) in enumerate(rows_):
             strip = out / "images" / f".strip{i}.png"
-            images = _match_size(images, size)  # every row at the originals' size and scale, as in the grid PNG
-            save_grid(images, strip, nrow=len(images), scale=_scale(images))
+            save_labelled_rows([("", images)], strip, cell=cell, per_line=max(len(images), 1))
             cells.append(
                 f"<tr><th>{html.escape(label)}</th><td class='grid-row'>"
-                f"{img_tag(strip, alt=f'{clf} {label}')}</td></tr>"
+                f"{img_tag(strip, alt=f'{clf} {short}')}</td></tr>"
             )
             strip.unlink()
         body = (
-            f"<p class='caption'>Originals (top), then each inverter's reconstruction from the logits of "
-            f"{html.escape(clf)}.</p><table class='grid'>{''.join(cells)}</table>"
+            f"<p class='caption'>The originals at the resolution the metrics compared them at (a row per resolution), "
+            f"then each inverter's reconstruction from the logits of {html.escape(clf)}.</p>"
+            f"<div class='grid-scroll'><table class='grid'>{''.join(cells)}</table></div>"
         )
         sections.append((f"Reconstructions: {clf}", body))
     defs = "<dl>" + "".join(f"<dt><b>{html.escape(n)}</b></dt><dd>{html.escape(t)}</dd>" for n, t in DEFINITIONS)

@@ -22,6 +22,11 @@ Modules, lowest first (each imports only those above it):
 * ``outputs`` — output folders (``claim_output``), resumes (``check_resume``), what a run records about its data
   and machine.
 * ``figures`` — image grids, curves and self-contained HTML pages.
+* ``hub`` — checkpoints on the Hugging Face Hub through huggingface_hub: ``hub_checkpoint`` (an ``hf-hub:`` spec
+  to its folder in huggingface_hub's cache, offline with ``HF_HUB_OFFLINE=1``), the model card
+  (``write_model_card``, ``read_model_card``), ``check_export_folder`` and ``upload_checkpoint`` (``invkit push``).
+* ``locate`` — ``local_checkpoint``: ``demo:NAME`` and ``hf-hub:OWNER/NAME[@REVISION]`` to the folder they name,
+  the one place every command and resolve function turns them into folders.
 
 Every public name of invkit 0.1's ``invkit.checkpoint`` is re-exported here (``invkit.checkpoint`` is now an alias
 of this package), with the names of ``state_dict``, ``outputs`` and ``figures`` that code outside ``invkit.io`` uses.
@@ -53,6 +58,8 @@ from .files import (
     output_error,
     remove_stale_temps,
 )
+from .hub import check_export_folder, hub_checkpoint, read_model_card, upload_checkpoint, write_model_card
+from .locate import local_checkpoint
 from .outputs import check_resume, claim_output, dataset_fingerprint, input_paths, machine_info
 from .owned import check_write, may_write
 from .read import ANY, Required, check_file, check_shape, parse_json, read_json, try_read_json
@@ -117,6 +124,13 @@ __all__ = [
     # staged
     "complete_staged",
     "write_staged",
+    # hub, locate
+    "check_export_folder",
+    "hub_checkpoint",
+    "local_checkpoint",
+    "read_model_card",
+    "upload_checkpoint",
+    "write_model_card",
     # figures
     "html_table",
     "img_tag",

@@ -6,6 +6,11 @@ A checkpoint is a folder (after diffusers' ``save_pretrained``)::
     model.safetensors        the weights used for inference (for a GAN: the EMA generator)
     train_state.safetensors  optional: optimizers, EMA, discriminator, step, RNG, for ``--resume``
 
+An ``invkit train`` run folder keeps its checkpoints as ``OUT/checkpoints/step_NNNNNN/``; wherever a checkpoint
+folder is taken, a run folder stands for its newest complete checkpoint (``checkpoint_folder``, the one place that
+rule lives: the load and resolve functions and every command go through it, and a ``NewestCheckpointNote`` says
+which checkpoint was taken).
+
 The file names are ``CONFIG_NAME`` (here), ``WEIGHTS_NAME`` (``invkit.io.weights``) and ``TRAIN_STATE_NAME``
 (``invkit.io.train_state``). Nothing is ever pickled. A checkpoint is written as one unit (``invkit.io.staged``),
 so a process killed mid-write leaves the previous checkpoint intact, never a half-written one nor files of two
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +38,7 @@ from .train_state import TRAIN_STATE_NAME, save_train_state
 from .weights import WEIGHTS_NAME, load_safetensors
 
 CONFIG_NAME = "config.json"
+CHECKPOINTS = "checkpoints"  # an invkit train run folder's checkpoints: OUT/checkpoints/step_NNNNNN/
 
 # The fields of config.json that invkit reads before a factory checks the values (read_checkpoint_config):
 # bench matches checkpoints to classifiers by config.num_classes, resolve and load by name and config.
@@ -85,6 +92,79 @@ def save_checkpoint(
         writers[TRAIN_STATE_NAME] = lambda p: save_train_state(p, train_state)
     writers[CONFIG_NAME] = lambda p: atomic_write_text(p, text)
     return write_staged(directory, writers, remove=[TRAIN_STATE_NAME])
+
+
+class NewestCheckpointNote(UserWarning):
+    """An ``invkit train`` run folder was given where a checkpoint is taken; its newest checkpoint is used.
+
+    The message names that checkpoint and its step; the command line prints it as one ``note:`` line.
+    """
+
+    label = "note"  # how invkit.cli prints it (instead of "warning")
+
+
+def find_checkpoints(run: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every complete checkpoint of a run folder (``RUN/checkpoints/step_NNNNNN`` holding
+    config.json, model.safetensors and train_state.safetensors), oldest first. Hidden temporary folders of a
+    checkpoint being written are never listed."""
+    root = Path(run) / CHECKPOINTS
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
+                if all((p / f).is_file() for f in (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME)):
+                    found.append((int(p.name[5:]), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a run folder, or None (``find_checkpoints``)."""
+    found = find_checkpoints(run)
+    return found[-1][1] if found else None
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an ``invkit train`` run folder: a folder with ``checkpoints/`` and no ``config.json``."""
+    p = Path(path).expanduser()
+    return p.is_dir() and not (p / CONFIG_NAME).exists() and (p / CHECKPOINTS).is_dir()
+
+
+def checkpoint_folder(path: Any, *, note: bool = True) -> Any:
+    """The checkpoint folder ``path`` stands for: an ``invkit train`` run folder means its newest checkpoint.
+
+    The one rule for every place that takes a checkpoint folder (``load_inverter``, ``load_classifier``, the resolve
+    functions, ``invkit bench``/``invert``/``probe``/``standing-stats``): a run folder (``is_run_folder``) becomes
+    ``RUN/checkpoints/step_NNNNNN`` of its highest step, said in a ``NewestCheckpointNote``; anything else (a
+    checkpoint folder, a missing path, a registry name, a ``demo:``/``hf-hub:`` spec) is returned unchanged for the
+    reader to check.
+
+    Args:
+        path: what was given (a string or a path).
+        note: warn which checkpoint a run folder stands for (False: only compute it, e.g. to record it).
+
+    Returns:
+        The newest checkpoint folder (a ``str`` if ``path`` was one, else a ``Path``), or ``path`` itself.
+
+    Raises:
+        CheckpointError: ``path`` is a run folder that holds no complete checkpoint yet.
+    """
+    if not isinstance(path, str | os.PathLike) or not is_run_folder(path):
+        return path
+    found = find_checkpoints(Path(path).expanduser())
+    if not found:
+        raise CheckpointError(
+            f"'{path}' is an invkit train run folder without a complete checkpoint yet (checkpoints/step_NNNNNN with "
+            f"{CONFIG_NAME}, {WEIGHTS_NAME} and {TRAIN_STATE_NAME}); wait for its first checkpoint (--save-every) or "
+            "pass a checkpoint folder."
+        )
+    step, newest = found[-1]
+    if note:
+        warnings.warn(
+            f"'{path}' is a training run folder: using its newest checkpoint '{newest}' (step {step}).",
+            NewestCheckpointNote,
+            stacklevel=2,
+        )
+    return str(newest) if isinstance(path, str) else newest
 
 
 def read_checkpoint_config(directory: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
@@ -247,11 +327,13 @@ def spec_identity(spec: str | None) -> str | None:
 
     A registry name stays as given; an existing path becomes absolute (the same folder from anywhere) and, for a
     weights file or a checkpoint folder with ``model.safetensors``, gets ``@`` and its ``weights_digest``: weights
-    trained further or retrained into the same place are not mistaken for the ones that made earlier results.
+    trained further or retrained into the same place are not mistaken for the ones that made earlier results. A
+    training run folder is recorded as its newest checkpoint (``checkpoint_folder``), so a run trained further
+    counts as other weights.
     """
     if spec is None:
         return None
-    p = Path(spec).expanduser()
+    p = Path(checkpoint_folder(spec, note=False)).expanduser()  # a run folder: its newest checkpoint
     if not p.exists():
         return spec
     weights = p / WEIGHTS_NAME if p.is_dir() else p

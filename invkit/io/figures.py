@@ -12,6 +12,7 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,81 @@ def save_rows(rows: Sequence[torch.Tensor], path: str | os.PathLike, scale: int 
             r = F.interpolate(r, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
         fixed.append(r.clamp(0, 1))
     return save_grid(torch.cat(fixed), path, nrow=n, scale=scale)
+
+
+LABEL_FONT_PX = 14  # row labels of save_labelled_rows
+
+
+def save_labelled_rows(
+    rows: Sequence[tuple[str, torch.Tensor]], path: str | os.PathLike, cell: int | None = None, per_line: int = 10
+) -> Path:
+    """A PNG of labelled rows: each row's label at its left, its images at their own resolution.
+
+    Every image is enlarged by a whole factor (nearest neighbour: its pixels stay visible as they are) to fit a
+    ``cell`` x ``cell`` square and centred in it, so rows of different resolutions (originals at 28x28, an
+    inverter's 32x32) sit side by side without one being resampled to the other. More than ``per_line`` images
+    per row continue in further blocks of the same rows below, so a figure of 50 images stays readable.
+
+    Args:
+        rows: (label, ``(N, C, H, W)`` images in [0, 1], C 1 or 3); rows may hold different N and sizes. With
+            every label empty there is no label column.
+        path: the PNG to write (atomically).
+        cell: the side of a cell in pixels; default: the largest image side times a whole factor of at least 1
+            that brings it to about 96 px.
+        per_line: images per row of a block.
+
+    Returns:
+        The path.
+
+    Raises:
+        ValueError: no rows, or a row that is not ``(N, C, H, W)``.
+        OutputError: the file cannot be written.
+    """
+    from PIL import ImageDraw, ImageFont
+
+    if not rows:
+        raise ValueError("no rows to draw")
+    for _, images in rows:
+        if images.dim() != 4:
+            raise ValueError(f"a row must be (N, C, H, W), got {tuple(images.shape)}")
+    side = max(max(images.shape[-2:]) for _, images in rows)
+    cell = cell or side * max(1, 96 // side)
+    try:
+        font: Any = ImageFont.load_default(size=LABEL_FONT_PX)
+    except TypeError:  # Pillow < 10.1: the bitmap font
+        font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    pad = 2
+    longest = max(measure.textlength(label, font=font) for label, _ in rows)
+    label_w = int(longest) + 3 * pad if longest else 0  # no labels: no label column (a strip of one row)
+    count = max(len(images) for _, images in rows)
+    blocks = max(1, -(-count // per_line))
+    cols = min(count, per_line) or 1
+    width = label_w + cols * (cell + pad) + pad
+    block_h = len(rows) * (cell + pad)
+    height = blocks * block_h + (blocks - 1) * 2 * cell // 8 + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(rows):
+        x = images.detach().float().cpu().clamp(0, 1)
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        arr = (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        h, w = arr.shape[1:3]
+        k = max(1, cell // max(h, w))
+        for i in range(len(arr)):
+            b, c = divmod(i, per_line)
+            top = pad + b * (block_h + 2 * cell // 8) + r * (cell + pad)
+            left = label_w + pad + c * (cell + pad)
+            tile = Image.fromarray(arr[i]).resize((w * k, h * k), Image.NEAREST)
+            canvas.paste(tile, (left + (cell - w * k) // 2, top + (cell - h * k) // 2))
+            if c == 0 and label:  # the label, centred on the row (a bitmap font has no anchors: its top 6 px above)
+                free = isinstance(font, ImageFont.FreeTypeFont)
+                at = (pad, top + cell // 2 - (0 if free else 6))
+                draw.text(at, label, fill=(0, 0, 0), font=font, anchor="lm" if free else None)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
 
 
 def _write_figure(fig: object, path: str | os.PathLike) -> Path:

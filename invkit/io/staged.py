@@ -130,7 +130,8 @@ def write_staged(
         OutputError: the folder cannot be created or written, or a file of the checkpoint there was not written
             by the running command or is one of its inputs (``invkit.io.owned.check_write``); the folder keeps
             what it held.
-        Whatever a writer raises (``TypeError`` for a value that cannot be stored, ...); nothing is changed.
+        Exception: whatever a writer raises (``TypeError`` for a value that cannot be stored, ...); nothing is
+            changed.
     """
     directory = make_dirs(directory)
     complete_staged(directory)  # a checkpoint a killed writer committed goes in before this one

@@ -23,6 +23,8 @@ Both:
 
 * ``report``: ``log.jsonl`` (``append_log``, ``read_log``), ``curves.png`` and ``report.html``
   (``write_train_report``).
+* ``tensorboard_log``: ``--tensorboard``: the log lines and sample grids as TensorBoard events in
+  ``RUN/tensorboard/`` (``tensorboard_events``), trimmed on resume like ``log.jsonl``.
 * ``interrupt``: Ctrl-C and SIGTERM end the step, save a checkpoint and stop.
 
 The names below are importable from the package; it also stands for invkit 0.1's ``invkit.train``.

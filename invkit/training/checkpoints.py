@@ -3,8 +3,10 @@
 Checkpoints are ``OUT/checkpoints/step_NNNNNN/`` (config.json + model.safetensors + train_state.safetensors), each
 written into a hidden temporary folder ``.tmp-step_NNNNNN-PID`` and renamed into place, so a crash never leaves a
 half-written checkpoint; ``OUT/checkpoints/latest`` names the newest, and only the newest ``keep`` are kept. Only
-complete folders count as checkpoints; ``_clean_partial`` removes what a killed run left behind (hidden folders of
-that naming whose process is gone, ``invkit.io.owned.is_stale_temp``). What the training state holds is written by
+complete folders count as checkpoints (``find_checkpoints``, ``latest_checkpoint``: re-exported from
+``invkit.io.checkpoint``, beside ``checkpoint_folder``, the one rule by which every command reads a run folder as its
+newest checkpoint); ``_clean_partial`` removes what a killed run left behind (hidden folders of that naming whose
+process is gone, ``invkit.io.owned.is_stale_temp``). What the training state holds is written by
 ``invkit.training.loop`` and read back by ``invkit.training.resume``.
 """
 
@@ -16,36 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from ..core.inverter import Inverter
-from ..io.checkpoint import CONFIG_NAME
+from ..io.checkpoint import CHECKPOINTS, find_checkpoints, latest_checkpoint  # noqa: F401 - re-exported
 from ..io.files import atomic_write_text, fsync_dir
 from ..io.owned import check_write, is_stale_temp, may_write
-from ..io.train_state import TRAIN_STATE_NAME
-from ..io.weights import WEIGHTS_NAME
 
-CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 
 
 def checkpoint_dir(out: str | os.PathLike, step: int) -> Path:
     return Path(out) / CHECKPOINTS / f"step_{step:06d}"
-
-
-def find_checkpoints(out: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoint folders of a run, oldest first. Hidden temporary folders are never listed."""
-    root = Path(out) / CHECKPOINTS
-    found = []
-    if root.is_dir():
-        for p in root.iterdir():
-            if p.is_dir() and p.name.startswith("step_") and p.name[5:].isdigit():
-                if all((p / f).is_file() for f in (CONFIG_NAME, WEIGHTS_NAME, TRAIN_STATE_NAME)):
-                    found.append((int(p.name[5:]), p))
-    return sorted(found)
-
-
-def latest_checkpoint(out: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None."""
-    found = find_checkpoints(out)
-    return found[-1][1] if found else None
 
 
 def write_checkpoint(

@@ -50,6 +50,7 @@ from .classifier_data import _augment, _batch, load_split
 from .classifier_eval import evaluate
 from .interrupt import interrupted_error, stop_requests
 from .report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
+from .tensorboard_log import tensorboard_events
 
 # the public names of invkit 0.1's invkit.train_classifier, which is this module now
 __all__ = [
@@ -171,7 +172,8 @@ def train_classifier(
         resume: continue from ``out_dir``'s ``train_state.safetensors``.
         progress: receives ``train``, ``eval clean`` and ``eval PGD ...`` events.
         device: where to train.
-        train_data, test_data: in-memory data sets to use instead of loading ``cfg.data``.
+        train_data: an in-memory training set to use instead of loading ``cfg.data``.
+        test_data: an in-memory test set to use instead of loading ``cfg.data``.
 
     Returns:
         The report (also written to ``out_dir/report.json``).
@@ -269,7 +271,8 @@ def train_classifier(
     t0 = time.time() - seconds
     loss_avg = acc_avg = None
     step = start
-    with stop_requests() as request:  # Ctrl-C / SIGTERM: end the step, save, stop (invkit.training.interrupt)
+    events = tensorboard_events(out, start, enabled=cfg.tensorboard and start < total)  # log lines as events too
+    with events, stop_requests() as request:  # Ctrl-C / SIGTERM: end the step, save, stop (invkit.training.interrupt)
         for step in range(start, total):
             epoch, k = divmod(step, per_epoch)
             if epoch != perm_epoch:  # the epoch's order depends only on (seed, epoch): resumable

@@ -48,6 +48,7 @@ class TrainClassifierConfig:
     log_every: int = 50  # steps between lines of OUT/log.jsonl (loss, accuracy, lr of that step; curves.png)
     bf16: bool = False  # bfloat16 autocast for the training forward passes and attacks (evaluation stays fp32)
     channels_last: bool = False  # channels_last memory format for the network and the training batches
+    tensorboard: bool = False  # also write the log lines as TensorBoard events (OUT/tensorboard/); may change on resume
 
     # > 0 (see invkit.utils.config)
     positive_fields = ("steps", "adv_steps", "checkpoint_every", "log_every", "eval_steps", "step_size")
@@ -109,6 +110,7 @@ RESUME_MAY_CHANGE = (
     "checkpoint_every",
     "log_every",
     "download",
+    "tensorboard",
 )
 
 
@@ -137,3 +139,7 @@ def _check_config(cfg: TrainClassifierConfig) -> None:
         raise InvkitError("eps values must be >= 0.")
     if not 0 <= cfg.eps_warmup < 1:
         raise InvkitError(f"eps_warmup is a fraction of the run in [0, 1), got {cfg.eps_warmup}.")
+    if cfg.tensorboard:
+        from .tensorboard_log import check_tensorboard
+
+        check_tensorboard()  # one line naming the pip command, before anything is loaded

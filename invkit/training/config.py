@@ -55,6 +55,7 @@ class TrainConfig:
     sample_count: int = 20  # held-out images in the sample grid (an equal number per class)
     stuck_steps: int = 1000  # stop when a loss (a key containing "loss") has not changed for N steps; 0: never
     collapse_std: float = 1e-4  # stop when sample images vary less than this across the grid; 0: never
+    tensorboard: bool = False  # also write the log lines and sample grids as TensorBoard events (OUT/tensorboard/)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,3 +174,7 @@ def _check_config(config: TrainConfig, world: int) -> None:
     for name in ("save_every", "log_every"):
         if getattr(config, name) < 1:
             raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}.")
+    if config.tensorboard:
+        from .tensorboard_log import check_tensorboard
+
+        check_tensorboard()  # one line naming the pip command, before anything is written

@@ -4,19 +4,26 @@ The environment decides (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, checked by ``la
 on CPU, nccl on CUDA, and the process group is torn down at the end only if this run set it up (``_Dist.owned``).
 Only rank 0 writes files and reports progress; its decisions (stop on a signal, a failed health check) reach every
 rank through ``_broadcast_flag``, and the losses are averaged over ranks (``_mean_over_ranks``) so that every rank
-sees a NaN on any rank and all stop together. Elsewhere: each global batch is sharded over the ranks by
-``invkit.training.source.BatchStream``; every rank's RNG states go into each checkpoint through
-``invkit.training.resume._gather_rng``; the trainer's networks are wrapped in ``DistributedDataParallel`` by
-``invkit.training.loop._setup_trainer``.
+sees a NaN on any rank and all stop together. The trainer's networks are wrapped in ``DistributedDataParallel`` by
+the ``wrap`` that ``ddp_wrap`` makes and ``invkit.training.loop._setup_trainer`` hands to
+``InverterTrainer.distribute``; an ``Inverter`` becomes a ``DistributedInverter``, whose ``invert`` (the inverter API)
+runs through DDP like its ``forward``, so gradients are averaged whichever a trainer calls. Elsewhere: each global
+batch is sharded over the ranks by ``invkit.training.source.BatchStream``; every rank's RNG states go into each
+checkpoint through ``invkit.training.resume._gather_rng``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from ..core.inverter import Inverter
 from ..errors import InputError
 
 
@@ -121,3 +128,73 @@ def _mean_over_ranks(d: _Dist, losses: dict[str, float], device: torch.device) -
     t = torch.tensor([float(losses[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return {k: float(v) / d.world for k, v in zip(keys, t.tolist())}
+
+
+class _InverterCalls(nn.Module):
+    """What DDP wraps for an inverter: ``forward`` runs the inverter's ``invert`` or its own ``forward``.
+
+    DDP averages gradients only for the passes that go through its own ``forward``; routing both methods through
+    this one module lets ``DistributedInverter.invert`` be such a pass. Its parameters are the inverter's (the
+    same tensors), so optimisers built on ``inverter.parameters()`` and the saved weights are unchanged.
+    """
+
+    def __init__(self, inverter: Inverter):
+        super().__init__()
+        self.inverter = inverter
+
+    def forward(self, *args: Any, _invkit_method: str = "forward", **kwargs: Any) -> Any:
+        if _invkit_method == "invert":
+            return self.inverter.invert(*args, **kwargs)
+        return self.inverter(*args, **kwargs)
+
+
+class DistributedInverter(DistributedDataParallel):
+    """An ``Inverter`` in ``DistributedDataParallel`` that keeps the inverter API (what ``wrap(inverter)`` returns).
+
+    ``wrapped.invert(logits, noise=None, generator=None)`` calls the inverter's ``invert`` through DDP and
+    ``wrapped(*args)`` its ``forward`` (``Inverter.forward`` is ``invert`` unless the subclass defines its raw network
+    there), both with gradients averaged over the ranks. ``wrapped.inverter`` is the inverter itself; other
+    attributes (``config``, ``noise_dim``, ``image_shape``, ``num_classes``) are read from it.
+    """
+
+    def __init__(self, inverter: Inverter, **kwargs: Any):
+        super().__init__(_InverterCalls(inverter), **kwargs)
+
+    @property
+    def inverter(self) -> Inverter:
+        return self.module.inverter
+
+    def invert(
+        self, logits: torch.Tensor, noise: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The inverter's ``invert`` (see ``Inverter.invert``), through DDP so that its gradients are averaged."""
+        return self(logits, noise=noise, generator=generator, _invkit_method="invert")
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name in ("module", "_modules", "_parameters", "_buffers"):
+                raise
+            return getattr(self.module.inverter, name)
+
+
+def ddp_wrap(device: torch.device) -> Callable[..., nn.Module]:
+    """The ``wrap`` handed to ``InverterTrainer.distribute``: a module in ``DistributedDataParallel`` on ``device``.
+
+    Args:
+        device: this rank's device (CUDA: its index is the DDP device; CPU: gloo, no device ids).
+
+    Returns:
+        ``wrap(module, **ddp_kwargs)``: a ``DistributedInverter`` for an ``Inverter``, a plain
+        ``DistributedDataParallel`` for any other module (a discriminator, a generator network). Needs the
+        process group (``_init_distributed``).
+    """
+
+    def wrap(module: nn.Module, **kwargs: Any) -> nn.Module:
+        ids = [device.index] if device.type == "cuda" else None
+        if isinstance(module, Inverter):
+            return DistributedInverter(module, device_ids=ids, **kwargs)
+        return DistributedDataParallel(module, device_ids=ids, **kwargs)
+
+    return wrap

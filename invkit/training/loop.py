@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from .._version import __version__
 from ..core.classifier import Classifier
@@ -49,12 +48,13 @@ from ..io.outputs import dataset_fingerprint, machine_info
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from .checkpoints import _clean_partial, checkpoint_dir, find_checkpoints, latest_checkpoint, write_checkpoint
 from .config import CONFIG_FILE, TrainConfig, TrainResult, _check_config, derive_seed
-from .distributed import _broadcast_flag, _Dist, _init_distributed, _mean_over_ranks
-from .health import _all_finite, _bad_losses, _check_memory, _health, _samples
+from .distributed import _broadcast_flag, _Dist, _init_distributed, _mean_over_ranks, ddp_wrap
+from .health import SAMPLES, _all_finite, _bad_losses, _check_memory, _health, _samples
 from .interrupt import interrupted_error, stop_requests
 from .report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
 from .resume import _check_resumed_classifier, _gather_rng, _restore
 from .source import BatchStream, _Held, _heldout, _Source, _training_source
+from .tensorboard_log import add_image, tensorboard_events
 
 LOG_FILE = LOG  # log.jsonl, written through invkit.training.report
 # how to go on after an interruption (bench trains through train_inverter too)
@@ -164,9 +164,21 @@ def _train(
         # absolute folder + digests of the classifier: the checkpoint is matched to it from any working folder
         "classifier_identity": identity,
     }
-    return _loop(
-        config, trainer, inverter, source, stream, held, out, device, d, step, last_ckpt, checkpoint_extra, progress
-    )
+    with tensorboard_events(out, step, enabled=config.tensorboard and d.main):  # rank 0's log lines, as events too
+        return _loop(
+            config, trainer, inverter, source, stream, held, out, device, d, step, last_ckpt, checkpoint_extra, progress
+        )
+
+
+def _learning_rates(trainer: InverterTrainer) -> dict[str, float]:
+    """The learning rate of each torch optimiser the trainer holds as an attribute, for log.jsonl (and TensorBoard):
+    ``opt_G``/``opt_g`` -> ``lr_g``, ``opt_D`` -> ``lr_d``, ``optimizer`` -> ``lr`` (its first parameter group's)."""
+    rates = {}
+    for attr, value in vars(trainer).items():
+        if isinstance(value, torch.optim.Optimizer) and value.param_groups:
+            suffix = attr.lower().removeprefix("optimizer").removeprefix("optim").removeprefix("opt").strip("_")
+            rates[f"lr_{suffix}" if suffix else "lr"] = float(value.param_groups[0]["lr"])
+    return rates
 
 
 def _open_out(out: Path, resume: bool, d: _Dist) -> Path | None:
@@ -206,13 +218,7 @@ def _setup_trainer(
     np.random.seed(derive_seed(config.seed, "numpy", d.rank) % 2**32)
     trainer = inverter.make_trainer(classifier, **trainer_options)  # optim & co. raise "no training step"
     if d.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        def wrap(module: nn.Module, **kwargs: Any) -> nn.Module:
-            ids = [device.index] if device.type == "cuda" else None
-            return DistributedDataParallel(module, device_ids=ids, **kwargs)
-
-        trainer.distribute(wrap)
+        trainer.distribute(ddp_wrap(device))  # an Inverter keeps invert() under DDP (DistributedInverter)
     return trainer
 
 
@@ -332,7 +338,7 @@ def _loop(
                 if d.main:
                     epoch = round(stream.position / len(source), 4)
                     line = {"step": step, "time": round(now - t_start, 3), "img_per_s": round(ips, 2), "epoch": epoch}
-                    append_log(out, line | losses)
+                    append_log(out, line | losses | _learning_rates(trainer))
             if d.main:
                 progress(
                     Progress("train", step, config.steps, ({"img/s": ips} if ips else {}) | losses)
@@ -345,6 +351,7 @@ def _loop(
                     reason = _samples(
                         trainer, held.images, held.logits, held.noise, out, step, device, config.collapse_std
                     )
+                    add_image(out, SAMPLES, step, out / SAMPLES / f"step_{step:06d}.png")  # with --tensorboard
                 if _broadcast_flag(d, reason is not None, device):
                     raise stop(reason or "the samples on rank 0 failed a check (see its log)")
             saved = step % config.save_every == 0 or last

@@ -23,6 +23,7 @@ from ..io.figures import html_table, img_tag, save_panels, write_html_page
 from ..io.files import atomic_write_text
 from ..io.owned import check_write
 from ..io.read import parse_json, try_read_json
+from .tensorboard_log import add_scalars
 
 __all__ = ["LOG", "append_log", "log_interruption", "log_start", "read_log", "trim_log", "write_train_report"]
 
@@ -66,12 +67,17 @@ def _parse_line(line: str) -> dict[str, Any] | None:
 def append_log(run: str | os.PathLike, record: Mapping[str, Any]) -> None:
     """Append one JSON line to ``RUN/log.jsonl``: a step's values, or an event (``{"step", "event", ...}``).
 
+    A step's numbers (all but ``NOT_CURVES``) also go to the run's TensorBoard events when
+    ``invkit.training.tensorboard_log.tensorboard_events`` holds them open (``--tensorboard``).
+
     Raises:
         OutputError: ``log.jsonl`` is a file the running command did not write (``invkit.io.owned.check_write``).
     """
     check_write(Path(run) / LOG)
     with open(Path(run) / LOG, "a") as f:
         f.write(json.dumps(record) + "\n")
+    if "event" not in record and isinstance(record.get("step"), int):
+        add_scalars(run, record["step"], {k: v for k, v in record.items() if k not in NOT_CURVES})
 
 
 def log_start(run: str | os.PathLike, step: int, machine: Mapping[str, Any], **extra: Any) -> None:

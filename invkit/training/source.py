@@ -35,7 +35,8 @@ class BatchStream:
         n: data set size.
         batch_size: global batch size (divisible by ``world``).
         seed: run seed; epoch ``e`` uses ``randperm(n)`` seeded by ``(seed, "epoch", e)``.
-        rank, world: this process' shard.
+        rank: this process' index, 0 to ``world - 1``: which shard of each batch it reads.
+        world: the number of processes the batch is sharded over.
         position: samples of the global stream already consumed (0 for a fresh run).
     """
 

@@ -13,15 +13,23 @@ Rules, for each field:
 - a number is not negative when the field's default is not negative (sizes, rates, weights, step counts);
 - a number is above 0 when its field is in ``POSITIVE_FIELDS`` or in the dataclass' own ``positive_fields``
   (widths, sizes, learning rates, epsilons: 0 means nothing sensible there).
+
+``check_options`` is the one entry for options given by name (``--option``, keyword arguments of a factory or a
+trainer, ``ProbeContext.options``): it refuses a key the options dataclass does not declare, naming the closest
+ones, takes ``yes``/``no`` text (and 0/1) for a yes/no field and a list (or one number) for a
+``tuple[float, ...]`` field, then applies ``check_fields``. ``invkit.create_classifier``, ``create_inverter``,
+``create_probe``, ``load_inverter``/``load_classifier`` (the values a ``config.json`` stores), ``InverterTrainer``
+and ``run_probe`` call it with what a plugin declares (docs/hooks.md, "Options"), so no plugin writes these checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import InputError
@@ -137,3 +145,88 @@ def check_fields(config_cls: type, values: Mapping[str, Any], where: str, signs:
             f.name, values[f.name], hints.get(f.name, Any), default, f.name in positive, where, signs
         )
     return out
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def option_names(options: Any) -> list[str]:
+    """The option names an options dataclass (a class or an instance) declares, in declaration order."""
+    return [f.name for f in dataclasses.fields(options)]
+
+
+def check_options(
+    options: Any, values: Mapping[str, Any], where: str, *, signs: bool = True, accept: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Check options given by name against the dataclass that declares them: the one option check of invkit.
+
+    Keys may use ``-`` for ``_`` (``--option id-k=3``). A key the dataclass does not declare is refused with the
+    closest declared names; every value is checked against its field's annotation (``check_fields``: ``grid=3.5``
+    for an ``int`` field, ``lr=nan``, ``"abc"`` for a number). Before that, text ``true/false/yes/no/on/off/1/0``
+    (any case) becomes a bool for a ``bool`` field, and a list or a single number becomes a tuple for a
+    ``tuple[float, ...]`` (or ``tuple[int, ...]``) field, each element checked; the numbers 0 and 1 are taken as
+    false and true for a ``bool`` field (``--option flag=1``).
+
+    Args:
+        options: the options dataclass, as a class or an instance (a probe's ``options``); None accepts every key
+            unchecked (a plugin that declares nothing).
+        values: option name -> value, as given (``--option`` values are already JSON-parsed).
+        where: who takes them, starting the message (``"biggan_proj.paper"``, ``"fgsm"``).
+        signs: also apply ``check_fields``' sign rules (not negative when the default is not, above 0 for sizes
+            and rates); probes pass False (their options may be negative shifts or turns).
+        accept: more names taken unchecked besides the fields (``classifier`` of an inverter factory,
+            ``pretrained`` and ``weights`` of a classifier factory).
+
+    Returns:
+        The values under their field names, converted as above (whole numbers given for float fields as floats).
+
+    Raises:
+        InputError: one line: ``"<where> has no option 'gird' (did you mean 'grid'?); its options are: ..."``, or
+            the field, what it accepts and the value given.
+    """
+    if not isinstance(values, Mapping):
+        raise InputError(f"{where}: options must be given as name -> value, got {type(values).__name__}.")
+    if options is None or not dataclasses.is_dataclass(options):
+        return dict(values)
+    cls = options if isinstance(options, type) else type(options)
+    names = option_names(cls)
+    accepted = set(accept)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name in accepted:
+            out[name] = value
+            continue
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            raise InputError(f"{where} has no option '{name}'{hint}; its options are: {', '.join(names) or 'none'}.")
+        out[name] = value
+    hints = typing.get_type_hints(cls)
+    for name in names:
+        if name in out:
+            out[name] = _from_text_or_list(name, out[name], hints.get(name, Any), where)
+    checked = check_fields(cls, {k: v for k, v in out.items() if k not in accepted}, where, signs=signs)
+    return {**out, **checked}
+
+
+def _from_text_or_list(name: str, value: Any, tp: Any, where: str) -> Any:
+    """``yes``/``no`` text for a bool field, a list or one number for a ``tuple[X, ...]`` field, converted."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or len(inner) != 1:
+            return value
+        tp, origin = inner[0], typing.get_origin(inner[0])
+    if tp is bool and isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        return value  # check_fields says it must be true or false
+    if tp is bool and type(value) is int and value in (0, 1):  # --option flag=1 (JSON gives the number)
+        return bool(value)
+    args = typing.get_args(tp)
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] in (int, float):
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        return tuple(_check_one(f"{name}[{i}]", v, args[0], None, False, where, False) for i, v in enumerate(items))
+    return value

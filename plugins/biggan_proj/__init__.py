@@ -5,16 +5,22 @@ The method lives in ``model.py`` (Teterwak et al., ICML 2021); this module regis
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 import invkit
-from invkit.errors import InputError
-from invkit.utils.config import check_fields
 
-from .model import BigGANConfig, BigGANInverter, BigGANTrainer, Discriminator, Generator
+from .model import BigGANConfig, BigGANInverter, BigGANTrainer, BigGANTrainerOptions, Discriminator, Generator
 
-__all__ = ["BigGANConfig", "BigGANInverter", "BigGANTrainer", "Discriminator", "Generator", "PRESETS"]
+__all__ = [
+    "BigGANConfig",
+    "BigGANInverter",
+    "BigGANTrainer",
+    "BigGANTrainerOptions",
+    "Discriminator",
+    "Generator",
+    "PRESETS",
+]
 
 PRESETS: dict[str, tuple[dict[str, Any], str]] = {
     "paper": ({}, "BigGAN-projection inverter of Teterwak et al. 2021, 64x64, ch=96 (the paper's setting)"),
@@ -48,37 +54,29 @@ def _factory(tag: str):
         Args:
             classifier: the frozen ``invkit.Classifier`` to invert; sets ``num_classes`` (its logit dimension) and
                 ``channels`` (from its ``input_size``). None keeps the preset's (1000 logits, 3 channels).
-            **config: ``BigGANConfig`` fields, e.g. ``resolution`` (32, 64 or 128 px) or ``ch``.
+            **config: ``BigGANConfig`` fields, e.g. ``resolution`` (32, 64 or 128 px) or ``ch``; their names and types
+                are checked by ``invkit.create_inverter``/``load_inverter`` before this call (``check_options``).
 
         Returns:
             The inverter, with ``registry_name`` ``biggan_proj.<tag>``.
 
         Raises:
-            InputError: an option that is not a ``BigGANConfig`` field; a value of the wrong type or out of range
-                (``invkit.utils.config.check_fields``); a resolution other than 32, 64 or 128; a ``noise_dim`` that
-                is not a positive multiple of the number of noise chunks; an unknown ``bn_stats``.
+            InputError: a resolution other than 32, 64 or 128; a ``noise_dim`` that is not a positive multiple of the
+                number of noise chunks; an unknown ``bn_stats``.
         """
-        names = {f.name for f in fields(BigGANConfig)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise InputError(
-                f"biggan_proj.{tag}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}."
-            )
         merged = dict(preset)
         if classifier is not None:
             merged["num_classes"] = classifier.config.num_classes
             merged["channels"] = classifier.config.input_size[0]
-        merged.update(config)
-        merged = check_fields(BigGANConfig, merged, f"biggan_proj.{tag}")
+        merged.update(config)  # names and types checked by invkit before this call (options=BigGANConfig)
         inv = BigGANInverter(replace(BigGANConfig(), **merged))
         inv.registry_name = f"biggan_proj.{tag}"
         return inv
 
-    factory.trainable = True  # type: ignore[attr-defined]  # learned: read before building (no weights yet)
-    return factory
+    return factory  # learned: BigGANInverter.trainable, read from the return annotation before building
 
 
 @invkit.hookimpl
 def register_inverters(register) -> None:
     for tag, (_, description) in PRESETS.items():
-        register(f"biggan_proj.{tag}", _factory(tag), description=description)
+        register(f"biggan_proj.{tag}", _factory(tag), description=description, options=BigGANConfig)

@@ -40,7 +40,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from invkit.core.inverter import Batch, Inverter, InverterTrainer
-from invkit.errors import InputError, TrainingError
+from invkit.errors import InputError
 
 
 # ------------------------------------------------------------------------------------------------------ config
@@ -416,19 +416,25 @@ def native_bf16(device: torch.device) -> bool:
         return False
 
 
-TRAINER_OPTIONS = (
-    "g_lr",
-    "d_lr",
-    "beta1",
-    "beta2",
-    "adam_eps",
-    "num_d_steps",
-    "ema_decay",
-    "ema_start",
-    "bf16",
-    "channels_last",
-    "seed",
-)
+@dataclass(frozen=True)
+class BigGANTrainerOptions:
+    """The options of ``BigGANTrainer`` (``invkit train --option``, besides the config fields); None: the default
+    written beside each."""
+
+    g_lr: float | None = None  # G's Adam learning rate (None: BigGANConfig.g_lr)
+    d_lr: float | None = None  # D's Adam learning rate (None: BigGANConfig.d_lr)
+    beta1: float | None = None  # Adam beta1 of both (None: BigGANConfig.beta1)
+    beta2: float | None = None  # Adam beta2 of both (None: BigGANConfig.beta2)
+    adam_eps: float | None = None  # Adam epsilon of both (None: BigGANConfig.adam_eps)
+    num_d_steps: int | None = None  # D steps per G step (None: BigGANConfig.num_d_steps)
+    ema_decay: float | None = None  # decay of G's EMA copy (None: BigGANConfig.ema_decay)
+    ema_start: int | None = None  # G steps before the EMA starts (None: BigGANConfig.ema_start)
+    bf16: bool | None = None  # bfloat16 autocast (None: where the device computes bf16 natively, native_bf16)
+    channels_last: bool | None = None  # channels-last memory format (None: as bf16)
+    seed: int | None = None  # seeds the noise generator (None: drawn from torch's global RNG)
+
+
+TRAINER_OPTIONS = tuple(f.name for f in fields(BigGANTrainerOptions))  # the option names (before: a hand-kept list)
 
 
 class BigGANTrainer(InverterTrainer):
@@ -442,8 +448,9 @@ class BigGANTrainer(InverterTrainer):
     ``num_d_steps`` D updates, each on a fresh batch (real images and their logits against G's images for the
     same logits), then one G update on a fresh batch, then the EMA update.
 
-    Options (all optional; defaults from the inverter's config): ``g_lr``, ``d_lr``, ``beta1``, ``beta2``,
-    ``adam_eps``, ``num_d_steps``, ``ema_decay``, ``ema_start``; ``bf16`` (autocast to bfloat16) and
+    Options (``BigGANTrainerOptions``, checked by invkit; all optional, defaults from the inverter's config):
+    ``g_lr``, ``d_lr``, ``beta1``, ``beta2``, ``adam_eps``, ``num_d_steps``, ``ema_decay``, ``ema_start``;
+    ``bf16`` (autocast to bfloat16) and
     ``channels_last`` (memory format of G, D and the image batches), both on by default where the device
     computes bf16 natively (``native_bf16``: CUDA with bf16, CPUs with AVX512-BF16/AMX) and off elsewhere;
     ``seed`` for the noise generator (default: drawn from torch's global RNG, so ``torch.manual_seed`` fixes it).
@@ -459,23 +466,22 @@ class BigGANTrainer(InverterTrainer):
         **options: the options above.
 
     Raises:
-        TrainingError: an option not listed above.
+        InputError: an option not listed above (with the closest names), or a value of the wrong type, NaN/inf or a
+            learning rate not above 0 (``InverterTrainer.__init__``, ``invkit.utils.config.check_options``).
     """
 
+    options = BigGANTrainerOptions()  # declared: invkit checks the names and types of the options given
+
     def __init__(self, inverter: BigGANInverter, classifier: Any, **options: Any):
-        super().__init__(inverter, classifier)
-        unknown = sorted(set(options) - set(TRAINER_OPTIONS))
-        if unknown:
-            raise TrainingError(
-                f"biggan_proj trainer: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(TRAINER_OPTIONS)}."
-            )
+        super().__init__(inverter, classifier, **options)  # checks them and sets self.options
         cfg = inverter.config
-        opt = {k: options.get(k, getattr(cfg, k, None)) for k in TRAINER_OPTIONS}
+        given = self.options
+        opt = {k: v if (v := getattr(given, k)) is not None else getattr(cfg, k, None) for k in TRAINER_OPTIONS}
         self.num_d_steps, self.ema_decay, self.ema_start = int(opt["num_d_steps"]), opt["ema_decay"], opt["ema_start"]
         device = inverter.device
         fast = native_bf16(device)  # precision "auto": bf16 + channels_last where the hardware has bf16
-        self.bf16 = fast if options.get("bf16") is None else bool(options["bf16"])
-        self.channels_last = fast if options.get("channels_last") is None else bool(options["channels_last"])
+        self.bf16 = fast if given.bf16 is None else given.bf16
+        self.channels_last = fast if given.channels_last is None else given.channels_last
         self.G = inverter.generator
         self.D = Discriminator(cfg).to(device)
         self.ema = copy.deepcopy(inverter).eval()
@@ -493,7 +499,7 @@ class BigGANTrainer(InverterTrainer):
         self.opt_D = torch.optim.Adam(
             self.D.parameters(), lr=opt["d_lr"], betas=betas, eps=opt["adam_eps"], fused=fused
         )
-        seed = options.get("seed")
+        seed = given.seed
         if seed is None:
             seed = int(torch.randint(0, 2**62, (1,)).item())
         self.noise_gen = torch.Generator().manual_seed(int(seed))

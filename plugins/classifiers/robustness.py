@@ -26,9 +26,10 @@ from typing import Any
 import torch
 
 from invkit.core.classifier import Classifier, ClassifierConfig
-from invkit.errors import CheckpointError, InputError, InvkitError
+from invkit.errors import CheckpointError, InputError
 from invkit.io import strip_prefix
 
+from .torchvision_timm import ImageSizeOptions
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 
 BASE_URL = "https://robustnessws4285631339.blob.core.windows.net/public-models/robust_imagenet/"
@@ -65,6 +66,7 @@ def register(register: Any) -> None:
             f"robust_resnet50.{tag}",
             functools.partial(create, tag),
             description=f"ResNet-50, {kind} (Salman et al. 2020, robustness .ckpt)",
+            options=ImageSizeOptions,  # input_size; invkit checks names and types
         )
 
 
@@ -123,9 +125,7 @@ def unwrap(raw: dict[str, Any], source: str) -> tuple[dict[str, torch.Tensor], t
     raise CheckpointError(f"{source} is not a robustness checkpoint (no 'module.model.' keys; found {sample}).")
 
 
-def create(
-    tag: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
-) -> Classifier:
+def create(tag: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None) -> Classifier:
     """``robust_resnet50.<tag>``: torchvision resnet50 with the weights of a robustness checkpoint.
 
     Args:
@@ -138,8 +138,8 @@ def create(
         The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
 
     Raises:
-        InvkitError: a keyword argument other than these.
-        InputError: ``input_size`` below 32.
+        InputError: ``input_size`` below 32. (Another keyword argument, or an ``input_size`` that is not a whole
+            number, is refused by ``invkit.create_classifier`` before this runs.)
         WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
             network is off, or the download failed.
         UnsafeCheckpointError: the weights file is a pickle that holds code or Python objects (a
@@ -149,10 +149,6 @@ def create(
     """
     import torchvision
 
-    if unknown:
-        raise InvkitError(
-            f"robust_resnet50.{tag} takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}."
-        )
     if input_size is not None and int(input_size) < 32:
         raise InputError(f"robust_resnet50.{tag}: input_size={input_size} is below 32.")
     input_size = int(input_size) if input_size is not None else None

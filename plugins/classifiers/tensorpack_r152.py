@@ -38,9 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from invkit.core.classifier import Classifier, ClassifierConfig
-from invkit.errors import CheckpointError, InputError, InvkitError
+from invkit.errors import CheckpointError, InputError
 from invkit.io import strip_prefix, unwrap
 
+from .torchvision_timm import ImageSizeOptions
 from .weights import WeightsSource, load_network, resolve_weights, tensors_only
 
 URL = "https://github.com/facebookresearch/ImageNet-Adversarial-Training/releases/download/v0/R152.npz"
@@ -58,6 +59,7 @@ def register(register: Any) -> None:
         create,
         description="ResNet-152, targeted PGD adversarial training Linf eps 16/255 (Xie et al. 2019 R152.npz, "
         "tensorpack, CC-BY-NC)",
+        options=ImageSizeOptions,  # input_size; invkit checks names and types
     )
 
 
@@ -205,9 +207,7 @@ def tensorpack_to_torchvision(raw: dict[str, Any], source: str) -> dict[str, tor
     return state
 
 
-def create(
-    pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
-) -> Classifier:
+def create(pretrained: bool = True, weights: str | None = None, input_size: int | None = None) -> Classifier:
     """``robust_resnet152.linf_eps16``: R152.npz converted into torchvision's resnet152 (SAME padding).
 
     Args:
@@ -220,8 +220,8 @@ def create(
         to BGR).
 
     Raises:
-        InvkitError: a keyword argument other than these.
-        InputError: ``input_size`` below 32.
+        InputError: ``input_size`` below 32. (Another keyword argument, or an ``input_size`` that is not a whole
+            number, is refused by ``invkit.create_classifier`` before this runs.)
         WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
             network is off, or the download failed.
         UnsafeCheckpointError: the weights file is a pickle that holds code or Python objects (a
@@ -230,10 +230,6 @@ def create(
             X101-DenoiseAll), names that are not the tensorpack ResNet-152's (or none of them), or kernels of the
             wrong rank; or the converted keys or shapes do not fit resnet152.
     """
-    if unknown:
-        raise InvkitError(
-            f"robust_resnet152 takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}."
-        )
     if input_size is not None and int(input_size) < 32:
         raise InputError(f"robust_resnet152: input_size={input_size} is below 32.")
     input_size = int(input_size) if input_size is not None else None

@@ -10,6 +10,7 @@ torchvision/timm only imported, when a factory is called.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from invkit.core.classifier import INTERPOLATIONS, Classifier, ClassifierConfig
@@ -63,6 +64,14 @@ def _description(name: str) -> str:
     return f"{arch}, timm weights {tag}"
 
 
+@dataclass(frozen=True)
+class ImageSizeOptions:
+    """The option the published ImageNet classifiers take besides ``pretrained`` and ``weights`` (checked by invkit:
+    ``invkit.check_options``; registered as their ``options``)."""
+
+    input_size: int | None = None  # run the network at this square size in pixels (None: its published size)
+
+
 def register(register: Any) -> None:
     """Register every torchvision and timm tag; the first one registered for a family is its default."""
     for family, default in DEFAULT_TAGS.items():
@@ -70,7 +79,7 @@ def register(register: Any) -> None:
         names += [f"{family}.{tag}" for tag in TIMM_FAMILIES[family][1]]
         names.sort(key=lambda n: n != f"{family}.{default}")
         for name in names:
-            register(name, functools.partial(create, name), description=_description(name))
+            register(name, functools.partial(create, name), description=_description(name), options=ImageSizeOptions)
 
 
 # ----------------------------------------------------------------------------------------------- configs
@@ -209,9 +218,7 @@ def network_state(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return {k: v for k, v in state.items() if ".AuxLogits." not in f".{k}"}
 
 
-def create(
-    name: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None, **unknown: Any
-) -> Classifier:
+def create(name: str, pretrained: bool = True, weights: str | None = None, input_size: int | None = None) -> Classifier:
     """Build ``name`` with its published weights (``weights=PATH`` first, then the caches, then a download).
 
     Args:
@@ -224,8 +231,8 @@ def create(
         The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
 
     Raises:
-        InvkitError: a keyword argument other than these; the installed timm has no pretrained config for a timm
-            tag.
+        InvkitError: the installed timm has no pretrained config for a timm tag. (Another keyword argument, or an
+            ``input_size`` that is not a whole number, is refused by ``invkit.create_classifier`` before this runs.)
         InputError: ``input_size`` for ViT-B/16 (fixed size), or below the smallest the network accepts (32 px for
             ResNet-152, 75 px for Inception-V3).
         WeightsNotFoundError: ``weights`` is missing or a folder; the weights are in no local cache and the
@@ -235,8 +242,6 @@ def create(
         CheckpointError: the weights file is unreadable, holds no state dict of tensors, or its keys or shapes do
             not fit the network.
     """
-    if unknown:
-        raise InvkitError(f"{name} takes pretrained, weights and input_size, not {', '.join(sorted(unknown))}.")
     family = name.split(".")[0]
     if input_size is not None:
         if family not in MIN_SIZE:

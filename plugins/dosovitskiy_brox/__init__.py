@@ -15,6 +15,7 @@ from .deepsim import (
     DosovitskiyBroxConfig,
     DosovitskiyBroxInverter,
     DosovitskiyBroxTrainer,
+    DosovitskiyBroxTrainerOptions,
     adversarial_loss,
     build,
     discriminator_loss,
@@ -28,6 +29,7 @@ __all__ = [
     "DosovitskiyBroxConfig",
     "DosovitskiyBroxInverter",
     "DosovitskiyBroxTrainer",
+    "DosovitskiyBroxTrainerOptions",
     "adversarial_loss",
     "build",
     "discriminator_loss",
@@ -36,21 +38,18 @@ __all__ = [
 ]
 
 
-def _learned(tag: str) -> partial:
-    factory = partial(build, tag)
-    factory.trainable = True  # type: ignore[attr-defined]  # learned: read before building (no weights yet)
-    return factory
-
-
 @invkit.hookimpl
 def register_inverters(register):
+    # learned: DosovitskiyBroxInverter.trainable, read from build's return annotation before building anything
     register(
         "dosovitskiy_brox.paper",
-        _learned("paper"),
+        partial(build, "paper"),
         description="Dosovitskiy & Brox 2016 up-conv decoder + DeePSiM losses, paper widths (fc 4096x3)",
+        options=DosovitskiyBroxConfig,  # invkit checks --option names and types against it
     )
     register(
         "dosovitskiy_brox.mnist",
-        _learned("mnist"),
+        partial(build, "mnist"),
         description="Dosovitskiy & Brox 2016 decoder, small widths for 32x32 MNIST (~1 MB)",
+        options=DosovitskiyBroxConfig,
     )

@@ -69,7 +69,6 @@ from torch import nn
 from invkit.core.classifier import Classifier
 from invkit.core.inverter import Batch, Inverter, InverterTrainer
 from invkit.errors import InputError, InvkitError, TrainingError
-from invkit.utils.config import check_fields
 
 
 @dataclass
@@ -342,10 +341,30 @@ class Comparator:
 
 
 # ------------------------------------------------------------------------------------------------ trainer
+@dataclass(frozen=True)
+class DosovitskiyBroxTrainerOptions:
+    """The options of ``DosovitskiyBroxTrainer`` (``invkit train --option``); None: the inverter config's value."""
+
+    lambda_pix: float | None = None  # weight of the pixel loss L_img
+    lambda_feat: float | None = None  # weight of the feature loss L_feat
+    lambda_adv: float | None = None  # weight of the adversarial loss L_adv
+    comparator_layer: str | None = None  # "spatial", "penultimate", "logits" or a module name of the comparator
+    lr: float | None = None  # Adam learning rate of G and D
+    beta1: float | None = None  # Adam beta1
+    beta2: float | None = None  # Adam beta2
+    d_pause_ratio: float | None = None  # D is skipped while L_discr / L_adv is below this
+    comparator: Any = None  # None (the inverted classifier), an invkit.Classifier, or a classifier name or folder
+    g_lr: float | None = None  # G's learning rate (invkit train --lr-g; None: lr)
+    d_lr: float | None = None  # D's learning rate (invkit train --lr-d; None: lr)
+    bf16: bool = False  # bfloat16 autocast of the forward passes
+    channels_last: bool = False  # channels-last memory format of G and D
+
+
 class DosovitskiyBroxTrainer(InverterTrainer):
     """G and D updates with the DeePSiM loss (see the module docstring).
 
-    Options (each defaults to the inverter's config): ``lambda_pix``, ``lambda_feat``, ``lambda_adv``,
+    Options (``DosovitskiyBroxTrainerOptions``, checked by invkit; each defaults to the inverter's config):
+    ``lambda_pix``, ``lambda_feat``, ``lambda_adv``,
     ``comparator_layer``, ``lr``, ``beta1``, ``beta2``, ``d_pause_ratio``; plus ``comparator``: None (the
     inverted classifier), another ``invkit.Classifier``, or a registered classifier name; ``g_lr`` / ``d_lr``
     (separate learning rates, from ``invkit train --lr-g/--lr-d``); ``bf16`` (bfloat16 autocast of the
@@ -355,43 +374,28 @@ class DosovitskiyBroxTrainer(InverterTrainer):
     Args:
         inverter: the decoder G to train.
         classifier: the frozen classifier being inverted (also the default comparator).
-        comparator: see above.
-        g_lr: G's learning rate (default ``lr``).
-        d_lr: D's learning rate (default ``lr``).
-        bf16: see above.
-        channels_last: see above.
-        **options: the config fields listed above.
+        **options: the fields of ``DosovitskiyBroxTrainerOptions`` (above).
 
     Raises:
-        TrainingError: an option not listed above; a classifier with another number of logits than the inverter
-            takes; neither a classifier nor a comparator.
+        InputError: an option not listed above (with the closest names), or a value of the wrong type or NaN/inf
+            (``InverterTrainer.__init__``, ``invkit.utils.config.check_options``).
+        TrainingError: a classifier with another number of logits than the inverter takes; neither a classifier
+            nor a comparator.
         InvkitError: ``comparator_layer`` is not a module of the comparator's network, or is "penultimate" for
             a network without ``nn.Linear`` (``Comparator``); a ``comparator`` name that does not resolve
             (``invkit.resolve_classifier``: ``UnknownNameError``, ``CheckpointError``).
     """
 
     OPTIONS = ("lambda_pix", "lambda_feat", "lambda_adv", "comparator_layer", "lr", "beta1", "beta2", "d_pause_ratio")
+    options = DosovitskiyBroxTrainerOptions()  # declared: invkit checks the names and types of the options given
 
-    def __init__(
-        self,
-        inverter: DosovitskiyBroxInverter,
-        classifier: Any,
-        comparator: Any = None,
-        g_lr: float | None = None,
-        d_lr: float | None = None,
-        bf16: bool = False,
-        channels_last: bool = False,
-        **options: Any,
-    ):
-        super().__init__(inverter, classifier)
-        unknown = set(options) - set(self.OPTIONS)
-        if unknown:
-            raise TrainingError(
-                f"dosovitskiy_brox: unknown trainer option(s) {', '.join(sorted(unknown))}; "
-                f"known: comparator, g_lr, d_lr, bf16, channels_last, {', '.join(self.OPTIONS)}."
-            )
+    def __init__(self, inverter: DosovitskiyBroxInverter, classifier: Any, **options: Any):
+        super().__init__(inverter, classifier, **options)  # checks them and sets self.options
         cfg = inverter.config
-        self.opts = {k: options.get(k, getattr(cfg, k)) for k in self.OPTIONS}
+        given = self.options
+        self.opts = {k: v if (v := getattr(given, k)) is not None else getattr(cfg, k) for k in self.OPTIONS}
+        comparator, g_lr, d_lr = given.comparator, given.g_lr, given.d_lr
+        bf16, channels_last = given.bf16, given.channels_last
         if classifier is not None and classifier.num_classes != inverter.num_classes:
             raise TrainingError(
                 f"dosovitskiy_brox: inverter takes {inverter.num_classes} logits but "
@@ -515,15 +519,15 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> D
         preset: a key of ``PRESETS``.
         classifier: the classifier to invert; sets ``num_classes`` and ``channels``, and for ``paper`` also
             ``resolution`` (its input height in pixels).
-        **fields: ``DosovitskiyBroxConfig`` fields, e.g. ``resolution`` or ``width_mult``.
+        **fields: ``DosovitskiyBroxConfig`` fields, e.g. ``resolution`` or ``width_mult``; their names and types are
+            checked by ``invkit.create_inverter``/``load_inverter`` before this call (``check_options``).
 
     Returns:
         The inverter; it maps ``(N, num_classes)`` logits to ``(N, channels, resolution, resolution)`` images in
         [0, 1].
 
     Raises:
-        InputError: an option that is not a ``DosovitskiyBroxConfig`` field; a value of the wrong type or out of
-            range (``invkit.utils.config.check_fields``); an odd resolution or one below 8; ``noise_dim`` other than 0.
+        InputError: an odd resolution or one below 8; ``noise_dim`` other than 0.
     """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:
@@ -531,14 +535,7 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> D
         values.update(num_classes=classifier.num_classes, channels=c)
         if preset == "paper":
             values["resolution"] = h
-    known = set(DosovitskiyBroxConfig.__dataclass_fields__)
-    unknown = set(fields) - known
-    if unknown:
-        raise InputError(
-            f"dosovitskiy_brox: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}."
-        )
-    values.update(fields)
-    values = check_fields(DosovitskiyBroxConfig, values, f"dosovitskiy_brox.{preset}")
+    values.update(fields)  # names and types checked by invkit (registered with options=DosovitskiyBroxConfig)
     inv = DosovitskiyBroxInverter(DosovitskiyBroxConfig(**values))
     inv.registry_name = f"dosovitskiy_brox.{preset}"
     return inv

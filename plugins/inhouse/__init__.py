@@ -8,6 +8,7 @@ loads a state dict (safetensors, or a torch file read with ``weights_only=True``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,23 @@ from invkit.io import load_weights_file
 from .models import ResNet18S, SmallCNN
 
 SOURCE = "trained with invkit train-classifier"
+
+
+@dataclass(frozen=True)
+class SmallNetOptions:
+    """The options of ``smallcnn.base`` and ``resnet18s.base`` besides ``pretrained`` and ``weights``, registered as
+    their ``options``: invkit checks names and types (``invkit.check_options``) before the factory runs. The defaults
+    are smallcnn's (resnet18s: 3 channels, 32 px, width 64)."""
+
+    channels: int = 1  # input channels, 1 (grey) or 3 (RGB)
+    num_classes: int = 10  # number of logits
+    input_size: int = 28  # side of the square input in pixels, 8 or more
+    width: int = 16  # channels of the first convolution
+    mean: tuple[float, ...] | None = None  # per-channel mean (default 0.5 each)
+    std: tuple[float, ...] | None = None  # per-channel standard deviation, above 0 (default 0.5 each)
+    label_names: tuple[str, ...] | None = None  # readable class names, one per logit
+    robust: bool = False  # whether the network is (to be) adversarially trained
+    extra: dict[str, Any] | None = None  # more metadata for ClassifierConfig.extra
 
 
 def _build(
@@ -39,14 +57,7 @@ def _build(
     robust: bool,
     extra: dict[str, Any] | None,
 ) -> Classifier:
-    for key, value in (
-        ("channels", channels),
-        ("num_classes", num_classes),
-        ("input_size", input_size),
-        ("width", width),
-    ):
-        if not isinstance(value, int) or value < 1:
-            raise InvkitError(f"{name}: {key} must be a positive integer, got {value!r}.")
+    # names, types and signs were checked by invkit against SmallNetOptions (invkit.create_classifier)
     if channels not in (1, 3):
         raise InvkitError(f"{name}: channels must be 1 or 3, got {channels}.")
     if input_size < 8:
@@ -113,8 +124,9 @@ def smallcnn(
         The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
 
     Raises:
-        InvkitError: ``channels``, ``num_classes``, ``input_size`` or ``width`` is not a positive integer;
-            ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+        InvkitError: ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+            (An option that is not a ``SmallNetOptions`` field, or a count that is not a whole number above 0, is
+            refused by ``invkit.create_classifier`` before this runs.)
         InputError: ``mean`` or ``std`` is not one finite number per channel, a ``std`` is not above 0, or
             ``label_names`` does not have one name per logit (``ClassifierConfig``).
         WeightsNotFoundError: the ``weights`` file does not exist.
@@ -175,8 +187,9 @@ def resnet18s(
         The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
 
     Raises:
-        InvkitError: ``channels``, ``num_classes``, ``input_size`` or ``width`` is not a positive integer;
-            ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+        InvkitError: ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+            (An option that is not a ``SmallNetOptions`` field, or a count that is not a whole number above 0, is
+            refused by ``invkit.create_classifier`` before this runs.)
         InputError: ``mean`` or ``std`` is not one finite number per channel, a ``std`` is not above 0, or
             ``label_names`` does not have one name per logit (``ClassifierConfig``).
         WeightsNotFoundError: the ``weights`` file does not exist.
@@ -232,19 +245,27 @@ def _demo_factory(tag: str) -> Callable[..., Classifier]:
 
 @invkit.hookimpl
 def register_classifiers(register: Callable[..., None]) -> None:
-    register("smallcnn.base", smallcnn, description="small CNN for 28-32 px images (train: invkit train-classifier)")
+    register(
+        "smallcnn.base",
+        smallcnn,
+        description="small CNN for 28-32 px images (train: invkit train-classifier)",
+        options=SmallNetOptions,
+    )
     register(
         "smallcnn.mnist",
         _demo_factory("mnist"),
+        options=SmallNetOptions,  # with pretrained=False it builds a smallcnn.base from these
         description="smallcnn trained on MNIST, standard training (demo checkpoint shipped with invkit)",
     )
     register(
         "smallcnn.mnist_robust",
         _demo_factory("mnist_robust"),
+        options=SmallNetOptions,  # with pretrained=False it builds a smallcnn.base from these
         description="smallcnn trained on MNIST with PGD, Linf eps 0.2 (demo checkpoint shipped with invkit)",
     )
     register(
         "resnet18s.base",
         resnet18s,
         description="ResNet-18, 3x3 stem, no max-pool, for 32-64 px (train: invkit train-classifier)",
+        options=SmallNetOptions,
     )

@@ -28,9 +28,11 @@ def register_inverters(register):
         "optim.mv15",
         partial(build, "mv15"),
         description="Mahendran & Vedaldi 2015 image optimisation: logit match + TV + alpha-norm, jitter",
+        options=OptimConfig,  # invkit checks --option names and types against it
     )
     register(
         "optim.robust",
         partial(build, "robust"),
         description="Engstrom et al. 2019 setting: plain logit matching, no image prior (robust classifiers)",
+        options=OptimConfig,
     )

@@ -43,7 +43,6 @@ import torch.nn.functional as F
 from invkit.core.classifier import Classifier
 from invkit.core.inverter import Inverter
 from invkit.errors import InputError, InvkitError
-from invkit.utils.config import check_fields
 from invkit.utils.progress import Progress, ProgressCallback, no_progress
 
 
@@ -487,22 +486,18 @@ def build(preset: str, classifier: Classifier | None = None, **fields: Any) -> O
         preset: a key of ``PRESETS``.
         classifier: the classifier to invert; sets ``num_classes``, ``channels`` and ``resolution`` (its input
             size in pixels). The inverter cannot ``invert`` without one (``set_classifier`` adds it later).
-        **fields: ``OptimConfig`` fields, e.g. ``steps`` or ``lr``.
+        **fields: ``OptimConfig`` fields, e.g. ``steps`` or ``lr``. ``invkit.create_inverter`` (and
+            ``load_inverter``) check their names and types against ``OptimConfig`` before calling this (the
+            registration declares it: ``invkit.utils.config.check_options``).
 
     Raises:
-        InputError: an option that is not an ``OptimConfig`` field; a value of the wrong type or out of range
-            (``invkit.utils.config.check_fields``); a setting ``OptimInverter`` refuses (see there).
+        InputError: a setting ``OptimInverter`` refuses (see there).
     """
     values: dict[str, Any] = dict(PRESETS[preset])
     if classifier is not None:
         c, h, _ = classifier.config.input_size
         values.update(num_classes=classifier.num_classes, channels=c, resolution=h, classifier_name=classifier.name)
-    known = set(OptimConfig.__dataclass_fields__)
-    unknown = set(fields) - known
-    if unknown:
-        raise InputError(f"optim: unknown option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}.")
-    values.update(fields)
-    values = check_fields(OptimConfig, values, f"optim.{preset}")
+    values.update(fields)  # names and types checked by invkit before this call (registered with options=OptimConfig)
     inv = OptimInverter(OptimConfig(**values), classifier)
     inv.registry_name = f"optim.{preset}"
     return inv

@@ -1,8 +1,9 @@
 """invkit's built-in probes: every experiment of Teterwak et al. 2021 and its supplement.
 
-Registered through the ``invkit`` entry-point group like any third-party plugin. Each probe is a class with a
-frozen options dataclass (its fields are the ``--option key=value`` names) and a ``run(ctx)`` that writes
-PNG figures and ``index.html`` into ``ctx.out`` and returns the numbers. See docs/probes.md.
+Registered through the ``invkit`` entry-point group like any third-party plugin. Each probe is a class that
+declares a frozen options dataclass as ``options`` (its fields are the ``--option key=value`` names, checked by
+invkit) and a ``run(ctx)`` that writes PNG figures into ``ctx.out`` and returns the numbers, figures, captions and
+tables; invkit renders ``index.html`` from them. See docs/probes.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""What every probe needs: options, images, inversion with fixed noise, image measures and the HTML page.
+"""What every probe needs: images, inversion with fixed noise, image measures and the result.
+
+Options are not checked here: each probe declares its options dataclass as ``options`` and invkit checks
+``--option`` keys and types against it (``invkit.Probe.options_for``, ``invkit.utils.config.check_options``); the
+page is rendered by invkit from the result (``finish``).
 
 Image measures (per image, on images in [0, 1], averaged over channels):
 
@@ -14,8 +18,6 @@ when ``invkit.evaluation.metrics.lpips_status`` says it runs offline.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,76 +27,11 @@ import torch.nn.functional as F
 
 from invkit import ProbeContext, ProbeResult
 from invkit.data import take
-from invkit.errors import InputError
 from invkit.evaluation.metrics import LPIPS, lpips_status
-from invkit.io import html_table, img_tag, write_html_page
-from invkit.utils.config import check_fields
 from invkit.utils.progress import Progress
 
 
-# ------------------------------------------------------------------------------------------------ options
-def resolve_options(probe_name: str, defaults: Any, overrides: Mapping[str, Any]) -> Any:
-    """``defaults`` (a dataclass instance) with ``overrides`` (``ctx.options``) applied and type-checked.
-
-    Args:
-        probe_name: the probe's registry name, starting error messages.
-        defaults: the options dataclass instance: its fields are the accepted names, its values the defaults.
-        overrides: option name (``-`` or ``_``) -> value, as given or as text.
-
-    Raises:
-        InputError: a name that is not a field; a value that is not of the field's type (``bool``, whole number,
-            number, tuple of numbers); a NaN or infinite number (``invkit.utils.config.check_fields``).
-    """
-    fields = {f.name: f for f in dataclasses.fields(defaults)}
-    changes = {}
-    for key, value in overrides.items():
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise InputError(f"{probe_name} has no option '{key}'; its options are: {', '.join(fields) or 'none'}.")
-        current = getattr(defaults, key)
-        try:
-            if isinstance(current, bool):
-                value = _as_bool(value)
-            elif isinstance(current, int):
-                value = _as_int(value)
-            elif isinstance(current, float) or (current is None and isinstance(value, int | float)):
-                value = float(value)
-            elif isinstance(current, tuple):
-                value = tuple(float(v) for v in (value if isinstance(value, list | tuple) else [value]))
-        except (TypeError, ValueError):
-            kind = {bool: "true or false", int: "a whole number"}.get(type(current), f"a {type(current).__name__}")
-            raise InputError(f"{probe_name}: option {key}={value!r} is not {kind}.") from None
-        changes[key] = value
-    changes = check_fields(type(defaults), changes, probe_name, signs=False)  # NaN/inf refused, e.g. eps=nan
-    return dataclasses.replace(defaults, **changes)
-
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _as_bool(value: Any) -> bool:
-    """A yes/no option: true/false, 1/0, yes/no, on/off (any case); anything else is a ValueError, never False."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise ValueError(value)
-
-
-def _as_int(value: Any) -> int:
-    """A whole-number option: an int, a float with no fraction (``4.0``) or its text; ``2.7`` is a ValueError
-    rather than 2."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    number = float(value) if isinstance(value, str) else value
-    if isinstance(number, float) and number.is_integer():
-        return int(number)
-    if isinstance(number, int):
-        return number
-    raise ValueError(value)
-
-
+# ------------------------------------------------------------------------------------------------ draws
 def seed_from(generator: torch.Generator) -> int:
     """A seed drawn from the context's generator, for helpers that take an int seed."""
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
@@ -260,43 +197,20 @@ def finite(value: Any) -> Any:
 
 
 def finish(
-    ctx: ProbeContext,
     probe: str,
-    title: str,
     numbers: dict[str, Any],
     figures: dict[str, str],
     summary: str,
     captions: Mapping[str, str] | None = None,
     tables: Sequence[tuple[str, list[dict[str, Any]]]] = (),
 ) -> ProbeResult:
-    """Write ``index.html`` (numbers, tables, embedded figures) into ``ctx.out`` and build the result."""
-    numbers = finite(numbers)
-    captions = captions or {}
-    flat = [{"number": k, "value": v} for k, v in _flatten(numbers).items()]
-    sections = [
-        (
-            "",
-            f"<p>{summary}</p><p class='caption'>classifier <code>{ctx.classifier.name}</code>, "
-            f"inverter <code>{ctx.inverter.registry_name}</code>, data <code>"
-            f"{getattr(ctx.data, 'name', '')}</code></p>",
-        ),
-        ("Numbers", html_table(flat)),
-    ]
-    sections += [(name, html_table(rows)) for name, rows in tables]
-    for name, rel in figures.items():
-        sections.append((name, img_tag(ctx.out / rel, alt=name) + f"<p class='caption'>{captions.get(name, '')}</p>"))
-    write_html_page(ctx.out / "index.html", title, sections)
-    return ProbeResult(probe=probe, numbers=numbers, figures={**figures, "page": "index.html"}, summary=summary)
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, list) and len(v) > 12:
-            out[key] = json.dumps(v[:12])[:-1] + ", ...]"
-        else:
-            out[key] = v
-    return out
+    """The probe's result: its numbers rounded and checked finite (``finite``), its figures with their captions and
+    tables. invkit renders the page (``index.html``) from it (``invkit.core.probe.run_probe``)."""
+    return ProbeResult(
+        probe=probe,
+        numbers=finite(numbers),
+        figures=dict(figures),
+        summary=summary,
+        captions=dict(captions or {}),
+        tables={name: list(rows) for name, rows in tables},
+    )

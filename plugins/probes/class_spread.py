@@ -46,17 +46,17 @@ class ClassSpread(Probe):
         **options: fields of ``ClassSpreadOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, the data yields fewer than two images.
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            the data yields fewer than two images.
     """
 
     description = "mean L2 distance of logits to their class mean over 10 random classes (§5.5)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("class-spread", ClassSpreadOptions(), options)
+    options = ClassSpreadOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("class-spread", self.options, ctx.options)
+        o = self.options_for(ctx)
         labels_all = torch.tensor(
             ctx.data.labels() if hasattr(ctx.data, "labels") else [ctx.data[i][1] for i in range(len(ctx.data))]
         )
@@ -101,8 +101,6 @@ class ClassSpread(Probe):
             "robust 43.78."
         )
         return C.finish(
-            ctx,
-            "class-spread",
             "class-spread",
             numbers,
             {"class means": "class_means.png", "spread": "spread.png"},

@@ -70,17 +70,17 @@ class Misclassified(Probe):
         **options: fields of ``MisclassifiedOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, the classifier gets every scanned image right.
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            the classifier gets every scanned image right.
     """
 
     description = "fidelity of reconstructions of misclassified vs correctly classified images (Fig. 6)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("misclassified", MisclassifiedOptions(), options)
+    options = MisclassifiedOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("misclassified", self.options, ctx.options)
+        o = self.options_for(ctx)
         images, labels = take(ctx.data, o.scan, seed=C.seed_from(ctx.generator), size=C.inverter_size(ctx))
         images = C.to_inverter_shape(ctx, images)
         labels = labels.to(ctx.device)
@@ -155,8 +155,6 @@ class Misclassified(Probe):
             f"{100 * numbers['recon_classified_as_true']:.0f}%."
         )
         return C.finish(
-            ctx,
-            "misclassified",
             "misclassified",
             numbers,
             {"misclassified": "misclassified.png"},
@@ -178,13 +176,11 @@ class FGSMOptions:
 
 
 def _load_classifier(spec: str, device: torch.device) -> Any:
-    from pathlib import Path
-
     import invkit
 
-    path = Path(spec).expanduser()
-    clf = invkit.create_classifier(checkpoint=str(path)) if path.is_dir() else invkit.create_classifier(spec)
-    return clf.to(device).eval()
+    # the one spec resolution of every command: names, folders, demo:NAME, hf-hub:..., and the warning for a
+    # classifier without trained weights
+    return invkit.resolve_classifier(spec).to(device).eval()
 
 
 class FGSM(Probe):
@@ -195,17 +191,17 @@ class FGSM(Probe):
         **options: fields of ``FGSMOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, ``other_classifier`` has another number of classes.
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            ``other_classifier`` has another number of classes.
     """
 
     description = "FGSM eps=0.1 adversarial inputs and their reconstructions with labels (Fig. 7)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("fgsm", FGSMOptions(), options)
+    options = FGSMOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("fgsm", self.options, ctx.options)
+        o = self.options_for(ctx)
         x, y = C.load_images(ctx)
         y = y.to(ctx.device)
         C.report(ctx, "probe fgsm", 0, 3)
@@ -289,8 +285,6 @@ class FGSM(Probe):
             f"{100 * numbers['recon_adv_classified_as_adv_prediction']:.0f}% of the time."
         )
         return C.finish(
-            ctx,
-            "fgsm",
             "fgsm",
             numbers,
             {"fgsm": "fgsm.png"},

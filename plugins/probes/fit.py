@@ -34,7 +34,7 @@ from . import _common as C
 
 @dataclass(frozen=True)
 class FitOptions:
-    factors: tuple = ()  # enhancement factors; () uses the probe's defaults
+    factors: tuple[float, ...] = ()  # enhancement factors; () uses the probe's defaults
     shift_low: float = -1.0  # logit shift grid
     shift_high: float = 1.0
     scale_low: float = -0.5  # log10 scale grid
@@ -70,10 +70,9 @@ class _Fit(Probe):
     """What ``brightness-fit`` and ``sharpness-fit`` share (module docstring); subclasses set ``kind``."""
 
     kind = ""  # "brightness" or "sharpness"
-    default_factors: tuple = ()
+    default_factors: tuple[float, ...] = ()
 
-    def __init__(self, **options):
-        self.options = C.resolve_options(self.probe_name, FitOptions(), options)
+    options = FitOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     @property
     def probe_name(self) -> str:
@@ -84,7 +83,7 @@ class _Fit(Probe):
         return fn(images, factor)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options(self.probe_name, self.options, ctx.options)
+        o = self.options_for(ctx)
         factors = [float(f) for f in (o.factors or self.default_factors)]
         measure = C.MEASURES[self.kind]
         x, _ = C.load_images(ctx, o.images)
@@ -211,8 +210,6 @@ class _Fit(Probe):
             f"best shift slope {numbers['slope_best_shift_vs_factor']:+.3g} per unit factor."
         )
         return C.finish(
-            ctx,
-            self.probe_name,
             self.probe_name,
             numbers,
             {
@@ -240,8 +237,8 @@ class BrightnessFit(_Fit):
         **options: fields of ``FitOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     kind = "brightness"
@@ -257,8 +254,8 @@ class SharpnessFit(_Fit):
         **options: fields of ``FitOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     kind = "sharpness"

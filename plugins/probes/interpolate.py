@@ -80,8 +80,6 @@ def _write(
         f"is {numbers['path_length_ratio']:.2f}x the straight distance (1 = perfectly smooth)."
     )
     return C.finish(
-        ctx,
-        name,
         name,
         numbers,
         {"paths": "paths.png", "step sizes": "steps.png"},
@@ -98,17 +96,17 @@ class LogitInterpolate(Probe):
         **options: fields of ``InterpolateOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, the drawn images are all of one class.
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            the drawn images are all of one class.
     """
 
     description = "linear interpolation between two logit vectors (Figs. 5, 9); smoothness along the path"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("logit-interpolate", InterpolateOptions(), options)
+    options = InterpolateOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("logit-interpolate", self.options, ctx.options)
+        o = self.options_for(ctx)
         images, labels = C.load_images(ctx, max(2 * o.pairs, 16))
         logits = C.logits_of(ctx, images)
         # pair image i with the next image of another class, so that the path crosses a class boundary
@@ -154,17 +152,17 @@ class NoiseInterpolate(Probe):
         **options: fields of ``InterpolateOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, the inverter is deterministic (``noise_dim`` 0).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            the inverter is deterministic (``noise_dim`` 0).
     """
 
     description = "linear interpolation between two noise vectors (supp. Figs. 3-6); smoothness along the path"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("noise-interpolate", InterpolateOptions(), options)
+    options = InterpolateOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("noise-interpolate", self.options, ctx.options)
+        o = self.options_for(ctx)
         if ctx.inverter.noise_dim == 0:
             raise InputError(
                 f"noise-interpolate needs a stochastic inverter; {ctx.inverter.registry_name} has no "

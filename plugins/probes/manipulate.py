@@ -46,7 +46,7 @@ class ScaleOptions:
 
 @dataclass(frozen=True)
 class PerturbOptions:
-    variances: tuple = (0.0, 0.1375, 0.275, 0.55, 1.1)  # Gaussian variances; the paper's is 0.55
+    variances: tuple[float, ...] = (0.0, 0.1375, 0.275, 0.55, 1.1)  # Gaussian variances; the paper's is 0.55
     draws: int = 4  # perturbations per image and variance
     images: int = 32
     rows: int = 6
@@ -119,8 +119,6 @@ def _write(
     )
     table = [{"level": lv, **{m: per_level[m][i] for m in per_level}} for i, lv in enumerate(levels)]
     return C.finish(
-        ctx,
-        name,
         name,
         numbers,
         {"reconstructions": "reconstructions.png", "measures": "measures.png"},
@@ -147,17 +145,16 @@ class LogitShift(Probe):
         **options: fields of ``ShiftOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "add a constant to every logit (Fig. 8); brightness/contrast/sharpness of reconstructions"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("logit-shift", ShiftOptions(), options)
+    options = ShiftOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("logit-shift", self.options, ctx.options)
+        o = self.options_for(ctx)
         robust = bool(getattr(ctx.classifier.config, "robust", False))
         span = 0.30 if robust else 0.1
         levels = _linspace(-span if o.low is None else o.low, span if o.high is None else o.high, o.levels)
@@ -183,17 +180,16 @@ class LogitScale(Probe):
         **options: fields of ``ScaleOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "multiply the logits by 10^e, e in [-0.3, 0.3] (Fig. 8); measures of reconstructions"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("logit-scale", ScaleOptions(), options)
+    options = ScaleOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("logit-scale", self.options, ctx.options)
+        o = self.options_for(ctx)
         levels = _linspace(o.low, o.high, o.levels)
         per_level, shown, orig = _measure_levels(ctx, "logit-scale", levels, lambda z, e: z * 10.0**e, o.images, o.rows)
         return _write(
@@ -217,17 +213,16 @@ class LogitPerturb(Probe):
         **options: fields of ``PerturbOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "i.i.d. Gaussian noise on the logits, variance 0.55 (Fig. 8); measures of reconstructions"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("logit-perturb", PerturbOptions(), options)
+    options = PerturbOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("logit-perturb", self.options, ctx.options)
+        o = self.options_for(ctx)
         levels = [float(v) for v in o.variances]
         gen = ctx.generator
 

@@ -61,17 +61,16 @@ class Mirror(Probe):
         **options: fields of ``MirrorOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "reconstructions across noise samples: horizontal vs vertical flips of the original (§5.3)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("mirror", MirrorOptions(), options)
+    options = MirrorOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("mirror", self.options, ctx.options)
+        o = self.options_for(ctx)
         x, _ = C.load_images(ctx, o.images)
         logits = C.logits_of(ctx, x)
         samples = o.samples if ctx.inverter.noise_dim else 1
@@ -120,8 +119,6 @@ class Mirror(Probe):
             "samples, vertical ones do not (classifiers trained with horizontal-flip augmentation)."
         )
         return C.finish(
-            ctx,
-            "mirror",
             "mirror",
             numbers,
             {"mirror": "mirror.png"},

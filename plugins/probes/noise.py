@@ -34,17 +34,16 @@ class NoiseResample(Probe):
         **options: fields of ``NoiseResampleOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "one logit vector, 8 noise samples (supp. Figs. 1-2); diversity across samples"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("noise-resample", NoiseResampleOptions(), options)
+    options = NoiseResampleOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("noise-resample", self.options, ctx.options)
+        o = self.options_for(ctx)
         images, _ = C.load_images(ctx, o.rows)
         logits = C.logits_of(ctx, images)
         pred = logits.argmax(1)
@@ -79,8 +78,6 @@ class NoiseResample(Probe):
             "the original's predicted class."
         )
         return C.finish(
-            ctx,
-            "noise-resample",
             "noise-resample",
             numbers,
             {"samples": "samples.png"},

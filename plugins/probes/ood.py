@@ -60,17 +60,16 @@ class OOD(Probe):
         **options: fields of ``OODOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "reconstruct another data set through a model trained on the first (Fig. 10)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("ood", OODOptions(), options)
+    options = OODOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("ood", self.options, ctx.options)
+        o = self.options_for(ctx)
         ood = default_ood_data(ctx)
         x_in, _ = C.load_images(ctx)
         x_ood, _ = take(ood, len(x_in), seed=C.seed_from(ctx.generator), size=C.inverter_size(ctx))
@@ -104,8 +103,6 @@ class OOD(Probe):
             f"({numbers['rms_ratio_ood_to_in']:.2f}x)."
         )
         return C.finish(
-            ctx,
-            "ood",
             "ood",
             numbers,
             {"ood": "ood.png", "in distribution": "in_distribution.png"},

@@ -35,17 +35,16 @@ class Rotation(Probe):
         **options: fields of ``RotationOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``).
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not finite
+            (checked by invkit against ``options``, when built and for ``ctx.options``).
     """
 
     description = "90° rotated inputs, counter-rotated reconstructions (supp. Fig. 17); similarity to upright"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("rotation", RotationOptions(), options)
+    options = RotationOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("rotation", self.options, ctx.options)
+        o = self.options_for(ctx)
         x, _ = C.load_images(ctx)
         k = o.quarter_turns % 4
         x_rot = torch.rot90(x, k, dims=(-2, -1))
@@ -75,8 +74,6 @@ class Rotation(Probe):
             f"{100 * numbers['prediction_kept']:.0f}% of images."
         )
         return C.finish(
-            ctx,
-            "rotation",
             "rotation",
             numbers,
             {"rotation": "rotation.png"},

@@ -67,17 +67,17 @@ class IterativeStability(Probe):
         **options: fields of ``StabilityOptions``.
 
     Raises:
-        InputError: an unknown option, or a value of the wrong type or not finite (here, and in ``run`` for
-            ``ctx.options``); in ``run``, with ``classes`` > 0, a drawn class has too few images.
+        InputError: an option the options dataclass does not declare, or a value of the wrong type or not
+            finite (checked by invkit against ``options``, when built and for ``ctx.options``); in ``run``,
+            with ``classes`` > 0, a drawn class has too few images.
     """
 
     description = "re-classify reconstructions; % identical, split by correct/incorrect originals (supp. §5)"
 
-    def __init__(self, **options):
-        self.options = C.resolve_options("iterative-stability", StabilityOptions(), options)
+    options = StabilityOptions()  # declared: invkit checks --option keys and types against it (Probe.options)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        o = C.resolve_options("iterative-stability", self.options, ctx.options)
+        o = self.options_for(ctx)
         if o.classes > 0:
             x, y = load_from_classes(ctx, o.images or ctx.num_images, o.classes)
         else:
@@ -146,8 +146,6 @@ class IterativeStability(Probe):
             for k, v in PAPER_IMAGENET.items()
         ]
         return C.finish(
-            ctx,
-            "iterative-stability",
             "iterative-stability",
             numbers,
             {"rounds": "rounds.png", "per round": "per_round.png"},

@@ -26,6 +26,19 @@ def test_probe_conforms(tmp_path):
     assert result.numbers["p"] == 1.0
 
 
+def test_options_are_checked_by_invkit(tmp_path):
+    """The plugin declares its options (a dataclass each); invkit refuses unknown keys and wrong types for it."""
+    import pytest
+
+    clf = invkit.create_classifier("prototype.mnist")
+    with pytest.raises(invkit.InputError, match="has no option 'temprature' .did you mean 'temperature'"):
+        invkit.create_inverter("prototype_mix.softmax", classifier=clf, temprature=2.0)
+    with pytest.raises(invkit.InputError, match="'temperature' must be a finite number"):
+        invkit.create_inverter("prototype_mix.softmax", classifier=clf, temperature="hot")
+    with pytest.raises(invkit.InputError, match="'p' must be a finite number"):
+        invkit.create_probe("logit-norm", p="two")
+
+
 def test_reconstructions_keep_the_class(tmp_path):
     """What the conformance checks cannot know: this inverter's reconstructions are classified as their source."""
     from invkit.data import load_dataset, take

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from torch import nn
 
 import invkit
 from invkit.data import load_dataset, resize, take
-from invkit.io import img_tag, load_weights_file, save_curves, save_grid, write_html_page
+from invkit.io import load_weights_file, save_curves, save_grid
 from invkit.utils.progress import Progress
 
 
@@ -43,10 +42,13 @@ class PrototypeNet(nn.Module):
         return -d * 100.0
 
 
-def make_classifier(pretrained: bool = True, weights: str | None = None, **kwargs) -> invkit.Classifier:
+@dataclass(frozen=True)
+class PrototypeOptions:
+    """prototype.mnist takes no options besides ``pretrained`` and ``weights``: invkit refuses any other."""
+
+
+def make_classifier(pretrained: bool = True, weights: str | None = None) -> invkit.Classifier:
     """The factory: ``pretrained=False`` gives zero prototypes, ``weights`` a file holding ``prototypes``."""
-    if kwargs:  # invkit may pass options other classifiers take; say clearly that this one takes none
-        raise invkit.InputError(f"prototype.mnist takes no options, got {', '.join(sorted(kwargs))}.")
     net = PrototypeNet()
     if weights is not None:
         state = load_weights_file(weights)  # safetensors, .npz or a state dict; refuses pickled code
@@ -93,10 +95,8 @@ class PrototypeMix(invkit.Inverter):
 
 
 def make_inverter(classifier: invkit.Classifier | None = None, **config) -> PrototypeMix:
-    """The factory: ``classifier`` gives the logit size; ``config`` holds PrototypeMixConfig fields."""
-    unknown = set(config) - {f.name for f in dataclasses.fields(PrototypeMixConfig)}
-    if unknown:
-        raise invkit.InputError(f"prototype_mix has no option {', '.join(sorted(unknown))}.")
+    """The factory: ``classifier`` gives the logit size; ``config`` holds PrototypeMixConfig fields (invkit has
+    checked their names and types against PrototypeMixConfig, the options it is registered with)."""
     if classifier is not None:
         config.setdefault("num_classes", classifier.num_classes)
     if config.get("num_classes", 10) != 10:
@@ -114,10 +114,10 @@ class LogitNormProbe(invkit.Probe):
     """Do reconstructions carry as much logit mass as the originals?"""
 
     description = "logit norm of originals vs their reconstructions"
-    options = LogitNormOptions()  # declared: `--option p=1` works, an unknown key is refused before run()
+    options = LogitNormOptions()  # declared: `--option p=1` works; an unknown key or a wrong type never reaches run()
 
     def run(self, ctx: invkit.ProbeContext) -> invkit.ProbeResult:
-        opts = dataclasses.replace(self.options, **ctx.options)
+        opts = self.options_for(ctx)  # LogitNormOptions with ctx.options applied, checked by invkit
         seed = int(torch.randint(0, 2**31, (1,), generator=ctx.generator))
         images, _ = take(ctx.data, ctx.num_images, seed=seed)
         with torch.no_grad():
@@ -126,13 +126,13 @@ class LogitNormProbe(invkit.Probe):
             z_hat = ctx.classifier.logits(recon)
         norms, norms_hat = z.norm(p=opts.p, dim=1).cpu(), z_hat.norm(p=opts.p, dim=1).cpu()
         ctx.progress(Progress("logit-norm", 1, 1))
-        grid = save_grid(
+        save_grid(
             torch.cat([images, resize(recon.cpu(), images.shape[-1], images.shape[1])]),
             ctx.out / "pairs.png",
             nrow=len(images),
         )
         order = norms.argsort()
-        curve = save_curves(
+        save_curves(
             ctx.out / "norms.png",
             list(range(len(order))),
             {"original": norms[order].tolist(), "reconstruction": norms_hat[order].tolist()},
@@ -145,28 +145,34 @@ class LogitNormProbe(invkit.Probe):
             "mean_norm_reconstruction": float(norms_hat.mean()),
             "ratio": float((norms_hat / norms).mean()),
         }
-        write_html_page(
-            ctx.out / "index.html",
-            "logit-norm",
-            [("numbers", f"<pre>{numbers}</pre>"), ("pairs", img_tag(grid)), ("norms", img_tag(curve))],
-        )
-        return invkit.ProbeResult(
+        return invkit.ProbeResult(  # invkit renders index.html from it (run_probe)
             probe=self.name,
             numbers=numbers,
-            figures={"pairs": "pairs.png", "norms": "norms.png", "page": "index.html"},
+            figures={"pairs": "pairs.png", "norms": "norms.png"},
             summary=f"reconstructions keep {numbers['ratio']:.0%} of the logit norm",
+            captions={"pairs": "top: originals; bottom: their reconstructions", "norms": "sorted by original norm"},
         )
 
 
 # ----------------------------------------------------------------------------------------------------- hooks
 @invkit.hookimpl
 def register_classifiers(register):
-    register("prototype.mnist", make_classifier, description="nearest class-mean MNIST classifier (example plugin)")
+    register(
+        "prototype.mnist",
+        make_classifier,
+        description="nearest class-mean MNIST classifier (example plugin)",
+        options=PrototypeOptions,  # invkit checks option names and types against it: no check of our own
+    )
 
 
 @invkit.hookimpl
 def register_inverters(register):
-    register("prototype_mix.softmax", make_inverter, description="softmax mixture of class prototypes (example)")
+    register(
+        "prototype_mix.softmax",
+        make_inverter,
+        description="softmax mixture of class prototypes (example)",
+        options=PrototypeMixConfig,  # --option / config.json keys and types are checked against its fields
+    )
 
 
 @invkit.hookimpl
