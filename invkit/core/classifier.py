@@ -349,15 +349,13 @@ def load_classifier(directory: str | os.PathLike) -> Classifier:
     from ..io.checkpoint import (
         build_from_config,
         check_weights,
-        checkpoint_folder,
         load_checkpoint_weights,
         read_checkpoint_config,
     )
-    from ..io.locate import local_checkpoint
+    from ..io.locate import checkpoint_directory
     from .plugins import get_registry
 
-    directory = local_checkpoint(directory) if isinstance(directory, str) else directory  # demo:, hf-hub:
-    directory = checkpoint_folder(directory)  # a run folder (checkpoints/step_N): its newest checkpoint, said in a note
+    directory = checkpoint_directory(directory)  # demo:, hf-hub:, a run folder's newest checkpoint
     doc = read_checkpoint_config(directory, kind="classifier")
     entry = get_registry("classifier").resolve(doc["name"])
     cfg = doc.get("config", {})

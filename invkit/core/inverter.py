@@ -398,16 +398,14 @@ def load_inverter(
     from ..io.checkpoint import (
         build_from_config,
         check_weights,
-        checkpoint_folder,
         load_checkpoint_weights,
         read_checkpoint_config,
     )
-    from ..io.locate import local_checkpoint
+    from ..io.locate import checkpoint_directory
     from ..io.state_dict import load_strict, strip_prefix
     from .plugins import get_registry
 
-    directory = local_checkpoint(directory) if isinstance(directory, str) else directory  # demo:, hf-hub:
-    directory = checkpoint_folder(directory)  # an invkit train run folder: its newest checkpoint, said in a note
+    directory = checkpoint_directory(directory)  # demo:, hf-hub:, a run folder's newest checkpoint
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
     # Entry.build checks the stored values against the options the registration declares, as for --option

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,29 @@ def _temp_next_to(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def _write_atomically(
+    path: str | os.PathLike, write: Callable[[str], None], errors: tuple[type[BaseException], ...] = (OSError,)
+) -> None:
+    """Run ``write(tmp)`` on a temporary file beside ``path`` (umask mode), then rename it over ``path``.
+
+    The one replace path of the atomic writers: ``check_write`` first, the temporary file removed on any failure,
+    ``errors`` (and OSError) turned into one ``OutputError`` line; ``path`` keeps its old content.
+    """
+    path = Path(path)
+    check_write(path)
+    fd, tmp = _temp_next_to(path)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except errors as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise output_error(path, exc) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one.
 
@@ -110,21 +133,14 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content. Or ``path``
             is an input of the run or a file the command did not write (``invkit.io.owned.check_write``).
     """
-    path = Path(path)
-    check_write(path)
-    fd, tmp = _temp_next_to(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise output_error(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _write_atomically(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -160,11 +176,8 @@ def atomic_save_safetensors(
         OutputError: the folder is not writable or the disk is full; ``path`` keeps its old content. Or ``path``
             is an input of the run or a file the command did not write (``invkit.io.owned.check_write``).
     """
-    path = Path(path)
-    check_write(path)
-    fd, tmp = _temp_next_to(path)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         # safetensors refuses shared or non-contiguous storage; checkpoints hold plain copies.
         save_file(
             {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, tmp, metadata=dict(metadata or {})
@@ -173,10 +186,5 @@ def atomic_save_safetensors(
             os.fsync(f.fileno())
         with contextlib.suppress(OSError):  # safetensors writes a file of its own (0600): give it the umask's mode
             os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise output_error(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _write_atomically(path, write, (OSError, SafetensorError))

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from .checkpoint import CONFIG_NAME
+from .checkpoint import CONFIG_NAME, checkpoint_folder
 from .hub import HUB_PREFIX, hub_checkpoint, is_hub_spec
 from .weights import WEIGHTS_NAME
 
@@ -104,3 +104,14 @@ def spec_label(spec: str) -> str:
     if is_hub_spec(spec):
         return spec[len(HUB_PREFIX) :].split("/", 1)[-1]
     return spec
+
+
+def checkpoint_directory(spec: str | os.PathLike) -> str | os.PathLike:
+    """The folder ``load_classifier`` and ``load_inverter`` read for ``spec``: a ``demo:``/``hf-hub:`` spec made a
+    folder (``local_checkpoint``), then a training run folder its newest checkpoint (``checkpoint_folder``, said in a
+    note). Anything else comes back unchanged, for the reader to check.
+
+    Raises:
+        CheckpointError: as ``local_checkpoint`` and ``checkpoint_folder``.
+    """
+    return checkpoint_folder(local_checkpoint(spec) if isinstance(spec, str) else spec)
