@@ -33,6 +33,9 @@ def render() -> str:
     for cmd in builtin_commands(cli):
         ctx = click.Context(cmd, info_name=f"invkit {cmd.name}")
         parts.append(f"## invkit {cmd.name}\n\n```text\n{cmd.get_help(ctx)}\n```\n")
+        for sub in getattr(cmd, "commands", {}).values():  # a group's commands (invkit study make, ...)
+            sub_ctx = click.Context(sub, info_name=f"invkit {cmd.name} {sub.name}")
+            parts.append(f"## invkit {cmd.name} {sub.name}\n\n```text\n{sub.get_help(sub_ctx)}\n```\n")
     return "\n".join(parts)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from . import _compat
 from ._version import __version__
 from .core import (
+    Channel,
     Classifier,
     ClassifierConfig,
     Inverter,
@@ -28,10 +29,12 @@ from .core import (
     Probe,
     ProbeContext,
     ProbeResult,
+    create_channel,
     create_classifier,
     create_inverter,
     create_probe,
     get_registry,
+    list_channels,
     list_classifiers,
     list_inverters,
     list_probes,
@@ -61,6 +64,7 @@ _compat.install()  # old module paths (invkit.checkpoint, invkit.train, ...) kee
 
 __all__ = [
     "__version__",
+    "Channel",
     "Classifier",
     "ClassifierConfig",
     "Inverter",
@@ -79,9 +83,11 @@ __all__ = [
     "TrainingInterrupted",
     "hookimpl",
     "check_options",
+    "create_channel",
     "create_classifier",
     "create_inverter",
     "create_probe",
+    "list_channels",
     "list_classifiers",
     "list_inverters",
     "list_probes",

@@ -46,6 +46,11 @@ class WeightsNotFoundError(InvkitError, FileNotFoundError):
         return self.args[0]
 
 
+class DownloadError(InvkitError):
+    """A published weights file could not be fetched (offline, server error) or did not have its published SHA-256;
+    nothing was left in the cache (``invkit.io.download``)."""
+
+
 class CheckpointError(InvkitError):
     """A checkpoint folder or weights file is missing, corrupt, of the wrong format or of the wrong model."""
 
@@ -60,6 +65,11 @@ class InputError(InvkitError, ValueError):
 
 class DataError(InvkitError):
     """A data set path that is missing, empty, unreadable or contains a corrupt image."""
+
+
+class StudyError(InvkitError):
+    """A human study's answers or key file that belongs to another study, was edited by hand or is not one at all
+    (``invkit study score``, ``invkit.evaluation.study_score``)."""
 
 
 class TrainingError(InvkitError):

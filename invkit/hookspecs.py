@@ -65,6 +65,16 @@ def register_probes(register: Register) -> None:
 
 
 @hookspec
+def register_channels(register: Register) -> None:
+    """Register observation channels (``invkit.core.channels``): what an inverter sees of a classifier's output.
+
+    Called once, the first time any channel is looked up or listed. ``register("name", factory,
+    description="...", options=OptionsDataclass)``; ``factory(**options)`` returns an ``invkit.Channel``. A spec
+    ``name:VALUE`` sets the first field of ``options``; invkit checks its type before the factory runs.
+    """
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands to the ``invkit`` command line.
 
@@ -73,4 +83,10 @@ def register_commands(cli: click.Group) -> None:
     """
 
 
-HOOK_NAMES: tuple[str, ...] = ("register_classifiers", "register_inverters", "register_probes", "register_commands")
+HOOK_NAMES: tuple[str, ...] = (
+    "register_classifiers",
+    "register_inverters",
+    "register_probes",
+    "register_channels",
+    "register_commands",
+)

@@ -457,7 +457,8 @@ def test_bench_is_reproducible(tiny, tmp_path):
 def test_markdown_table_has_one_cell_per_column(tiny, tmp_path):
     out = tmp_path / "out"
     list(Bench(settings(tiny), out).run())
-    rows = [ln for ln in (out / "report.md").read_text().splitlines() if ln.startswith("|")]
+    text = (out / "report.md").read_text().split("## ")[0]  # the results table (the comparisons have their own)
+    rows = [ln for ln in text.splitlines() if ln.startswith("|")]
     widths = {len(ln.replace("\\|", "").split("|")) for ln in rows}
     assert len(rows) == 2 + 4 and len(widths) == 1
 
@@ -479,6 +480,7 @@ def test_default_bench_wiring_with_a_stand_in_demo_folder(tmp_path, monkeypatch)
         clf.save(demo / f"classifier_{label}")
         invkit.create_inverter("biggan_proj.mnist32", classifier=clf).save(demo / f"biggan_{label}")
         invkit.create_inverter("dosovitskiy_brox.mnist", classifier=clf).save(demo / f"dbrox_{label}")
+    invkit.create_classifier("vgg11s.base", channels=1, input_size=28, width=4).save(demo / "evaluator")
     monkeypatch.setenv("INVKIT_DEMO_DIR", str(demo))
     out = tmp_path / "o"
     r = _cli(["bench", "-n", "10", "--id-k", "3", "--option", "optim:steps=2", "--out", str(out)])
@@ -494,6 +496,8 @@ def test_default_bench_wiring_with_a_stand_in_demo_folder(tmp_path, monkeypatch)
         for i, p in (("biggan_proj", "biggan"), ("dosovitskiy_brox", "dbrox"), ("optim", None))
     }
     assert doc["settings"]["inverter_options"] == {"optim": {"steps": 2}}
+    assert doc["settings"]["evaluators"] == [str(demo / "evaluator")]
+    assert all(set(x["evaluators"]) == {"evaluator"} for x in doc["results"])
 
 
 def test_demo_bench_refuses_checkpoints_without_pairs(tmp_path):

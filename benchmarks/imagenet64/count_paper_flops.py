@@ -1,5 +1,9 @@
 """Count the model FLOPs of the paper's run: ``biggan_proj.paper`` trained against ``robust_resnet152``.
 
+``robust_resnet152`` (Xie et al. 2019, a ResNet-152 v1 at 224 px) stands in for the paper's robust ResNet-152-V2
+of Qin et al. 2019, whose weights are not public (docs/classifiers.md); the classifier's share below is that of the
+substitute.
+
 Counts, with ``torch.utils.flop_counter.FlopCounterMode`` on the CPU (random weights: FLOPs do not depend on
 them), (a) one full ``biggan_proj.paper`` training step (``num_d_steps`` D steps + one G step + EMA) on
 synthetic 64x64 batches of B = 1 and 2 images with 1000 logits, fitted as ``fixed + B * per_sample``, and

@@ -28,8 +28,10 @@ COMMAND_MODULES = (
     "invkit.cli.report_cmd",
     "invkit.cli.invert",
     "invkit.cli.bench",
+    "invkit.cli.study",
     "invkit.cli.probe",
     "invkit.cli.export",
+    "invkit.cli.download",
 )
 
 

@@ -41,6 +41,8 @@ SHORT = {  # compact headers for the terminal table (report.md and report.html u
     "logit_cosine_correct": "cos✓",
     "logit_cosine_incorrect": "cos✗",
     "id_accuracy": "ID k={k}",
+    "id_pixel": "ID px",
+    "id_lpips": "ID lpips",
     "time_per_image_s": "ms/img",
     "peak_memory_mb": "MB",
 }
@@ -121,7 +123,7 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     type=click.Choice(["alex", "vgg"]),
     default="alex",
     show_default=True,
-    help="LPIPS backbone (used only when its torchvision weights are in the torch hub cache).",
+    help="LPIPS backbone (used only when its torchvision weights are in the torch hub cache; see --download).",
 )
 @click.option(
     "--report-images",
@@ -129,6 +131,43 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     default=None,
     help="Originals (with each inverter's reconstructions) shown in report.html and the grid PNGs, one per class "
     "first, at most -n. [10]",
+)
+@click.option(
+    "--keep-images",
+    type=NON_NEGATIVE_INT,
+    default=None,
+    help="Reconstructions kept per pair in OUT/recon/ for `invkit study make` (uint8), at most -n; 0 keeps none. [100]",
+)
+@click.option(
+    "--recon-cache",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder where each pair's reconstructions are kept batch by batch, so an interrupted pair resumes and a "
+    "rerun that only adds metrics (into another --out) reuses them. [OUT/recon-cache]",
+)
+@click.option(
+    "--evaluator",
+    "evaluators",
+    multiple=True,
+    help="Independent evaluator classifiers (registry names or checkpoint folders, also demo:NAME), comma-separated "
+    "or repeated: their accuracy on the reconstructions, feature distances, FID and KID. [the demo bench: "
+    "demo:evaluator when shipped]",
+)
+@click.option(
+    "--id-space",
+    default="pixel",
+    show_default=True,
+    metavar="pixel|lpips|evaluator[:NAME]",
+    help="Where the headline instance identification finds the nearest candidate: pixel L2, LPIPS distance (needs "
+    "the LPIPS backbone), or an --evaluator's features (NAME: its label; default the first). The report shows "
+    "every space available either way.",
+)
+@click.option(
+    "--download",
+    is_flag=True,
+    help="Fetch the LPIPS backbone (--lpips-net) and, with --evaluator, the Inception-V3 of standard FID/KID into the "
+    "torch hub cache if missing, checked against their published SHA-256 (also INVKIT_DOWNLOAD=1; `invkit "
+    "download` fetches explicitly). Without it nothing is downloaded.",
 )
 @device_option
 def command(
@@ -147,6 +186,11 @@ def command(
     options: tuple[str, ...],
     lpips_net: str,
     report_images: int | None,
+    keep_images: int | None,
+    recon_cache: str | None,
+    evaluators: tuple[str, ...],
+    id_space: str,
+    download: bool,
     device: str,
 ) -> None:
     """Evaluate every (classifier, inverter) pair on the same held-out images and write a report.
@@ -173,8 +217,18 @@ def command(
         common["id_k"] = id_k
     if report_images is not None:
         common["grid_images"] = report_images  # what is shown, not what is measured: not in the fingerprint
+    if keep_images is not None:
+        common["keep_images"] = keep_images  # kept for studies, not measured: not in the fingerprint either
     if only_correct:
         common["only_correct"] = True
+    if evaluators:
+        common["evaluators"] = [local_spec(e) or e for e in _split(evaluators)]  # demo:, hf-hub: -> folders
+    if id_space != "pixel":
+        common["id_space"] = id_space.strip()  # checked by Bench against LPIPS and the evaluators
+    if download:
+        common["download"] = True  # may fetch a published file; changes no number: not in the fingerprint
+    if recon_cache is not None:
+        common["recon_cache"] = recon_cache  # where reconstructions are kept, not what they are: not in the fingerprint
     if not clf_specs and not inv_names:
         if checkpoints:
             raise InvkitError(
@@ -237,6 +291,8 @@ def run(settings: BenchSettings, out: Path) -> None:
     screen.line()
     screen.print("columns: see report.md; ✓/✗ = originals the classifier got right/wrong; ID = instance identification")
     screen.print(f"LPIPS: {bench.lpips_message}")
+    if bench.evaluators:
+        screen.print(f"evaluators: {', '.join(bench.evaluators)} (their tables, FID and KID: report.md)")
     screen.print(f"report: {out / 'report.html'} (also report.md, results.csv, results.json)")
 
 

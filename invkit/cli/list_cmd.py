@@ -1,4 +1,4 @@
-"""``invkit list``: registered classifiers, inverters and probes."""
+"""``invkit list``: registered classifiers, inverters, probes and observation channels."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from rich.table import Table
 from ..core.plugins import get_registry
 from ._ui import console
 
-KINDS = {"classifiers": "classifier", "inverters": "inverter", "probes": "probe"}
+KINDS = {"classifiers": "classifier", "inverters": "inverter", "probes": "probe", "channels": "channel"}
 
 
 @click.command("list")
 @click.argument("kind_or_pattern", metavar="[KIND|PATTERN]", required=False, default="all")
 @click.argument("pattern", required=False, default=None)
 def command(kind_or_pattern: str, pattern: str | None) -> None:
-    """List registered names, optionally of one KIND (all, classifiers, inverters, probes) and matching a
+    """List registered names, optionally of one KIND (all, classifiers, inverters, probes, channels) and matching a
     wildcard PATTERN: `invkit list`, `invkit list inverters`, `invkit list '*proto*'`,
     `invkit list classifiers 'resnet*'`."""
     kind = kind_or_pattern

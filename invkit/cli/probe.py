@@ -216,6 +216,12 @@ def _same_settings(path: Path, settings: dict[str, Any]) -> None:
 @device_option
 @click.option("--force", is_flag=True, help="Run probes whose results.json already exists again.")
 @click.option(
+    "--download",
+    is_flag=True,
+    help="Fetch the LPIPS AlexNet backbone the probes' LPIPS numbers need, if missing (checked against its "
+    "published SHA-256; also INVKIT_DOWNLOAD=1). Without it LPIPS is used only when already in the cache.",
+)
+@click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Output folder (one sub-folder per probe)."
 )
 def command(
@@ -233,6 +239,7 @@ def command(
     options: tuple[str, ...],
     device: str,
     force: bool,
+    download: bool,
     out: str,
 ) -> None:
     """Run probe NAME ('all', a wildcard such as 'logit-*', or one name from `invkit list probes`).
@@ -280,6 +287,10 @@ def command(
     claim = claim_output(out_dir, "invkit probe", inputs=inputs, writes=(PAGE_NAME,), records=("*/results.json",))
     click.get_current_context().with_resource(claim)  # held until the end
     dev = pick_device(device)
+    if download:  # before any probe runs: a failed download is one line, no probe half done
+        from ..evaluation.metrics import lpips_status
+
+        lpips_status("alex", download=True)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
     inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
     dataset = for_classifier(dataset_from_spec(data, "test", root=data_root), classifier)

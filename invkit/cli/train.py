@@ -14,7 +14,7 @@ import click
 from ..core.inverter import Inverter
 from ..errors import InvkitError
 from ..io.outputs import claim_output, input_paths
-from ..training.config import CONFIG_FILE, RUN_DEFINING, TrainConfig, build_inverter
+from ..training.config import AUGMENTS, CONFIG_FILE, RUN_DEFINING, TrainConfig, build_inverter
 from ..training.distributed import launch_env
 from ..training.health import SAMPLES
 from ..training.loop import LOG_FILE, train_inverter
@@ -117,7 +117,18 @@ def _same(given: Any, stored: Any) -> bool:
     help=f"Newest checkpoints kept (0: all). [{_D.keep_checkpoints}]",
 )
 @click.option(
-    "--augment", type=click.Choice(["none", "hflip"]), default=None, help="Training-image augmentation. [none]"
+    "--augment",
+    type=click.Choice(list(AUGMENTS)),
+    default=None,
+    help="Training-image augmentation: hflip (random horizontal flips) or distorted (the paper's random square crops "
+    "of 50-100% of each image at its own size, resized; sample grids take the centred square). [none]",
+)
+@click.option(
+    "--sync-bn/--no-sync-bn",
+    "sync_batchnorm",
+    default=None,
+    help="Under torchrun, batch-norm statistics over the global batch (compare_gan's cross-replica batch norm), "
+    "not each process' shard. [on; --resume keeps the run's choice]",
 )
 @click.option(
     "--device",
@@ -190,6 +201,8 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
                 "options, or train into another --out."
             )
         values.update({k: v for k, v in stored.items() if k in values and k != "device"})
+        if "sync_batchnorm" not in stored:  # a run from before --sync-bn normalised each process' shard
+            values["sync_batchnorm"] = False
     values.update(given)
     _absolute_paths(values)  # recorded absolutely in train_config.json (a run resumed elsewhere finds them)
     values["out"] = out

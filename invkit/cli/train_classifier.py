@@ -34,13 +34,13 @@ from ._ui import console, progress_bars
     "--arch",
     default="smallcnn",
     show_default=True,
-    help="In-house network: smallcnn (28-32 px) or resnet18s (32-64 px).",
+    help="In-house network: smallcnn (28-32 px), resnet18s (32-64 px) or vgg11s (28-64 px).",
 )
 @click.option(
     "--width",
     type=POSITIVE_INT,
     default=None,
-    help="Network width (first layer's channels) [smallcnn 16, resnet18s 64].",
+    help="Network width (first layer's channels) [smallcnn 16, resnet18s and vgg11s 64].",
 )
 @click.option(
     "--data",

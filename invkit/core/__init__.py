@@ -13,12 +13,14 @@ images -> ``Classifier`` -> logits -> ``Inverter`` -> reconstructions; a ``Probe
 * ``provenance``: which classifier an inverter checkpoint was trained for, and whether a classifier is that one.
 * ``naming``: the names people read for a model: what its weights are (``smallcnn.base @ FOLDER``).
 * ``adversarial``: FGSM and PGD against any classifier (adversarial training, the FGSM probe).
+* ``channels``: observation channels, what an inverter sees of a classifier's output (``logits``, ``topk:5``, ...).
 
 Modules here import from ``invkit.io``, ``invkit.data``, ``invkit.utils`` and the base modules only.
 """
 
 from __future__ import annotations
 
+from .channels import Channel, create_channel, list_channels
 from .classifier import Classifier, ClassifierConfig, load_classifier
 from .factory import create_classifier, create_inverter, create_probe, list_classifiers, list_inverters, list_probes
 from .inverter import Inverter, InverterTrainer, load_inverter
@@ -27,6 +29,7 @@ from .probe import Probe, ProbeContext, ProbeResult, run_probe
 from .resolve import resolve_classifier, resolve_inverter
 
 __all__ = [
+    "Channel",
     "Classifier",
     "ClassifierConfig",
     "Inverter",
@@ -34,10 +37,12 @@ __all__ = [
     "Probe",
     "ProbeContext",
     "ProbeResult",
+    "create_channel",
     "create_classifier",
     "create_inverter",
     "create_probe",
     "get_registry",
+    "list_channels",
     "list_classifiers",
     "list_inverters",
     "list_probes",

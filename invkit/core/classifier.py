@@ -267,6 +267,69 @@ class Classifier(nn.Module):
         """
         return self(images).argmax(dim=1)
 
+    # --------------------------------------------------------------------------------------------- features
+    def features(self, images: torch.Tensor, layer: str = "penultimate", pooled: bool = True) -> torch.Tensor:
+        """The activations of one layer of the network for a batch of images; gradients flow to ``images``.
+
+        The images are preprocessed as for ``logits`` (resized, normalised), then the network runs only up to the
+        layer (a forward hook copies its output and stops the pass: ``invkit.core.features``).
+
+        Args:
+            images: ``(N, C, H, W)`` float images in [0, 1]; C is 1 or 3, H and W any size of at least 8.
+            layer: a module name of ``dict(self.network.named_modules())`` (``features.3``, ``fc``; see
+                ``layer_names``), or ``"penultimate"``: the input of the last ``nn.Linear`` the forward pass calls
+                (the classifier head's input: ``(N, 128)`` for smallcnn, ``(N, 8 * width)`` for resnet18s/vgg11s,
+                ``(N, 2048)`` for ResNet-50/152), found once per classifier by running one image.
+            pooled: average a ``(N, C, H, W)`` activation over H and W (``(N, L, D)`` tokens over L) to ``(N, C)``;
+                False returns the activation with its own shape.
+
+        Returns:
+            ``(N, D)`` when pooled, else the layer's output as it is (``(N, C, H', W')`` for a convolution), in the
+            images' dtype, unbounded (not in [0, 1]).
+
+        Raises:
+            InputError: ``images`` is not such a batch (see ``check_images``); no layer of that name (the message
+                lists the nearest names); ``"penultimate"`` for a network that calls no ``nn.Linear``.
+        """
+        return self._activation(images, layer, pooled, logits=False)[0]
+
+    def logits_and_features(
+        self, images: torch.Tensor, layer: str = "penultimate", pooled: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits(images), features(images, layer, pooled))`` from one forward pass (see ``features``).
+
+        Returns:
+            ``(N, num_classes)`` logits and the layer's activations as ``features`` returns them.
+
+        Raises:
+            InputError: as ``features``.
+        """
+        acts, out = self._activation(images, layer, pooled, logits=True)
+        return out, acts
+
+    def layer_names(self) -> list[str]:
+        """The usual ``layer`` values of ``features``: ``"penultimate"``, then the network's named modules of the
+        first two levels (``features``, ``features.0``, ...; ``layer1``, ``layer1.0``, ...) in registration order.
+        Any deeper name of ``self.network.named_modules()`` is accepted too."""
+        from .features import layer_names
+
+        return layer_names(self.network)
+
+    def _activation(
+        self, images: torch.Tensor, layer: str, pooled: bool, logits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from . import features as feats
+
+        x = self.preprocess(images)
+        if layer == feats.PENULTIMATE:
+            if getattr(self, "_penultimate", None) is None:  # found once; not a submodule (object.__setattr__)
+                object.__setattr__(self, "_penultimate", feats.penultimate_module(self.network, x, self.name))
+            module, of_input = self._penultimate, True
+        else:
+            module, of_input = feats.find_module(self.network, layer, self.name), False
+        acts, out = feats.capture(self.network, x, module, of_input=of_input, logits=logits)
+        return (feats.pool(acts) if pooled else acts), out
+
     # ------------------------------------------------------------------------------------------- checkpoints
     def save(
         self,

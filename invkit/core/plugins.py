@@ -141,17 +141,22 @@ def _fill(kind: str, hook_name: str) -> Registry:
     return registry
 
 
-_REGISTER_HOOKS = {"classifier": "register_classifiers", "inverter": "register_inverters", "probe": "register_probes"}
+_REGISTER_HOOKS = {
+    "classifier": "register_classifiers",
+    "inverter": "register_inverters",
+    "probe": "register_probes",
+    "channel": "register_channels",
+}
 
 
 def get_registry(kind: str) -> Registry:
     """The registry of one kind of object, filled from the plugins' ``register_*`` hooks on first use.
 
     Args:
-        kind: ``classifier``, ``inverter`` or ``probe`` (singular).
+        kind: ``classifier``, ``inverter``, ``probe`` or ``channel`` (singular).
 
     Raises:
-        InputError: any other ``kind``; the message names the three kinds.
+        InputError: any other ``kind``; the message names the four kinds.
     """
     if not isinstance(kind, str) or kind not in _REGISTER_HOOKS:
         raise InputError(
@@ -178,7 +183,7 @@ def plugin_infos() -> list[PluginInfo]:
 def failed_plugins() -> dict[str, str]:
     """Plugins left out (failed to import or register, or a hook raised), with what went wrong.
 
-    Fills the three registries first, so that a ``register_*`` hook that raises is found too.
+    Fills the four registries first, so that a ``register_*`` hook that raises is found too.
     """
     for kind in _REGISTER_HOOKS:
         get_registry(kind)

@@ -13,6 +13,8 @@ Modules, lowest first (each imports only those above it):
   and float ranges, per-image resizing), a split's colour mode, ``resize``.
 * ``datasets`` — ``ImageDataset``, ``TensorImageDataset``, ``FolderImageDataset`` (and its ``materialize``),
   ``stack_images``, ``take``.
+* ``crops`` — the paper's crops (compare_gan's ``ImagenetDataset``): TF's distorted square crop for training,
+  the centred square for evaluation (``distorted_crop``, ``center_crop``, ``CenterCropDataset``).
 * ``archives`` — unpacking a ``.tar.gz`` / ``.tgz`` / ``.tar`` once into the cache.
 * ``npz`` — Downsampled ImageNet npz batches (``load_npz_folder``).
 * ``classes`` — matching labels to a model's classes by name (``match_classes``, ``for_classifier``).

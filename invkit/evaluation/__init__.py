@@ -8,16 +8,35 @@ Modules, in the order a bench run uses them:
 * ``inversion``: a pair's logits and reconstructions (``classifier_logits``, ``invert_logits``: seeded, timed).
 * ``metrics``: the metrics as functions on batches (PSNR, SSIM, LPIPS, classifier agreement, instance
   identification) and the time and memory measurement.
+* ``evaluator``: metrics from an independent evaluator classifier (its accuracy on the reconstructions, feature
+  distances, identification and KNN distance in its feature space), per image; ``BenchEvaluation`` for the bench.
+* ``distribution``: FID and KID between reconstructions and originals in a feature space (torchmetrics).
 * ``bench``: ``Bench``, the runner: checks the inputs, runs and scores every pair, reuses finished ones and
   writes results.json.
-* ``report``: results.csv, report.md and report.html, written from results.json.
+* ``stats``: 95% intervals (Wilson, BCa bootstrap over images), paired differences and their verdicts.
+* ``per_image``: each pair's per-image values (``OUT/per_image/``), the records' intervals and the comparisons.
+* ``report``: results.csv, report.md and report.html, written from results.json (``report_uncertainty``: the
+  intervals and comparisons in them).
 * ``export``: a checkpoint as a folder for the Hugging Face Hub, its model card naming the classifier it inverts
   and, from a bench's results.json, its numbers (``export_checkpoint``, ``invkit export``).
+* ``kept``: the reconstructions a bench keeps per pair (``OUT/recon/``, uint8) for a human study.
+* ``study``, ``study_page``, ``study_score``: a human two-alternative forced-choice study of two pairs, as the
+  paper's Table 1 (``make_study``: a blind self-contained page and its key; ``score_study``: preferences with
+  Wilson intervals and the agreement of each bench metric with the people; ``invkit study``).
 """
 
 from __future__ import annotations
 
 from .bench import Bench
+from .distribution import ClassifierFeatures, fid, fid_min_n, inception_status, kid
+from .evaluator import (
+    cosine_distance,
+    draw_heldout,
+    feature_identification_hits,
+    knn_distance,
+    prediction_agreement,
+    topk_correct,
+)
 from .export import export_checkpoint
 from .inversion import classifier_logits, invert_logits
 from .metrics import (
@@ -51,5 +70,16 @@ __all__ = [
     "draw_distractors",
     "identification_hits",
     "measure",
+    "topk_correct",
+    "prediction_agreement",
+    "cosine_distance",
+    "feature_identification_hits",
+    "knn_distance",
+    "draw_heldout",
+    "fid",
+    "fid_min_n",
+    "kid",
+    "inception_status",
+    "ClassifierFeatures",
     "write_reports",
 ]

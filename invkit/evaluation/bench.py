@@ -7,9 +7,11 @@ rewritten (atomically) after every pair, so a run that fails or is interrupted k
 rerun with the same settings reuses those pairs instead of computing them again.
 
 ``Bench`` is the orchestrator; the parts it runs live beside it: the options and pairs in ``settings``, the
-checkpoint each pair uses in ``matching`` (``Bench``'s base class), the draw of images in ``sampling``, the
-logits and reconstructions of a pair in ``inversion``, the metrics in ``invkit.evaluation.metrics`` and the
-report files in ``report``. What stays here: checking the inputs, running the pairs (reusing finished ones),
+checkpoint each pair uses in ``matching`` and the inverter it gets in ``pair_inverters`` (bases of ``Bench``), the
+per-image values, intervals and comparisons in ``per_image`` (a base too), the draw of images in ``sampling``, the
+logits and reconstructions of a pair in ``inversion`` (kept as they are made by ``recon_cache``), the metrics in
+``invkit.evaluation.metrics``, the evaluators in ``evaluator``, the identification spaces in ``identification`` and
+the report files in ``report``. What stays here: checking the inputs, running the pairs (reusing finished ones),
 scoring a pair with the metrics and the ``results.json`` document. What each reported number means is in
 docs/bench.md.
 """
@@ -31,13 +33,14 @@ from .._version import __version__
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
 from ..core.naming import classifier_label, inverter_label
-from ..core.resolve import is_checkpoint_spec, resolve_classifier, resolve_inverter
+from ..core.resolve import is_checkpoint_spec, resolve_classifier
 from ..data.classes import for_classifier
 from ..data.datasets import ImageDataset
 from ..data.images import resize
 from ..data.sources import load_dataset
-from ..errors import DataError, InvkitError, TrainingError, short_message
+from ..errors import DataError, InvkitError, short_message
 from ..io.checkpoint import checkpoint_folder, load_checkpoint_weights, read_checkpoint_config
+from ..io.download import ensure_weights
 from ..io.files import atomic_write_json
 from ..io.locate import has_prefix, local_checkpoint, spec_label
 from ..io.outputs import machine_info
@@ -45,8 +48,13 @@ from ..io.read import Required, read_json
 from ..utils.config import check_fields
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
+from .evaluator import BenchEvaluation, load_evaluators
+from .identification import check_id_space, headline_id, identification_per_image
 from .inversion import classifier_logits, invert_logits, pair_task
+from .kept import has_kept, save_kept
 from .matching import CheckpointMatching
+from .pair_inverters import PairInverters
+from .per_image import PerImageValues
 from .report import COLUMNS
 from .sampling import _stack, pick_indices
 from .settings import BenchSettings, Pair, PairResult, _location
@@ -76,11 +84,12 @@ _RECORD = {
     "recon_shape": [int],
     "n": int,
     "id_k": (int, None),
+    "intervals": dict,  # metric -> {low, high, n, method, confidence}; absent in results of older invkits
 } | {key: (float, None) for _, key, spec in COLUMNS if spec != "s"}
 RESULTS_SCHEMA = {"settings": {"fingerprint": dict}, "results": [_RECORD]}
 
 
-class Bench(CheckpointMatching):
+class Bench(CheckpointMatching, PairInverters, PerImageValues):
     """A bench run. Construction checks every input; ``run()`` computes and yields the pairs.
 
     Args:
@@ -119,11 +128,11 @@ class Bench(CheckpointMatching):
             raise InvkitError(f"--id-k must be at least 2 (the original and a distractor), got {settings.id_k}.")
         if not settings.classifiers or not settings.inverters:
             raise InvkitError("give at least one --classifier and one --inverter.")
-        self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net)
         self._previous = self._read_previous()
         self.dataset = self._open_data()
         self.classifiers = {spec: self._load_classifier(spec) for spec in settings.classifiers}
         self.dataset = self._match_classes(self.dataset)
+        self.evaluators = load_evaluators(settings.evaluators, self.classifiers, self.dataset, self.device)
         self._check_inverter_names()
         settings.checkpoints = [checkpoint_folder(c) for c in settings.checkpoints]  # a run: its newest
         self.checkpoint_docs = {c: read_checkpoint_config(c, kind="inverter") for c in settings.checkpoints}
@@ -131,6 +140,13 @@ class Bench(CheckpointMatching):
             load_checkpoint_weights(c)
         self.pairs = self._plan()
         self._pick_images()
+        # last, so that a --download happens only once every other input is known to be good
+        self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net, download=settings.download)
+        if self.evaluators:  # and the Inception-V3 of standard FID/KID, which the evaluators' scoring adds
+            ensure_weights("inception", settings.download)
+        self.id_space = check_id_space(
+            settings.id_space, self.lpips_ok, self.lpips_message, settings.lpips_net, [*self.evaluators]
+        )
 
     # ------------------------------------------------------------------------------------------ checking
     def _read_previous(self) -> dict[str, Any]:
@@ -255,8 +271,10 @@ class Bench(CheckpointMatching):
         total = len(self.pairs)
         for i, pair in enumerate(self.pairs):
             self.progress(Progress("bench", i, total, {"pair": f"{pair.classifier_label} x {pair.inverter}"}))
-            if pair.key in previous and self._images_reusable(pair, previous[pair.key]):
-                result = PairResult(pair, previous[pair.key], reused=True)
+            reuse = pair.key in previous and self._images_reusable(pair, previous[pair.key])
+            values = self.stored_values(pair.slug, f"{pair.classifier_label} x {pair.inverter}") if reuse else None
+            if values is not None:  # its per-image values read back (invkit.evaluation.per_image): its intervals
+                result = PairResult(pair, previous[pair.key] | self.keep_values(pair.slug, values, False), reused=True)
             else:
                 result = PairResult(pair, self._run_pair(pair))
             self.results.append(result)
@@ -295,8 +313,9 @@ class Bench(CheckpointMatching):
                 f"{str(exc).rstrip('.')}; computing {pair.classifier_label} x {pair.inverter} again.", stacklevel=2
             )
             return False
-        # more report images asked for (--report-images) than were kept: computed again, to the same numbers
-        return len(images) >= min(self.settings.grid_images, len(self.indices))
+        # more report (--report-images) or study (--keep-images) images asked for than were kept: computed again
+        n, s, out = len(self.indices), self.settings, self.out or Path(".")
+        return len(images) >= min(s.grid_images, n) and has_kept(out, pair.slug, min(s.keep_images, n))
 
     def _save_originals(self) -> None:
         from ..io.files import atomic_save_safetensors
@@ -305,64 +324,6 @@ class Bench(CheckpointMatching):
         atomic_save_safetensors(
             self.out / "images" / "originals.safetensors", {"images": self.originals[:m], "labels": self.labels[:m]}
         )
-
-    def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
-        """The pair's inverter: loaded from its checkpoint, trained here, or built fresh; plus training facts."""
-        if pair.checkpoint is not None:
-            # --option for an inverter read from a checkpoint would be ignored: resolve_inverter refuses it
-            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint, **self._options(pair.inverter))
-            return inv.to(self.device).eval(), {}
-        if pair.train:
-            return self._train(pair, clf)
-        inv = resolve_inverter(pair.inverter, clf, **self._options(pair.inverter))
-        return inv.to(self.device).eval(), {}
-
-    def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
-        """Train a learned inverter for ``train_steps`` steps with the core loop (``invkit.training.loop``), on the
-        train split of the bench's data; a rerun continues from the checkpoint already in ``out/trained``."""
-        try:
-            from ..training.checkpoints import latest_checkpoint
-            from ..training.config import TrainConfig, build_inverter
-            from ..training.loop import train_inverter
-        except ImportError as exc:
-            raise TrainingError(
-                f"the training loop (invkit.training.loop) cannot be used here ({exc}); pass --checkpoint "
-                f"DIR with a {pair.inverter} trained for {pair.classifier_label}."
-            ) from None
-        s = self.settings
-        folder = (self.out or Path("invkit-bench")) / "trained" / pair.slug
-        cfg = TrainConfig(
-            classifier=pair.classifier_spec,
-            inverter=pair.inverter,
-            data=s.data,
-            out=str(folder),
-            steps=s.train_steps,
-            seed=s.seed,
-            device=str(self.device),
-            options=self._options(pair.inverter),
-            save_every=s.train_steps,
-            sample_every=0,
-            log_every=max(1, s.train_steps // 50),
-        )
-        inv, trainer_options = build_inverter(cfg, clf)
-        t0 = time.perf_counter()
-        result = train_inverter(
-            cfg,
-            clf,
-            inv,
-            load_dataset(s.data, "train", root=s.data_root),
-            self.dataset,
-            trainer_options=trainer_options,
-            resume=latest_checkpoint(folder) is not None,
-            progress=self.progress,
-        )
-        trained = result.trainer.inference_inverter()
-        trained.checkpoint_dir = result.checkpoint  # named by the checkpoint it wrote (invkit.core.naming)
-        return trained.to(self.device).eval(), {
-            "trained_steps": result.step,
-            "train_seconds": round(time.perf_counter() - t0, 2),
-            "trained_checkpoint": str(result.checkpoint),
-        }
 
     def _run_pair(self, pair: Pair) -> dict[str, Any]:
         """The data path of one pair: images -> classifier -> logits -> inverter -> reconstructions -> metrics."""
@@ -377,11 +338,23 @@ class Bench(CheckpointMatching):
         # says so (optim.robust: the penultimate layer, as Engstrom et al. 2019).
         targets = inv.targets(images) if hasattr(inv, "targets") else logits
         recon, timing = invert_logits(
-            inv, targets, seed=s.seed, batch_size=s.batch_size, progress=self.progress, task=pair_task(pair)
+            inv,
+            targets,
+            seed=s.seed,
+            batch_size=s.batch_size,
+            progress=self.progress,
+            task=pair_task(pair),
+            cache=self._recon_cache(pair, inv, targets),
         )
         recon_logits = classifier_logits(clf, recon, s.batch_size)
         record = self._describe(pair, clf, inv)
-        record.update(self._score(inv, images.cpu(), recon, recon_logits, logits))
+        scores = self._score(inv, images.cpu(), recon, recon_logits, logits)
+        per_image = scores.pop("per_image")  # metric -> (n,) value per image: the record's intervals (keep_values)
+        record.update(scores)
+        evaluated, evaluated_per_image = self._evaluator_scores(recon.cpu())  # per image: "eval:LABEL:METRIC"
+        record.update(evaluated)
+        headline_id(self.id_space, record, per_image, evaluated_per_image)  # --id-space: which is id_accuracy
+        per_image.update(evaluated_per_image)  # the evaluators' per-image values get intervals too (issue 21)
         record.update(timing | {"recon_shape": list(recon.shape[1:]), "target_shape": list(images.shape[1:])})
         record["inverter_config"] = inv.config_dict()
         record.update(train_info)
@@ -391,7 +364,19 @@ class Bench(CheckpointMatching):
             g = min(s.grid_images, len(recon))
             # the originals as this pair's metrics saw them (at the inverter's resolution), for the report's figures
             atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu(), "targets": images[:g].cpu()})
+            # the first keep_images as uint8 with their data set indices, for `invkit study` (invkit.evaluation.kept)
+            save_kept(self.out, pair.slug, recon, images, self.indices, s.keep_images)
+        record.update(self.keep_values(pair.slug, per_image))  # also writes OUT/per_image/<slug>.safetensors
         return record
+
+    def _evaluator_scores(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The evaluators' metrics of a pair (``invkit.evaluation.evaluator.BenchEvaluation.score``): ``{}`` without
+        evaluators; the evaluators' features of the originals, distractors and held-out bank are computed once."""
+        if not self.evaluators:
+            return {}, {}
+        if getattr(self, "_evaluation", None) is None:
+            self._evaluation = BenchEvaluation(self)
+        return self._evaluation.score(recon)
 
     def _describe(self, pair: Pair, clf: Classifier, inv: Inverter) -> dict[str, Any]:
         """The record's identifying fields: which classifier, inverter and checkpoint."""
@@ -417,26 +402,29 @@ class Bench(CheckpointMatching):
 
         Pixel metrics compare with ``orig`` (and identification with distractors brought to the same size);
         classifier agreement compares the classifier's logits of the reconstructions with those of ``orig``.
+        Every metric is first a float32 ``(n,)`` value per image in ``scores["per_image"]`` (keyed by its results.json
+        name, NaN where it does not apply); the record's means, and its intervals, come from those.
         """
         s = self.settings
         recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()  # a no-op for a sound inverter
-        scores: dict[str, Any] = {
-            "psnr": metrics.mean(metrics.psnr(recon_px, orig)),
-            "ssim": metrics.mean(metrics.ssim(recon_px, orig)),
-            "lpips": None,
-            "lpips_status": self.lpips_message,
-        }
-        if self.lpips_ok:
-            scores["lpips"] = metrics.mean(metrics.LPIPS(s.lpips_net, self.device)(recon_px, orig))
-        scores.update(metrics.classifier_agreement(recon_logits.cpu(), logits.cpu(), self.labels))
-        k, b, hits = self.distractors.shape[1], s.batch_size, []
-        for i in range(0, len(orig), b):  # distractors at the inverter's resolution, a batch of originals at a time
-            chunk = inv.target_images(self.distractors[i : i + b].flatten(0, 1).float() / 255.0).cpu()
-            chunk = chunk.reshape(-1, k, *orig.shape[1:])
-            hits.append(metrics.identification_hits(recon_px[i : i + b], orig[i : i + b], chunk))
-        hits = torch.cat(hits)
-        scores.update({"id_accuracy": metrics.mean(hits), "id_k": s.id_k, "id_chance": 1 / s.id_k})
-        return scores
+        scores: dict[str, Any] = {"lpips": None, "lpips_status": self.lpips_message}
+        per_image = {"psnr": metrics.psnr(recon_px, orig), "ssim": metrics.ssim(recon_px, orig)}
+        if self.lpips_ok and getattr(self, "_lpips", None) is None:  # built once per run: loading takes seconds
+            self._lpips = metrics.LPIPS(s.lpips_net, self.device)
+        lpips = self._lpips if self.lpips_ok else None
+        if lpips is not None:
+            per_image["lpips"] = lpips(recon_px, orig)
+        per_image.update(metrics.classifier_agreement_per_image(recon_logits.cpu(), logits.cpu(), self.labels))
+        n_correct = int(per_image["accuracy"].sum())
+        scores.update({"n_correct": n_correct, "n_incorrect": len(orig) - n_correct})
+        # distractors at the inverter's resolution; id_pixel, and id_lpips with LPIPS (invkit.evaluation.identification)
+        ids = identification_per_image(recon_px, orig, self.distractors, inv.target_images, s.batch_size, lpips)
+        per_image.update(ids)
+        per_image["id_accuracy"] = per_image["id_lpips" if self.id_space == "lpips" else "id_pixel"]  # evaluator: later
+        scores["id_space"] = self.id_space
+        scores.update({"id_k": s.id_k, "id_chance": 1 / s.id_k})
+        # (per-image values of further metrics go above this line: the means below cover every key)
+        return scores | {k: metrics.mean_defined(v) for k, v in per_image.items()} | {"per_image": per_image}
 
     # ------------------------------------------------------------------------------------------ writing
     def document(self) -> dict[str, Any]:
@@ -446,6 +434,7 @@ class Bench(CheckpointMatching):
         # Earlier pairs are kept, except those this run redid with new weights in the same folders (superseded).
         redone = {_location(k) for k in done}  # a pair redone with the same weights has the same location too
         kept = [r for r in self._previous.get("results", []) if _location(r.get("key") or "") not in redone]
+        results = kept + [r.record | {"slug": r.pair.slug} for r in getattr(self, "results", [])]
         return {
             "invkit_version": __version__,
             "created": time.strftime("%Y-%m-%d %H:%M:%S %z"),
@@ -457,7 +446,9 @@ class Bench(CheckpointMatching):
             "environment": machine_info(self.device),
             "lpips": self.lpips_message,
             "pairs": [{"classifier": p.classifier_label, "inverter": p.inverter, "slug": p.slug} for p in self.pairs],
-            "results": kept + [r.record | {"slug": r.pair.slug} for r in getattr(self, "results", [])],
+            "results": results,
+            # paired differences with intervals and verdicts, from the per-image files (invkit.evaluation.per_image)
+            "comparisons": self.comparisons_of(results),
         }
 
     def write(self) -> None:
@@ -477,6 +468,7 @@ def _resolve_prefixes(settings: BenchSettings) -> None:
         settings.classifier_labels.setdefault(folder, settings.classifier_labels.pop(spec, None) or spec_label(spec))
     settings.classifiers = [local.get(spec, spec) for spec in settings.classifiers]
     settings.checkpoints = [local_checkpoint(c) for c in settings.checkpoints]
+    settings.evaluators = [local_checkpoint(e) if has_prefix(e) else e for e in settings.evaluators]
     renamed = {}
     for key, folder in settings.checkpoint_map.items():  # "classifier spec|inverter base" -> checkpoint
         clf, _, inv = key.rpartition("|")

@@ -9,6 +9,7 @@ scores the result with ``invkit.evaluation.metrics``. A change to how a model is
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from ..core.inverter import Inverter
 from ..errors import InputError
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
+from .recon_cache import SAVE_EVERY_S, ReconCache
 from .settings import Pair
 
 
@@ -40,6 +42,7 @@ def invert_logits(
     batch_size: int,
     progress: ProgressCallback = no_progress,
     task: str = "invert",
+    cache: ReconCache | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Reconstruct images from ``logits``, seeded and timed.
 
@@ -55,10 +58,14 @@ def invert_logits(
         batch_size: rows of ``logits`` per ``inverter.invert`` call.
         progress: receives ``Progress`` events of ``task`` over the N images.
         task: the progress task name.
+        cache: where the reconstructions are kept batch by batch (``invkit.evaluation.recon_cache``): a cache
+            holding the first batches of this same inversion is resumed after them, with the generators' states,
+            to the same reconstructions as an uninterrupted run. None: nothing is kept.
 
     Returns:
         Reconstructions ``(N, C, H, W)`` float in [0, 1] on the inverter's device, and the timing fields of a
-        result record (``time_per_image_s`` in seconds, peak memory in MiB and how it was measured).
+        result record (``time_per_image_s`` in seconds, over the batches of every run that made them; peak memory
+        in MiB, of this run, and how it was measured; ``resumed_images``: how many came from the cache).
 
     Raises:
         InputError: ``logits`` is not a non-empty ``(N, ...)`` tensor; or passed up from ``inverter.invert``,
@@ -78,14 +85,25 @@ def invert_logits(
     if learned:
         with torch.no_grad():
             inverter.invert(logits[:1], generator=torch.Generator(device=device).manual_seed(seed))
-    recons = []
+    recons, start, earlier_s = [], 0, 0.0
+    done = cache.load() if cache is not None else None
+    if done is not None:  # saved after whole batches of this batch size (its identity says so)
+        ReconCache.restore(done, gen)
+        recons, start, earlier_s = [done.recon.to(device)], len(done.recon), done.seconds
+        progress(Progress(task, start, len(logits), {}))
+    last_save = t0 = time.perf_counter()
     with metrics.measure(device) as m, grad:
-        for i in range(0, len(logits), batch_size):
-            recons.append(inverter.invert(logits[i : i + batch_size].detach(), generator=gen).detach())
+        for i in range(start, len(logits), batch_size):
+            recons.append(inverter.invert(logits[i : i + batch_size].detach(), generator=gen).detach().float())
+            last = i + batch_size >= len(logits)
+            if cache is not None and (last or time.perf_counter() - last_save >= SAVE_EVERY_S):
+                cache.save(torch.cat(recons), gen, earlier_s + time.perf_counter() - t0)
+                last_save = time.perf_counter()
             progress(Progress(task, min(i + batch_size, len(logits)), len(logits), {}))
     recon = torch.cat(recons).float().clamp(0, 1)
     return recon, {
-        "time_per_image_s": m.seconds / len(logits),
+        "time_per_image_s": (earlier_s + m.seconds) / len(logits),
+        "resumed_images": start,
         "peak_memory_mb": None if m.peak_bytes is None else m.peak_bytes / 2**20,
         "peak_total_mb": None if m.peak_total_bytes is None else m.peak_total_bytes / 2**20,
         "memory_method": m.method,

@@ -11,23 +11,25 @@ value per image (a tensor ``(N,)``) unless it says otherwise; the bench averages
   automatic down-sampling. Images smaller than 11 px use the largest odd window that fits.
 * **LPIPS** (Zhang et al. 2018) through the ``lpips`` package, v0.1 linear heads on an ImageNet-trained
   AlexNet (or VGG-16) from torchvision. The backbone weights are only used when the torchvision file is
-  already in the torch hub cache and its SHA-256 starts with the prefix in its file name; otherwise the metric
-  is "unavailable" and says which file to put where. It is never computed with a random backbone.
+  in the torch hub cache with its published size and SHA-256 (``invkit.io.download``, which also fetches it when
+  a download is allowed); otherwise the metric is "unavailable" and says which file to put where. It is never
+  computed with a random backbone.
 * **Classifier agreement** (the paper's iterative stability): top-1 agreement ``argmax Φ(x̂) == argmax Φ(x)``
   and the cosine between the logit vectors ``Φ(x̂)`` and ``Φ(x)``, over all images and split by whether the
   classifier got the original right.
 * **Instance identification**: is the original x the nearest to x̂ among k images of x's class (x and k-1
-  other held-out images of that class), by pixel L2 distance at the originals' resolution? Chance is 1/k.
-  Ties are shared: a reconstruction at equal distance to x and t distractors scores 1/(t+1).
+  other held-out images of that class), by pixel L2 distance at the originals' resolution (or by another distance:
+  LPIPS for the bench's ``id_lpips``)? Chance is 1/k. Ties are shared: a reconstruction at equal distance to x and
+  t distractors scores 1/(t+1).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io.download import KNOWN_FILES, download_allowed, fetch, file_matches, weights_status
 
 PSNR_CAP_DB = 100.0  # PSNR of identical images (MSE floored at 10^-10)
 SSIM_WINDOW = 11  # Gaussian window size (Wang et al. 2004)
@@ -117,50 +120,40 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------------ LPIPS
 LPIPS_BACKBONES = {  # lpips net -> the torchvision ImageNet weights it loads through torch.hub
-    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    net: KNOWN_FILES[f"lpips-{net}"].url for net in ("alex", "vgg")
 }
-_verified: dict[str, bool] = {}
 
 
 def lpips_backbone_file(net: str = "alex") -> Path:
     """Where torchvision looks for the LPIPS backbone: ``<torch.hub.get_dir()>/checkpoints/<file>``."""
     if net not in LPIPS_BACKBONES:
         raise InputError(f"LPIPS net '{net}' is not supported; use one of {', '.join(LPIPS_BACKBONES)}.")
-    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONES[net].rsplit("/", 1)[1]
+    return KNOWN_FILES[f"lpips-{net}"].path()
 
 
 def _sha256_matches(path: Path) -> bool:
-    """torchvision file names end in the first hex digits of the file's SHA-256 (``alexnet-owt-7be5be79.pth``)."""
-    prefix = path.stem.rsplit("-", 1)[-1]
-    key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
-    if key not in _verified:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _verified[key] = h.hexdigest().startswith(prefix)
-    return _verified[key]
+    """Whether the backbone file has its published size and full SHA-256 (``invkit.io.download.KNOWN_FILES``)."""
+    known = next((f for f in KNOWN_FILES.values() if f.filename == path.name), None)
+    return known is not None and file_matches(path, known)
 
 
-def lpips_status(net: str = "alex") -> tuple[bool, str]:
-    """Whether LPIPS can run offline with its real backbone, and a one-line reason when it cannot.
+def lpips_status(net: str = "alex", download: bool = False) -> tuple[bool, str]:
+    """Whether LPIPS (backbone ``net``: alex, vgg) can run with its real backbone: ``(True, "lpips v0.1 ...")``, or
+    ``(False, "unavailable: ...")`` saying what to do. Looks only at the local file system unless a download is
+    allowed (``download``, a command's ``--download``, or ``INVKIT_DOWNLOAD=1``): then a missing backbone is fetched
+    first from its published URL, checked (``invkit.io.download.fetch``).
 
-    Looks only at the local file system: never touches the network.
+    Raises:
+        InputError: ``net`` is not supported.
+        DownloadError, OutputError: a download was allowed and failed (one line; nothing is left in the cache).
     """
     path = lpips_backbone_file(net)
-    url = LPIPS_BACKBONES[net]
-    if not path.exists():
-        return False, (
-            f"unavailable: the LPIPS {net} backbone is not in the torch hub cache; download {url} and "
-            f"place it at {path}"
-        )
-    if not _sha256_matches(path):
-        return False, (
-            f"unavailable: {path} does not have the SHA-256 its name promises (corrupt or a different "
-            f"file); replace it with {url}"
-        )
-    return True, f"lpips v0.1 {net} (backbone {path.name})"
+    name = f"lpips-{net}"
+    if download_allowed(download) and not path.exists():
+        fetch(name, allowed=True)
+    if path.exists() and _sha256_matches(path):
+        return True, f"lpips v0.1 {net} (backbone {path.name})"
+    return False, f"unavailable: LPIPS {net}: {weights_status(name)[1]}"
 
 
 class LPIPS:
@@ -228,10 +221,52 @@ class LPIPS:
 
 
 # -------------------------------------------------------------------------------------- classifier agreement
+def classifier_agreement_per_image(
+    recon_logits: torch.Tensor, orig_logits: torch.Tensor, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Per image: top-1 agreement and logit cosine between Φ(x̂) and Φ(x), and whether Φ(x) is right (what
+    ``classifier_agreement`` averages; the bench keeps them for its intervals).
+
+    Args:
+        recon_logits: ``(N, K)`` logits Φ(x̂) of the reconstructions.
+        orig_logits: ``(N, K)`` logits Φ(x) of the originals.
+        labels: ``(N,)`` true class indices of the originals.
+
+    Returns:
+        float32 ``(N,)`` tensors on the CPU: ``top1_agreement`` (1 where argmax Φ(x̂) = argmax Φ(x), else 0),
+        ``logit_cosine`` (in [-1, 1]), ``accuracy`` (1 where Φ(x) is right), and ``top1_agreement_correct``,
+        ``logit_cosine_correct``, ``top1_agreement_incorrect``, ``logit_cosine_incorrect``: the same values on the
+        images whose original Φ got right (resp. wrong) and NaN on the others.
+
+    Raises:
+        InputError: the two logit tensors differ in shape or are not 2-D, or ``labels`` is not ``(N,)``.
+    """
+    if recon_logits.shape != orig_logits.shape or recon_logits.dim() != 2:
+        raise InputError(
+            f"classifier_agreement: logits of shape {tuple(recon_logits.shape)} and "
+            f"{tuple(orig_logits.shape)}; expected two equal (N, classes) tensors."
+        )
+    if labels.shape != (len(orig_logits),):
+        raise InputError(
+            f"classifier_agreement: labels of shape {tuple(labels.shape)}; expected ({len(orig_logits)},)."
+        )
+    recon_logits, orig_logits = recon_logits.detach().cpu(), orig_logits.detach().cpu()
+    agree = (recon_logits.argmax(1) == orig_logits.argmax(1)).float()
+    cos = F.cosine_similarity(recon_logits.double(), orig_logits.double(), dim=1).float()
+    correct = orig_logits.argmax(1) == labels.cpu()
+    out = {"top1_agreement": agree, "logit_cosine": cos, "accuracy": correct.float()}
+    nan = torch.tensor(math.nan)
+    for suffix, mask in (("_correct", correct), ("_incorrect", ~correct)):
+        out["top1_agreement" + suffix] = torch.where(mask, agree, nan)
+        out["logit_cosine" + suffix] = torch.where(mask, cos, nan)
+    return out
+
+
 def classifier_agreement(
     recon_logits: torch.Tensor, orig_logits: torch.Tensor, labels: torch.Tensor
 ) -> dict[str, float | int | None]:
-    """Top-1 agreement and logit cosine between Φ(x̂) and Φ(x), overall and split by Φ(x) being right.
+    """Top-1 agreement and logit cosine between Φ(x̂) and Φ(x), overall and split by Φ(x) being right: the means
+    of ``classifier_agreement_per_image`` over the images where each is defined.
 
     Args:
         recon_logits: ``(N, K)`` logits Φ(x̂) of the reconstructions.
@@ -245,28 +280,12 @@ def classifier_agreement(
         cosine is in [-1, 1].
 
     Raises:
-        InputError: the two logit tensors differ in shape or are not 2-D.
+        InputError: the two logit tensors differ in shape or are not 2-D, or ``labels`` is not ``(N,)``.
     """
-    if recon_logits.shape != orig_logits.shape or recon_logits.dim() != 2:
-        raise InputError(
-            f"classifier_agreement: logits of shape {tuple(recon_logits.shape)} and "
-            f"{tuple(orig_logits.shape)}; expected two equal (N, classes) tensors."
-        )
-    agree = (recon_logits.argmax(1) == orig_logits.argmax(1)).float()
-    cos = F.cosine_similarity(recon_logits.double(), orig_logits.double(), dim=1).float()
-    correct = orig_logits.argmax(1).cpu() == labels.cpu()
-    out: dict[str, float | int | None] = {
-        "top1_agreement": agree.mean().item(),
-        "logit_cosine": cos.mean().item(),
-        "accuracy": correct.float().mean().item(),
-        "n_correct": int(correct.sum()),
-        "n_incorrect": int((~correct).sum()),
-    }
-    for suffix, mask in (("_correct", correct), ("_incorrect", ~correct)):
-        mask = mask.to(agree.device)
-        out["top1_agreement" + suffix] = agree[mask].mean().item() if mask.any() else None
-        out["logit_cosine" + suffix] = cos[mask].mean().item() if mask.any() else None
-    return out
+    per_image = classifier_agreement_per_image(recon_logits, orig_logits, labels)
+    n_correct = int(per_image["accuracy"].sum())
+    out: dict[str, float | int | None] = {k: mean_defined(v) for k, v in per_image.items()}
+    return out | {"n_correct": n_correct, "n_incorrect": len(per_image["accuracy"]) - n_correct}
 
 
 # ------------------------------------------------------------------------------------ instance identification
@@ -303,13 +322,21 @@ def draw_distractors(labels: torch.Tensor, indices: torch.Tensor, k: int, seed: 
     return out
 
 
-def identification_hits(recons: torch.Tensor, originals: torch.Tensor, distractors: torch.Tensor) -> torch.Tensor:
-    """Per reconstruction, 1 when its original is the nearest of the k candidates by pixel L2 distance.
+def identification_hits(
+    recons: torch.Tensor,
+    originals: torch.Tensor,
+    distractors: torch.Tensor,
+    distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per reconstruction, 1 when its original is the nearest of the k candidates by pixel L2 distance, or by
+    ``distance`` (e.g. an ``LPIPS`` instance: identification in LPIPS space).
 
     Args:
         recons: ``(N, C, H, W)`` reconstructions in [0, 1], already at the originals' size and channels (1 or 3).
         originals: ``(N, C, H, W)`` the images in [0, 1] they were reconstructed from.
         distractors: ``(N, k - 1, C, H, W)`` other images in [0, 1] of each original's class.
+        distance: ``distance(a, b)`` -> ``(M,)`` distances between ``a[i]`` and ``b[i]`` for two ``(M, C, H, W)``
+            batches (lower is nearer); None: pixel L2 at the given resolution.
 
     Returns:
         ``(N,)`` scores in [0, 1]: 1 (hit), 0 (a distractor is strictly nearer) or 1/(t+1) for a tie with t
@@ -325,9 +352,14 @@ def identification_hits(recons: torch.Tensor, originals: torch.Tensor, distracto
             f"identification: distractors of shape {tuple(distractors.shape)} do not fit "
             f"reconstructions {tuple(recons.shape)}; expected (N, k-1, C, H, W)."
         )
-    r = recons.double().flatten(1)
-    d_own = (r - originals.double().flatten(1)).norm(dim=1)
-    d_other = (r[:, None] - distractors.double().flatten(2)).norm(dim=2)
+    if distance is None:
+        r = recons.double().flatten(1)
+        d_own = (r - originals.double().flatten(1)).norm(dim=1)
+        d_other = (r[:, None] - distractors.double().flatten(2)).norm(dim=2)
+    else:
+        n, k1 = distractors.shape[:2]
+        d_own = distance(recons, originals).double().cpu()
+        d_other = distance(recons.repeat_interleave(k1, 0), distractors.flatten(0, 1)).double().cpu().view(n, k1)
     closer = (d_other < d_own[:, None]).sum(1)
     ties = (d_other == d_own[:, None]).sum(1)
     return torch.where(closer > 0, torch.zeros_like(d_own), 1.0 / (ties.double() + 1)).float()
@@ -458,3 +490,10 @@ def _ru_maxrss() -> int | None:
 def mean(values: torch.Tensor) -> float:
     """Mean of a per-image metric as a float (nan for an empty tensor)."""
     return values.float().mean().item() if values.numel() else math.nan
+
+
+def mean_defined(values: torch.Tensor) -> float | None:
+    """Mean of ``(N,)`` per-image values over the images where it is defined (not NaN), as a float; None when it is
+    nowhere defined (an empty group: no value to report)."""
+    defined = values[~torch.isnan(values)]
+    return defined.float().mean().item() if defined.numel() else None

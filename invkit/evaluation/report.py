@@ -19,6 +19,16 @@ import torch
 
 from ..io.figures import html_table, img_tag, save_labelled_rows, write_html_page
 from ..io.files import atomic_write_text
+from . import report_uncertainty as uncertainty
+
+_ID_SPACES = {"pixel": "pixel L2 distance", "lpips": "LPIPS distance", "evaluator": "evaluator feature distance"}
+
+
+def _id_space(settings: dict[str, Any]) -> str:
+    """The headline identification's distance in words (``--id-space``; pixel in results of older invkits)."""
+    space, _, name = str(settings.get("id_space") or "pixel").partition(":")
+    return _ID_SPACES.get(space, space) + (f" ({name})" if name else "")
+
 
 # (header, record key, format) of the comparison table, in order.
 COLUMNS: list[tuple[str, str, str]] = [
@@ -35,6 +45,8 @@ COLUMNS: list[tuple[str, str, str]] = [
     ("cos (right)", "logit_cosine_correct", ".3f"),
     ("cos (wrong)", "logit_cosine_incorrect", ".3f"),
     ("instance ID", "id_accuracy", ".3f"),
+    ("ID pixel", "id_pixel", ".3f"),
+    ("ID LPIPS", "id_lpips", ".3f"),
     ("ms / image", "time_per_image_s", "ms"),
     ("peak MB", "peak_memory_mb", ".1f"),
 ]
@@ -60,6 +72,9 @@ CSV_FIELDS = [
     "logit_cosine_correct",
     "logit_cosine_incorrect",
     "id_accuracy",
+    "id_space",
+    "id_pixel",
+    "id_lpips",
     "id_k",
     "id_chance",
     "time_per_image_s",
@@ -95,9 +110,18 @@ DEFINITIONS = [
     ("logit cos", "cosine between the logit vectors Φ(x̂) and Φ(x), averaged; split the same way."),
     (
         "instance ID",
-        "fraction of reconstructions whose own original is the nearest, by pixel L2 at the originals' "
-        "resolution, among k images of its class (the original + k-1 other held-out images; "
-        "chance 1/k; ties shared).",
+        "fraction of reconstructions whose own original is the nearest among k images of its class (the original + "
+        "k-1 other held-out images; chance 1/k; ties shared), in the --id-space the settings name; ID pixel and ID "
+        "LPIPS are the same identification by pixel L2 at the originals' resolution and by LPIPS distance (blank "
+        "without the LPIPS backbone), the evaluator tables give it in each evaluator's features.",
+    ),
+    (
+        "evaluator tables",
+        "an independent classifier E (--evaluator) scores the reconstructions x̂: its top-1 on the originals x, its "
+        "top-1/top-5 on x̂ against x's label, agreement argmax E(x̂) = argmax E(x), the cosine distance 1 - cos of E's "
+        "penultimate features of x̂ and x, instance ID among k by that distance, the distance to the nearest held-out "
+        "image of x's class, and FID/KID between the sets of x̂ and x in E's features (FID only with n > feature "
+        "dimension). Details: docs/bench.md.",
     ),
     ("ms / image", "wall time of the inversion calls (batched) divided by the number of images."),
     (
@@ -134,15 +158,74 @@ def shown_inverter(record: dict[str, Any]) -> str:
 
 
 def table(doc: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The comparison table as headers and rows of strings (the CLI, report.md and report.html show this); the
-    inverter column names what each inverter's weights are (``shown_inverter``)."""
+    """The comparison table as headers and rows of strings (report.md and report.html show this); the
+    inverter column names what each inverter's weights are (``shown_inverter``), an ``n`` column the images, and each
+    number with an interval is shown with it (``report_uncertainty.with_interval``: ``12.73 [12.41, 13.05]``)."""
     k = doc["results"][0].get("id_k") if doc.get("results") else None
-    headers = [h if key != "id_accuracy" or k is None else f"instance ID (k={k})" for h, key, _ in COLUMNS]
-    rows = [
-        [fmt(r.get(key), spec) if key != "inverter" else shown_inverter(r) for _, key, spec in COLUMNS]
-        for r in doc.get("results", [])
-    ]
-    return headers, rows
+    space = doc["results"][0].get("id_space") or "pixel" if doc.get("results") else "pixel"  # --id-space: headline
+    headers = [h if key != "id_accuracy" or k is None else f"instance ID (k={k}, {space})" for h, key, _ in COLUMNS]
+
+    def cell(r: dict[str, Any], key: str, spec: str) -> str:
+        if key == "inverter":
+            return shown_inverter(r)
+        iv = uncertainty.interval_of(r, key) if spec != "s" else None
+        return uncertainty.with_interval(r.get(key), iv, spec, r.get("n")) if iv else fmt(r.get(key), spec)
+
+    at = [key for _, key, _ in COLUMNS].index("inverter") + 1  # an n column after the inverter
+    rows = []
+    for r in doc.get("results", []):
+        row = [cell(r, key, spec) for _, key, spec in COLUMNS]
+        rows.append(row[:at] + [fmt(r.get("n"), "s")] + row[at:])
+    return headers[:at] + ["n"] + headers[at:], rows
+
+
+# (header, key of a record's "evaluators" entry, format) of each evaluator's table (invkit.evaluation.evaluator)
+EVALUATOR_COLUMNS: list[tuple[str, str, str]] = [
+    ("E acc (x)", "orig_top1", ".3f"),
+    ("E top-1 (x̂)", "top1", ".3f"),
+    ("E top-5 (x̂)", "top5", ".3f"),
+    ("E agree", "agreement", ".3f"),
+    ("feature cos dist", "feature_cosine", ".3f"),
+    ("E instance ID", "id_accuracy", ".3f"),
+    ("KNN dist", "knn_distance", ".3f"),
+    ("FID", "fid", ".2f"),
+    ("KID", "kid", ".4f"),
+    ("KID std", "kid_std", ".4f"),
+    ("n", "n", "d"),
+]
+
+
+def evaluator_tables(doc: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """One table per evaluator found in the results: ``(title, headers, rows, notes)``, a row per pair (classifier,
+    inverter, then ``EVALUATOR_COLUMNS``); notes say why FID is blank and what Inception FID/KID found."""
+    out = []
+    labels = dict.fromkeys(label for r in doc.get("results", []) for label in (r.get("evaluators") or {}))
+    for label in labels:
+        headers = ["classifier", "inverter"] + [h for h, _, _ in EVALUATOR_COLUMNS]
+        rows, notes = [], []
+        for r in doc.get("results", []):
+            e = (r.get("evaluators") or {}).get(label)
+            if e is None:
+                continue
+            rows.append(
+                [str(r.get("classifier")), shown_inverter(r)] + [fmt(e.get(k), f) for _, k, f in EVALUATOR_COLUMNS]
+            )
+            if e.get("fid") is None and e.get("fid_status"):
+                notes.append(f"FID of {r.get('classifier')} x {r.get('inverter')}: not computed: {e['fid_status']}")
+        out.append((f"Evaluator {label}", headers, rows, list(dict.fromkeys(notes))))
+    inception = [(r, r["inception"]) for r in doc.get("results", []) if isinstance(r.get("inception"), dict)]
+    if inception:
+        headers = ["classifier", "inverter", "FID", "KID", "KID std", "n"]
+        rows = [
+            [str(r.get("classifier")), shown_inverter(r)] + [fmt(i.get(k), f) for k, f in EVAL_INCEPTION]
+            for r, i in inception
+            if i.get("kid") is not None
+        ]
+        out.append(("Inception FID and KID", headers, rows, [f"inception FID: {inception[-1][1].get('status')}"]))
+    return out
+
+
+EVAL_INCEPTION = [("fid", ".2f"), ("kid", ".4f"), ("kid_std", ".4f"), ("n", "d")]
 
 
 def settings_lines(doc: dict[str, Any]) -> list[str]:
@@ -150,7 +233,7 @@ def settings_lines(doc: dict[str, Any]) -> list[str]:
     labels = s.get("classifier_labels", {})
     lines = [
         f"data: {s['data']} (test split), n = {s['n']} images (equal share per class), seed {s['seed']}",
-        f"instance identification: k = {s['id_k']} (chance {1 / s['id_k']:.3f}), pixel L2 distance",
+        f"instance identification: k = {s['id_k']} (chance {1 / s['id_k']:.3f}), headline by {_id_space(s)}",
         "classifiers: " + ", ".join(f"{labels[c]} ({c})" if labels.get(c, c) != c else c for c in s["classifiers"]),
         f"inverters: {', '.join(s['inverters'])}",
         f"LPIPS: {doc['lpips']}",
@@ -247,6 +330,11 @@ def _cell(rows: list[GridRow]) -> int:
     return side * max(1, 96 // side)
 
 
+def _names() -> dict[str, tuple[str, str]]:
+    """metric key -> (header, format) of the table's metrics, for the comparisons (report_uncertainty)."""
+    return {key: (header, spec) for header, key, spec in COLUMNS if spec not in ("s", "ms")}
+
+
 # --------------------------------------------------------------------------------------------------- writers
 def write_reports(out: str | os.PathLike, doc: dict[str, Any]) -> dict[str, Path]:
     """Write results.csv, report.md, report.html and the grid PNGs under ``out``; return their paths."""
@@ -265,10 +353,12 @@ def write_reports(out: str | os.PathLike, doc: dict[str, Any]) -> dict[str, Path
 
 def write_csv(path: Path, doc: dict[str, Any]) -> Path:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    fields = CSV_FIELDS + uncertainty.csv_fields(doc)  # + METRIC_low, METRIC_high, METRIC_n (report_uncertainty)
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for r in doc.get("results", []):
-        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_FIELDS})
+        r = dict(r) | uncertainty.csv_values(r)
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
     atomic_write_text(path, buf.getvalue())
     return path
 
@@ -283,6 +373,9 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
 
     lines += [cells(headers), "|" + "|".join("---" for _ in headers) + "|"]
     lines += [cells(r) for r in rows]
+    for title, e_headers, e_rows, notes in evaluator_tables(doc):  # invkit.evaluation.evaluator; docs/bench.md
+        lines += ["", f"## {title}", "", cells(e_headers), "|" + "|".join("---" for _ in e_headers) + "|"]
+        lines += [cells(r) for r in e_rows] + ([""] + [f"- {note}" for note in notes] if notes else [])
     lines += [
         "",
         "## Reconstructions",
@@ -293,6 +386,7 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
     ]
     for clf, png in pngs.items():
         lines += [f"### {clf}", "", f"![{clf}]({png.relative_to(out).as_posix()})", ""]
+    lines += uncertainty.comparisons_markdown(doc, _names())  # paired differences: better / no clear difference / worse
     lines += ["## Metrics", ""] + [f"- **{name}**: {text}" for name, text in DEFINITIONS] + [""]
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -309,6 +403,9 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[GridRow]],
         " .grid-scroll{overflow-x:auto} .grid img{max-width:none}</style>"
     )
     sections = [("Settings", settings), ("Comparison", style + table_html)]
+    for title, e_headers, e_rows, notes in evaluator_tables(doc):  # invkit.evaluation.evaluator; docs/bench.md
+        notes_html = "".join(f"<p class='caption'>{html.escape(note)}</p>" for note in notes)
+        sections.append((title, html_table([dict(zip(e_headers, r)) for r in e_rows], e_headers) + notes_html))
     for clf, rows_ in grids.items():
         cell = _cell(rows_)  # one cell size for every row: the columns line up
         cells = []
@@ -327,5 +424,7 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[GridRow]],
         )
         sections.append((f"Reconstructions: {clf}", body))
     defs = "<dl>" + "".join(f"<dt><b>{html.escape(n)}</b></dt><dd>{html.escape(t)}</dd>" for n, t in DEFINITIONS)
+    if doc.get("comparisons"):  # paired differences: better / no clear difference / worse (report_uncertainty)
+        sections.append(("Comparisons", uncertainty.comparisons_html(doc, _names())))
     sections.append(("Metrics", defs + "</dl>" + DECODE_CHECK))
     return write_html_page(path, "invkit bench report", sections)

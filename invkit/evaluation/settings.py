@@ -42,6 +42,11 @@ class BenchSettings:
     classifier_labels: dict[str, str] = field(default_factory=dict)  # spec -> name shown in tables
     checkpoint_map: dict[str, str] = field(default_factory=dict)  # "clf spec|inverter base" -> checkpoint folder
     only_correct: bool = False  # draw only images every classifier classifies correctly (the paper's Fig. 1)
+    recon_cache: str | None = None  # folder of resumable reconstructions (None: OUT/recon-cache); not in fingerprint
+    keep_images: int = 100  # reconstructions kept per pair in OUT/recon/ for invkit study (0: none); not in fingerprint
+    evaluators: list[str] = field(default_factory=list)  # independent evaluator classifier specs (issue 21)
+    id_space: str = "pixel"  # headline id_accuracy: identification by pixel L2, lpips, or evaluator[:NAME] features
+    download: bool = False  # fetch missing published weights (LPIPS backbone) first; also INVKIT_DOWNLOAD=1
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers of every pair: a rerun with other values needs another --out."""
@@ -53,6 +58,9 @@ class BenchSettings:
             "inverter_options": self.inverter_options,
             "lpips_net": self.lpips_net,
             **({"only_correct": True} if self.only_correct else {}),  # absent when off: older results still match
+            # by weights (spec_identity), absent without evaluators: older results still match
+            **({"evaluators": [spec_identity(e) for e in self.evaluators]} if self.evaluators else {}),
+            **({"id_space": self.id_space} if self.id_space != "pixel" else {}),  # pixel: absent, older results match
         }
 
 

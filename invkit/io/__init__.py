@@ -25,6 +25,9 @@ Modules, lowest first (each imports only those above it):
 * ``hub`` — checkpoints on the Hugging Face Hub through huggingface_hub: ``hub_checkpoint`` (an ``hf-hub:`` spec
   to its folder in huggingface_hub's cache, offline with ``HF_HUB_OFFLINE=1``), the model card
   (``write_model_card``, ``read_model_card``), ``check_export_folder`` and ``upload_checkpoint`` (``invkit push``).
+* ``download`` — the opt-in download of the published weights the metrics use (LPIPS backbones, FID's
+  Inception-V3) into the torch hub cache, SHA-256 checked (``KNOWN_FILES``, ``weights_status``, ``fetch``,
+  ``ensure_weights``); only with ``invkit download``, ``--download`` or ``INVKIT_DOWNLOAD=1``.
 * ``locate`` — ``local_checkpoint``: ``demo:NAME`` and ``hf-hub:OWNER/NAME[@REVISION]`` to the folder they name,
   the one place every command and resolve function turns them into folders.
 

@@ -11,6 +11,7 @@ Learned inverters:
 * ``resume``: the RNG states a checkpoint saves, reading a checkpoint back into a run, ``read_run_config``.
 * ``health``: the memory check before a run; non-finite or stuck losses, collapse, and the sample grids.
 * ``distributed``: the ``torchrun`` process group and what the ranks share.
+* ``sync_batchnorm``: batch norm over the global batch of all ranks (``--sync-bn``, compare_gan's cross-replica BN).
 
 In-house classifiers:
 

@@ -1,4 +1,4 @@
-"""Train an in-house classifier (``smallcnn``, ``resnet18s``), standard or adversarial, and evaluate it.
+"""Train an in-house classifier (``smallcnn``, ``resnet18s``, ``vgg11s``), standard or adversarial, and evaluate it.
 
 Adversarial training follows Madry et al. 2018 ("Towards deep learning models resistant to adversarial
 attacks"): every training batch is replaced by PGD adversarial examples of the current network (the inner
@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 
-TRAINABLE = ("smallcnn", "resnet18s")
+TRAINABLE = ("smallcnn", "resnet18s", "vgg11s")
 RESUME_HINT = "continue with the same command and --resume."  # after an interruption
 REPORT_NAME = "report.json"
 TRAIN_CONFIG_NAME = "train_config.json"
@@ -91,8 +91,8 @@ def build_classifier(cfg: TrainClassifierConfig, train: TensorImageDataset) -> C
 
     Raises:
         UnknownNameError: ``cfg.arch`` is not a registered classifier name.
-        InvkitError: ``cfg.arch`` is not ``smallcnn.base`` or ``resnet18s.base``, or the net cannot take the data
-            (channels other than 1 or 3, images under 8 px) or ``cfg.width``.
+        InvkitError: ``cfg.arch`` is not ``smallcnn.base``, ``resnet18s.base`` or ``vgg11s.base``, or the net cannot
+            take the data (channels other than 1 or 3, images under 8 px) or ``cfg.width``.
     """
     from ..core.plugins import get_registry
 

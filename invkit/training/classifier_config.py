@@ -21,7 +21,7 @@ from ..errors import InvkitError
 class TrainClassifierConfig:
     """Everything a ``train-classifier`` run depends on (written to ``train_config.json``)."""
 
-    arch: str = "smallcnn"  # in-house registry name: smallcnn or resnet18s (``.base`` tag optional)
+    arch: str = "smallcnn"  # in-house registry name: smallcnn, resnet18s or vgg11s (``.base`` tag optional)
     width: int | None = None  # network width (first layer's channels); None: the architecture's default
     data: str = "default"  # 'default', an ImageFolder folder / .tar.gz, or a torchvision set name
     data_root: str | None = None  # where torchvision-format data sets live

@@ -24,6 +24,7 @@ from ..core.inverter import Inverter, InverterTrainer
 from ..errors import TrainingError
 
 CONFIG_FILE = "train_config.json"
+AUGMENTS = ("none", "hflip", "distorted")  # TrainConfig.augment's values (invkit train --augment)
 
 
 @dataclass
@@ -51,7 +52,12 @@ class TrainConfig:
     precision: str | None = None  # fp32 or bf16 autocast (trainer option ``bf16``); None: the trainer's default
     channels_last: bool | None = None  # channels_last memory format; None: the trainer's default
     cache_logits: bool | None = None  # logits computed once for the data set; None: when augment is "none"
-    augment: str = "none"  # "none" or "hflip" (random horizontal flips; logits then computed on the fly)
+    # "none", "hflip" (random horizontal flips) or "distorted" (the paper's random square crops of 50-100% of each
+    # image at its own size, invkit.data.crops; held-out samples take the centred square); logits then on the fly
+    augment: str = "none"
+    # batch-norm statistics over the global batch under torchrun (compare_gan's cross-replica batch norm) instead of
+    # each process' shard: every BatchNorm of the modules the trainer hands to DDP (invkit.training.sync_batchnorm)
+    sync_batchnorm: bool = True
     sample_count: int = 20  # held-out images in the sample grid (an equal number per class)
     stuck_steps: int = 1000  # stop when a loss (a key containing "loss") has not changed for N steps; 0: never
     collapse_std: float = 1e-4  # stop when sample images vary less than this across the grid; 0: never
@@ -75,6 +81,7 @@ RUN_DEFINING = (
     "lr_d",
     "options",
     "augment",
+    "sync_batchnorm",
 )
 
 
@@ -165,12 +172,15 @@ def _check_config(config: TrainConfig, world: int) -> None:
         raise TrainingError(
             f"--batch-size {config.batch_size} must be a positive multiple of the number of processes ({world})."
         )
-    if config.augment not in ("none", "hflip"):
-        raise TrainingError(f"augment must be 'none' or 'hflip', got '{config.augment}'.")
+    if config.augment not in AUGMENTS:
+        raise TrainingError(f"augment must be one of {', '.join(AUGMENTS)}, got '{config.augment}'.")
     if config.precision not in (None, "fp32", "bf16"):
         raise TrainingError(f"--precision must be fp32 or bf16, got '{config.precision}'.")
     if config.cache_logits and config.augment != "none":
-        raise TrainingError("--cache-logits needs a fixed data set, but augment is on; use --no-cache-logits.")
+        raise TrainingError(
+            f"--cache-logits needs fixed images, but --augment {config.augment} makes new ones every step (their "
+            "logits are computed then); use --no-cache-logits."
+        )
     for name in ("save_every", "log_every"):
         if getattr(config, name) < 1:
             raise TrainingError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}.")

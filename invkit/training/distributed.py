@@ -5,9 +5,10 @@ on CPU, nccl on CUDA, and the process group is torn down at the end only if this
 Only rank 0 writes files and reports progress; its decisions (stop on a signal, a failed health check) reach every
 rank through ``_broadcast_flag``, and the losses are averaged over ranks (``_mean_over_ranks``) so that every rank
 sees a NaN on any rank and all stop together. The trainer's networks are wrapped in ``DistributedDataParallel`` by
-the ``wrap`` that ``ddp_wrap`` makes and ``invkit.training.loop._setup_trainer`` hands to
-``InverterTrainer.distribute``; an ``Inverter`` becomes a ``DistributedInverter``, whose ``invert`` (the inverter API)
-runs through DDP like its ``forward``, so gradients are averaged whichever a trainer calls. Elsewhere: each global
+the ``wrap`` that ``ddp_wrap`` makes (their batch norms first made global over the ranks, ``sync_batchnorm``) and
+``invkit.training.loop._setup_trainer`` hands to ``InverterTrainer.distribute``; an ``Inverter`` becomes a
+``DistributedInverter``, whose ``invert`` (the inverter API) runs through DDP like its ``forward``, so gradients are
+averaged whichever a trainer calls. Elsewhere: each global
 batch is sharded over the ranks by ``invkit.training.source.BatchStream``; every rank's RNG states go into each
 checkpoint through ``invkit.training.resume._gather_rng``.
 """
@@ -179,11 +180,15 @@ class DistributedInverter(DistributedDataParallel):
             return getattr(self.module.inverter, name)
 
 
-def ddp_wrap(device: torch.device) -> Callable[..., nn.Module]:
+def ddp_wrap(device: torch.device, sync_bn: bool = False) -> Callable[..., nn.Module]:
     """The ``wrap`` handed to ``InverterTrainer.distribute``: a module in ``DistributedDataParallel`` on ``device``.
 
     Args:
         device: this rank's device (CUDA: its index is the DDP device; CPU: gloo, no device ids).
+        sync_bn: first turn every ``nn.BatchNorm1d/2d/3d`` inside the module (in place, names and tensors kept) into
+            a ``GlobalBatchNorm``, which normalises over the global batch of all ranks in training mode
+            (``invkit.training.sync_batchnorm``; compare_gan's cross-replica batch norm). Copies the trainer made
+            before (an EMA copy) keep plain batch norms.
 
     Returns:
         ``wrap(module, **ddp_kwargs)``: a ``DistributedInverter`` for an ``Inverter``, a plain
@@ -193,6 +198,10 @@ def ddp_wrap(device: torch.device) -> Callable[..., nn.Module]:
 
     def wrap(module: nn.Module, **kwargs: Any) -> nn.Module:
         ids = [device.index] if device.type == "cuda" else None
+        if sync_bn:
+            from .sync_batchnorm import convert_batchnorms
+
+            module = convert_batchnorms(module)
         if isinstance(module, Inverter):
             return DistributedInverter(module, device_ids=ids, **kwargs)
         return DistributedDataParallel(module, device_ids=ids, **kwargs)

@@ -218,7 +218,8 @@ def _setup_trainer(
     np.random.seed(derive_seed(config.seed, "numpy", d.rank) % 2**32)
     trainer = inverter.make_trainer(classifier, **trainer_options)  # optim & co. raise "no training step"
     if d.active:
-        trainer.distribute(ddp_wrap(device))  # an Inverter keeps invert() under DDP (DistributedInverter)
+        # an Inverter keeps invert() under DDP (DistributedInverter); batch norms over the global batch (compare_gan)
+        trainer.distribute(ddp_wrap(device, sync_bn=config.sync_batchnorm))
     return trainer
 
 

@@ -9,7 +9,12 @@
   resolution: on the fly, or once for the whole data set when it is fixed (no augmentation). Data sets of up to
   ``IN_MEMORY_LIMIT`` images are held in memory as uint8; horizontal flips (``augment="hflip"``) are drawn from
   ``(seed, position)``, so they too resume without saved state.
-* **Held-out samples** (``_Held``, ``_heldout``): the fixed images, logits and noise every sample grid is drawn from.
+* **The paper's distorted crops** (``augment="distorted"``): every sample is a random square crop of its image at
+  the image's own size, resized to the inverter's resolution (compare_gan's ``ImagenetDataset`` training transform,
+  ``invkit.data.crops``), its logits computed on the fly. Sample ``k`` of the global stream draws its crop from
+  ``(seed, "distorted", k)``: resumable without saved state, and the same crops on any number of ranks.
+* **Held-out samples** (``_Held``, ``_heldout``): the fixed images, logits and noise every sample grid is drawn from
+  (with distorted crops: the centred square crop of each image, compare_gan's evaluation transform).
 """
 
 from __future__ import annotations
@@ -20,12 +25,22 @@ import torch
 
 from ..core.classifier import Classifier
 from ..core.inverter import Batch, Inverter
+from ..data.crops import CenterCropDataset, distorted_crop
 from ..data.datasets import ImageDataset, TensorImageDataset, take
-from ..data.images import resize
+from ..data.images import image_size, resize
 from .config import TrainConfig, derive_seed
 from .distributed import _Dist
 
 IN_MEMORY_LIMIT = 200_000  # folders with more images are decoded batch by batch instead of held in memory
+
+
+def _one_size(dataset: ImageDataset) -> bool:
+    """Whether every file of a folder data set has one size (read from the headers)."""
+    samples = getattr(dataset, "samples", None)
+    if not samples:
+        return False
+    first = image_size(samples[0][0])
+    return all(image_size(p) == first for p, _ in samples[1:])
 
 
 class BatchStream:
@@ -79,11 +94,15 @@ class _Source:
         self.shape, self.classifier, self.device = shape, classifier, device
         self.autocast, self.augment, self.seed, self.channels_last = autocast, augment, seed, channels_last
         self.dataset = dataset
+        self.rank = 0  # this process' shard of each global batch (set by _training_source): the crops' sample index
         self.images_u8: torch.Tensor | None = None
         if isinstance(dataset, TensorImageDataset):
             self.images_u8 = dataset.images
         elif hasattr(dataset, "materialize") and len(dataset) <= IN_MEMORY_LIMIT:
-            self.images_u8 = dataset.materialize(size=shape[-1]).images
+            if augment != "distorted":
+                self.images_u8 = dataset.materialize(size=shape[-1]).images
+            elif _one_size(dataset):  # crops need the images at their own size: in memory if that is one size
+                self.images_u8 = dataset.materialize(size=None).images
         self.logits: torch.Tensor | None = None
         if cache_logits:
             chunks = []
@@ -107,8 +126,23 @@ class _Source:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             return self.classifier.logits(images).float()
 
+    def _distorted(self, idx: torch.Tensor, position: int) -> torch.Tensor:
+        """Each image's distorted square crop at the inverter's shape; sample ``k`` of the global stream (this
+        rank's shard starts at ``position + rank * len(idx)``) draws its crop from ``(seed, "distorted", k)``."""
+        c, r, _ = self.shape
+        first = position + self.rank * len(idx)
+        crops = []
+        for j, i in enumerate(idx.tolist()):
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "distorted", first + j))
+            if self.images_u8 is not None:
+                x = self.images_u8[i].to(self.device, non_blocking=True).float() / 255.0
+            else:  # lazily decoded folder, each image at its own size
+                x = self.dataset[i][0].to(self.device)
+            crops.append(distorted_crop(x, r, g))
+        return resize(torch.stack(crops), r, c)  # channels converted to the classifier's
+
     def batch(self, idx: torch.Tensor, position: int) -> Batch:
-        images = self._images(idx)
+        images = self._distorted(idx, position) if self.augment == "distorted" else self._images(idx)
         if self.augment == "hflip":  # flips drawn from (seed, position): resumable without saved state
             g = torch.Generator().manual_seed(derive_seed(self.seed, "hflip", position))
             flip = (torch.rand(len(idx), generator=g) < 0.5).to(self.device)
@@ -135,6 +169,7 @@ def _training_source(
         dist.barrier()
     bf16, channels_last = config.precision == "bf16", bool(config.channels_last)
     source = _Source(train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
+    source.rank = d.rank
     if d.active and d.main:
         import torch.distributed as dist
 
@@ -155,6 +190,8 @@ def _heldout(
     config: TrainConfig, heldout_set: ImageDataset, inverter: Inverter, source: _Source, device: torch.device
 ) -> _Held:
     shape = inverter.image_shape
+    if config.augment == "distorted":  # evaluated as compare_gan does: the centred square crop
+        heldout_set = CenterCropDataset(heldout_set, shape[-1])
     images, _ = take(
         heldout_set,
         config.sample_count,

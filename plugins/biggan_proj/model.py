@@ -58,7 +58,7 @@ class BigGANConfig:
     resolution: int = 64  # output size: 32, 64 (paper) or 128
     ch: int = 96  # width multiplier; 96 gives the supplement's 1536/1536/768/384/192 G widths at 64x64
     noise_dim: int = 120  # hierarchical noise, split evenly over the initial linear and each G block (BigGAN)
-    cbn_hidden: int = 128  # hidden width of the Eq. 3 CBN MLPs (not stated in the paper; BigGAN's shared_dim)
+    cbn_hidden: int = 128  # hidden width of the Eq. 3 CBN MLPs (not stated in the paper; invkit's choice)
     g_attention: int = 64  # resolution of G's non-local self-attention block (0 = none)
     d_attention: int = 32  # resolution of D's non-local self-attention block (0 = none)
     bn_eps: float = 1e-5  # batch-norm epsilon (BigGAN BN_eps)

@@ -57,8 +57,8 @@ def register(register: Any) -> None:
     register(
         "robust_resnet152.linf_eps16",
         create,
-        description="ResNet-152, targeted PGD adversarial training Linf eps 16/255 (Xie et al. 2019 R152.npz, "
-        "tensorpack, CC-BY-NC)",
+        description="ResNet-152 (v1), targeted PGD adversarial training Linf eps 16/255 (Xie et al. 2019 R152.npz, "
+        "tensorpack, CC-BY-NC); stands in for the paper's robust ResNet-152-V2 of Qin et al. 2019 (not public)",
         options=ImageSizeOptions,  # input_size; invkit checks names and types
     )
 

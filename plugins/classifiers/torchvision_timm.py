@@ -46,8 +46,8 @@ ADVERSARIAL = {"inception_v3.tf_adv_in1k"}  # weights trained on adversarial exa
 MIN_SIZE = {"resnet152": 32, "inception_v3": 75}  # smallest input_size the network accepts; ViT is fixed
 
 DESCRIPTIONS = {
-    "resnet152.tv_in1k": "ResNet-152, torchvision IMAGENET1K_V1 weights (78.3% top-1)",
-    "resnet152.tv2_in1k": "ResNet-152, torchvision IMAGENET1K_V2 weights (new training recipe, 82.3% top-1)",
+    "resnet152.tv_in1k": "ResNet-152 (v1), torchvision IMAGENET1K_V1 weights (78.3% top-1)",
+    "resnet152.tv2_in1k": "ResNet-152 (v1), torchvision IMAGENET1K_V2 weights (new training recipe, 82.3% top-1)",
     "inception_v3.tv_in1k": "Inception-V3 at 299 px, torchvision IMAGENET1K_V1 weights (ported from TensorFlow)",
     "inception_v3.tf_in1k": "Inception-V3 at 299 px, TensorFlow weights ported by timm",
     "inception_v3.tf_adv_in1k": "Inception-V3 at 299 px, TensorFlow's adversarially trained adv_inception_v3 (timm)",
@@ -60,7 +60,7 @@ def _description(name: str) -> str:
     if name in DESCRIPTIONS:
         return DESCRIPTIONS[name]
     family, tag = name.split(".")
-    arch = {"resnet152": "ResNet-152", "vit_b16": "ViT-B/16 at 224 px", "inception_v3": "Inception-V3"}[family]
+    arch = {"resnet152": "ResNet-152 (v1)", "vit_b16": "ViT-B/16 at 224 px", "inception_v3": "Inception-V3"}[family]
     return f"{arch}, timm weights {tag}"
 
 

@@ -1,4 +1,5 @@
-"""In-house trainable classifiers for small images: ``smallcnn.base`` (28-32 px) and ``resnet18s.base`` (32-64 px).
+"""In-house trainable classifiers for small images: ``smallcnn.base`` (28-32 px), ``resnet18s.base`` (32-64 px) and
+``vgg11s.base`` (28-64 px, used for independent evaluators).
 
 They start from random weights (``base`` = the architecture, no published weights); train them with
 ``invkit train-classifier`` and load the result with ``invkit.load_classifier(folder)``. ``weights=PATH``
@@ -19,16 +20,16 @@ from invkit.core.classifier import Classifier, ClassifierConfig
 from invkit.errors import InvkitError, WeightsNotFoundError
 from invkit.io import load_weights_file
 
-from .models import ResNet18S, SmallCNN
+from .models import VGG11S, ResNet18S, SmallCNN
 
 SOURCE = "trained with invkit train-classifier"
 
 
 @dataclass(frozen=True)
 class SmallNetOptions:
-    """The options of ``smallcnn.base`` and ``resnet18s.base`` besides ``pretrained`` and ``weights``, registered as
-    their ``options``: invkit checks names and types (``invkit.check_options``) before the factory runs. The defaults
-    are smallcnn's (resnet18s: 3 channels, 32 px, width 64)."""
+    """The options of ``smallcnn.base``, ``resnet18s.base`` and ``vgg11s.base`` besides ``pretrained`` and
+    ``weights``, registered as their ``options``: invkit checks names and types (``invkit.check_options``) before the
+    factory runs. The defaults are smallcnn's (resnet18s and vgg11s: 3 channels, 32 px, width 64)."""
 
     channels: int = 1  # input channels, 1 (grey) or 3 (RGB)
     num_classes: int = 10  # number of logits
@@ -213,6 +214,70 @@ def resnet18s(
     )
 
 
+def vgg11s(
+    pretrained: bool = True,
+    weights: str | None = None,
+    *,
+    channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    width: int = 64,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    label_names: Sequence[str] | None = None,
+    robust: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Classifier:
+    """A VGG-11 with batch norm for 28-64 px images (global-average-pooled head; random weights unless ``weights``
+    is given).
+
+    VGG-11 (configuration "A") of K. Simonyan and A. Zisserman, "Very Deep Convolutional Networks for Large-Scale
+    Image Recognition", ICLR 2015, with batch norm after every convolution and the three fully connected layers
+    replaced by global average pooling and one linear layer (``models.VGG11S``). invkit trains it as an *evaluator*:
+    a network of another architecture than the classifiers under study, that scores their reconstructions.
+
+    Args:
+        pretrained: unused: there are no published weights for an in-house net.
+        weights: a state-dict file (safetensors, or a torch file read with ``weights_only=True``) to load.
+        channels: input channels, 1 (grey) or 3 (RGB).
+        num_classes: number of logits.
+        input_size: side of the square input in pixels, 8 or more; images of other sizes are resized to it.
+        width: channels of the first convolution (64 is the published VGG-11).
+        mean: per-channel mean subtracted from the [0, 1] image, one per channel (default 0.5 each).
+        std: per-channel standard deviation the image is divided by after the mean, one per channel, above 0
+            (default 0.5 each: [0, 1] maps to [-1, 1]).
+        label_names: readable class names, one per logit.
+        robust: whether the network is (to be) adversarially trained; recorded in the config.
+        extra: more metadata for ``ClassifierConfig.extra``.
+
+    Returns:
+        The classifier, in eval mode; it takes ``(N, C, H, W)`` images in [0, 1] of any size.
+
+    Raises:
+        InvkitError: ``channels`` is not 1 or 3; ``input_size`` is below 8; ``weights`` is a checkpoint folder.
+        InputError: ``mean`` or ``std`` is not one finite number per channel, a ``std`` is not above 0, or
+            ``label_names`` does not have one name per logit (``ClassifierConfig``).
+        WeightsNotFoundError: the ``weights`` file does not exist.
+        CheckpointError: the ``weights`` file is unreadable, holds no state dict, or its keys or shapes do not fit
+            the network; ``UnsafeCheckpointError`` (a subclass) for a pickle that holds code or Python objects.
+    """
+    return _build(
+        "vgg11s.base",
+        VGG11S,
+        pretrained=pretrained,
+        weights=weights,
+        channels=channels,
+        num_classes=num_classes,
+        input_size=input_size,
+        width=width,
+        mean=mean,
+        std=std,
+        label_names=label_names,
+        robust=robust,
+        extra=extra,
+    )
+
+
 DEMO = Path(invkit.__file__).parent / "assets" / "demo"
 DEMO_TAGS = {  # registry tag -> checkpoint folder under invkit/assets/demo (benchmarks/demo/train_demo_classifiers.sh)
     "mnist": "classifier_standard",
@@ -267,5 +332,11 @@ def register_classifiers(register: Callable[..., None]) -> None:
         "resnet18s.base",
         resnet18s,
         description="ResNet-18, 3x3 stem, no max-pool, for 32-64 px (train: invkit train-classifier)",
+        options=SmallNetOptions,
+    )
+    register(
+        "vgg11s.base",
+        vgg11s,
+        description="VGG-11 with batch norm, pooled head, for 28-64 px (train: invkit train-classifier; evaluators)",
         options=SmallNetOptions,
     )

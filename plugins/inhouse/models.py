@@ -5,8 +5,11 @@
 * ``ResNet18S`` for 32-64 px (CIFAR, Tiny ImageNet): ResNet-18 (He et al. 2016, four stages of two basic
   blocks) with the small-image stem used for CIFAR: one 3x3 convolution, no max-pool. ``width`` is the
   first stage's channel count (64 is the standard ResNet-18, 11M parameters).
+* ``VGG11S`` for 28-64 px: VGG-11 with batch norm (Simonyan & Zisserman 2015, configuration "A"), its 4096-wide
+  fully connected head replaced by global average pooling and one linear layer (the usual small-image form).
+  A different architecture from the two above, trained as an independent *evaluator* for bench.
 
-Both networks take normalised ``(N, C, H, W)`` batches at their ``input_size`` and return logits; the
+All three networks take normalised ``(N, C, H, W)`` batches at their ``input_size`` and return logits; the
 ``invkit.Classifier`` around them does the resizing and normalisation.
 """
 
@@ -93,3 +96,41 @@ class ResNet18S(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.stages(self.stem(x))).flatten(1))
+
+
+class VGG11S(nn.Module):
+    """VGG-11 with batch norm for small images: eight 3x3 convolutions of w, 2w, 4w, 4w, 8w, 8w, 8w, 8w channels
+    (VGG configuration "A"), each followed by batch norm and ReLU, 2x2 max-pools after the 1st, 2nd, 4th, 6th and
+    8th, then global average pooling and one linear layer.
+
+    A max-pool is skipped when the map is already 1 px, so 28 px inputs (4 pools: 14, 7, 3, 1) work as well as 32
+    and 64 px ones (5 pools).
+
+    Args:
+        channels: input channels.
+        num_classes: logits out.
+        input_size: side of the square input; sets how many pools run.
+        width: channels of the first convolution (64 = the published VGG-11).
+    """
+
+    CONFIG = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")  # multiples of width; "M": 2x2 max-pool
+
+    def __init__(self, channels: int = 3, num_classes: int = 10, input_size: int = 32, width: int = 64):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin, side = channels, input_size
+        for item in self.CONFIG:
+            if item == "M":
+                if side >= 2:
+                    layers.append(nn.MaxPool2d(2))
+                    side //= 2
+                continue
+            cout = width * int(item)
+            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))

@@ -33,6 +33,7 @@ def register_inverters(register):
     register(
         "optim.robust",
         partial(build, "robust"),
-        description="Engstrom et al. 2019 setting: plain logit matching, no image prior (robust classifiers)",
+        description="Engstrom et al. 2019 setting: match the penultimate representation (normalised L2), L2 PGD "
+        "steps, no image prior (robust classifiers)",
         options=OptimConfig,
     )

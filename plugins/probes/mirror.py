@@ -12,7 +12,10 @@ Numbers: ``hflip_rate`` and ``vflip_rate`` (share of the counted (image, sample)
 resp. vertical mirror; expected: clearly above 0 for horizontal, near 0 for vertical, when the classifier was
 trained with horizontal flips), ``images_counted``, ``hflip_images_with_any`` (share of counted images with at
 least one horizontally flipped sample), the mean RMS distances to the three candidates over all images, and
-``deterministic_inverter`` (one sample per image then).
+``deterministic_inverter`` (one sample per image then). ``intervals`` gives each of the three shares a 95% interval
+and its n (``invkit.evaluation.stats``): images, not (image, sample) pairs, are the independent units, so the rates
+get a bootstrap over the counted images of their per-image rates (Wilson when there is one sample per image), and
+``hflip_images_with_any`` (0/1 per image) a Wilson interval.
 A classifier trained without flip augmentation (the MNIST demo ones) is not expected to show it.
 """
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from invkit import Probe, ProbeContext, ProbeResult
+from invkit.evaluation.stats import intervals
 from invkit.io import save_grid
 
 from . import _common as C
@@ -108,14 +112,25 @@ class Mirror(Probe):
             "min_asymmetry": o.min_asymmetry,
             "deterministic_inverter": ctx.inverter.noise_dim == 0,
         }
+        if nearest:  # per counted image: its share of samples per flip, and whether any sample is the h-mirror
+            rates = torch.stack([torch.stack([(w == 1).float().mean(), (w == 2).float().mean()]) for w in nearest])
+            per_image = {"hflip_rate": rates[:, 0], "vflip_rate": rates[:, 1]}
+            found = intervals(per_image | {"hflip_images_with_any": torch.tensor(any_h)}, seed=0)
+            numbers["intervals"] = {k: iv.as_dict() for k, iv in found.items()}
 
         def pct(v: float | None) -> str:
             return "n/a (no asymmetric image)" if v is None else f"{100 * v:.1f}%"
 
+        def pct_ci(key: str) -> str:  # 12.5% [8.0%, 18.1%] (n=30 images)
+            iv = numbers.get("intervals", {}).get(key)
+            bounds = "–" if iv is None or iv["low"] is None else f"{100 * iv['low']:.1f}%, {100 * iv['high']:.1f}%"
+            return pct(numbers[key]) + (f" [{bounds}] (n={iv['n']} images)" if iv else "")
+
         summary = (
             f"Of {samples} reconstructions per image ({numbers['images_counted']} asymmetric images), "
-            f"{pct(numbers['hflip_rate'])} are nearest the horizontal mirror of the original and "
-            f"{pct(numbers['vflip_rate'])} the vertical one. The paper: horizontal flips occur across noise "
+            f"{pct_ci('hflip_rate')} are nearest the horizontal mirror of the original and "
+            f"{pct_ci('vflip_rate')} the vertical one (95% intervals over images). The paper: horizontal flips "
+            "occur across noise "
             "samples, vertical ones do not (classifiers trained with horizontal-flip augmentation)."
         )
         return C.finish(
