@@ -172,11 +172,25 @@ def test_default_hyper_parameters_equal_the_paper(clf):
     assert sum(isinstance(m, CondBatchNorm) for m in block.modules()) == 2
     assert (cfg.g_attention, cfg.d_attention) == (64, 32)
     assert (cfg.paper_batch_size, cfg.paper_steps) == (2048, 250000)
-    # The registered paper preset and its trainer use exactly these values.
+    # The registered paper preset and its trainer use exactly these values, with compare_gan's variants (issue 22;
+    # tests/test_paper_variants.py checks those).
     inv = invkit.create_inverter("biggan_proj.paper", classifier=clf, ch=4, cbn_hidden=8)
+    compare_gan = {k: getattr(inv.config, k) for k in BigGANConfig.checkpoint_legacy}
+    assert compare_gan == {
+        "upsample": "unpool",
+        "cbn": "compare_gan",
+        "d_shortcut": "none",
+        "d_input_range": "0..1",
+        "init": "compare_gan",
+    }
     assert (
         dataclasses.replace(
-            inv.config, ch=96, cbn_hidden=cfg.cbn_hidden, num_classes=cfg.num_classes, channels=cfg.channels
+            inv.config,
+            ch=96,
+            cbn_hidden=cfg.cbn_hidden,
+            num_classes=cfg.num_classes,
+            channels=cfg.channels,
+            **BigGANConfig.checkpoint_legacy,
         )
         == cfg
     )

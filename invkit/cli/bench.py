@@ -109,6 +109,21 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     show_default=True,
     help="Train a learned inverter that has no checkpoint for this many steps (0: ask for a checkpoint).",
 )
+@click.option(
+    "--channel",
+    default=None,
+    metavar="SPEC",
+    help="What every inverter observes of the classifier's output (logits, probs, topk:K, round:D, label, "
+    "noise:SIGMA; `invkit list channels`); a checkpoint trained on another is refused. Metrics still compare the "
+    "classifier's logits of the reconstructions with the originals'. [each checkpoint's own; logits for optim]",
+)
+@click.option(
+    "--layer",
+    default=None,
+    metavar="NAME",
+    help="Invert this classifier layer's globally pooled activations instead (a module name or 'penultimate'); "
+    "exclusive with --channel. [each checkpoint's own]",
+)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the image draw and the inversions.")
 @click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Images per inversion call.")
 @click.option(
@@ -181,6 +196,8 @@ def command(
     only_correct: bool,
     out: str,
     train_steps: int,
+    channel: str | None,
+    layer: str | None,
     seed: int,
     batch_size: int,
     options: tuple[str, ...],
@@ -211,6 +228,10 @@ def command(
         "lpips_net": lpips_net,
         "train_steps": train_steps,
     }
+    if channel is not None:
+        common["channel"] = channel.strip()  # in the fingerprint: other numbers, another --out
+    if layer is not None:
+        common["layer"] = layer.strip()
     if n is not None:
         common["n"] = n
     if id_k is not None:

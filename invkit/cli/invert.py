@@ -13,6 +13,7 @@ from rich.table import Table
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
 from ..core.naming import classifier_label, inverter_label
+from ..core.observation import observation_of, observe
 from ..data.images import IMAGE_EXTENSIONS, load_image, shown_path
 from ..errors import DataError, InvkitError
 from ..io.checkpoint import spec_identity
@@ -103,6 +104,20 @@ def _png(image: torch.Tensor) -> bytes:
     type=click.Path(),
     help="Inverter checkpoint folder, or an `invkit train` run folder (its newest checkpoint).",
 )
+@click.option(
+    "--channel",
+    default=None,
+    metavar="SPEC",
+    help="What the inverter observes of the classifier's output (logits, probs, topk:K, round:D, label, "
+    "noise:SIGMA); a checkpoint trained on another is refused. [the checkpoint's own; logits for optim]",
+)
+@click.option(
+    "--layer",
+    default=None,
+    metavar="NAME",
+    help="Invert this classifier layer's globally pooled activations (a module name or 'penultimate'); exclusive "
+    "with --channel. [the checkpoint's own]",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the PNGs and grid.png.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the inverter's noise.")
 @click.option(
@@ -127,6 +142,8 @@ def command(
     weights: str | None,
     inverter: str | None,
     checkpoint: str | None,
+    channel: str | None,
+    layer: str | None,
     out: str,
     seed: int,
     samples: int,
@@ -139,16 +156,19 @@ def command(
     files = image_files(images)
     classifier_spec, inverter, checkpoint = local_spec(classifier_spec), local_spec(inverter), local_spec(checkpoint)
     clf = classifier_from_spec(classifier_spec, weights).to(dev).eval()
-    inv = inverter_from_spec(inverter, clf, checkpoint=checkpoint, **parse_options(options)).to(dev).eval()
+    opts = parse_options(options)
+    inv = inverter_from_spec(inverter, clf, checkpoint=checkpoint, channel=channel, layer=layer, **opts).to(dev).eval()
     settings = _settings(clf, classifier_spec, inv.registry_name, checkpoint, seed, samples, options)
+    settings["channel"], settings["layer"] = observation_of(inv)  # what it inverted: another is other settings
     _previous(Path(out).expanduser() / "invert.json", settings)  # refuse mixing before the (slow) inversion
     c, h, w = clf.config.input_size
     originals = _originals(files, inv, "L" if c == 1 else "RGB")  # (N, C, H, W) at the inverter's resolution
     with torch.no_grad():
         logits = _batched(clf.logits, originals, dev)
-    # optim.robust inverts the penultimate layer (inv.targets) rather than the logits
-    targets = _batched(inv.targets, originals, dev) if hasattr(inv, "targets") else logits
+    # what the inverter observes: its channel of the logits, a layer's pooled activations, or (optim.robust) the
+    # penultimate layer (inv.targets); a random channel (noise) seeded from --seed (invkit.core.observation)
     gen = torch.Generator(device=dev).manual_seed(seed)
+    targets = _batched(lambda x: observe(inv, clf, x, generator=gen), originals, dev)
     grad = torch.no_grad() if getattr(inv, "trainable", False) else torch.enable_grad()
     rows = []
     with grad:  # a batch at a time, one generator throughout: up to BATCH images the same draws as one call

@@ -190,6 +190,14 @@ def _same_settings(path: Path, settings: dict[str, Any]) -> None:
     "checkpoint).",
 )
 @click.option(
+    "--channel",
+    default=None,
+    metavar="SPEC",
+    help="What the inverter observes of the classifier's output (logits, probs, topk:K, round:D, label, "
+    "noise:SIGMA); a checkpoint trained on another is refused. Probes that manipulate logits are skipped, with the "
+    "reason, for a channel that does not keep them. [the checkpoint's own; logits for optim]",
+)
+@click.option(
     "--inverter-option",
     "inverter_options",
     multiple=True,
@@ -230,6 +238,7 @@ def command(
     weights: str | None,
     inverter_spec: str | None,
     checkpoint: str | None,
+    channel: str | None,
     inverter_options: tuple[str, ...],
     data: str,
     data_root: str | None,
@@ -272,6 +281,7 @@ def command(
         "ood_data": _spec(ood_data),
         "num_images": num_images,
         "seed": seed,
+        **({"channel": channel} if channel is not None else {}),  # absent by default: older results still match
     }
     todo = []
     for n in names:
@@ -292,7 +302,8 @@ def command(
 
         lpips_status("alex", download=True)
     classifier = classifier_from_spec(classifier_spec, weights).to(dev)
-    inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, **inv_opts).to(dev).eval()
+    inverter = inverter_from_spec(inverter_spec, classifier, checkpoint=checkpoint, channel=channel, **inv_opts)
+    inverter = inverter.to(dev).eval()
     dataset = for_classifier(dataset_from_spec(data, "test", root=data_root), classifier)
     if num_images > len(dataset):  # never let "num_images: 5000" stand for the 1000 images there are
         warnings.warn(

@@ -60,6 +60,7 @@ def command(
     CHECKPOINT is a checkpoint folder, or an `invkit train` run folder (its newest checkpoint, named on stderr).
     """
     from ..core.factory import create_inverter
+    from ..core.observation import choose_observation, observe
 
     checkpoint, classifier_spec = Path(local_spec(str(checkpoint)) or checkpoint), local_spec(classifier_spec)
     checkpoint = Path(checkpoint_folder(checkpoint))  # a training run folder: its newest checkpoint (a note says which)
@@ -73,9 +74,10 @@ def command(
     doc = read_checkpoint_config(checkpoint, kind="inverter")
     classifier = classifier_from_spec(classifier_spec).to(dev)
     inverter = create_inverter(classifier=classifier, checkpoint=str(checkpoint)).to(dev)
+    choose_observation(inverter, classifier)  # its own channel or layer, checked against this classifier
     if not hasattr(inverter, "with_standing_stats"):
         raise InvkitError(f"{inverter.registry_name} has no batch-norm statistics to accumulate; nothing to do.")
-    if inverter.num_classes != classifier.num_classes:
+    if inverter.layer is None and inverter.num_classes != classifier.num_classes:
         raise InvkitError(
             f"checkpoint '{checkpoint}' inverts {inverter.num_classes} logits but {classifier.name} gives "
             f"{classifier.num_classes}; use the classifier it was trained for."
@@ -88,10 +90,11 @@ def command(
             f"{batches * batch_size}; lower one of them."
         )
     c, h, _ = inverter.image_shape
-    logits = []
+    logits = []  # what the inverter observes: its channel of the logits, or its layer (invkit.core.observation)
+    channel_gen = torch.Generator(device=dev).manual_seed(seed)
     with torch.no_grad():
         for chunk in images.split(batch_size):
-            logits.append(classifier.logits(resize(chunk, h, c).to(dev)))
+            logits.append(observe(inverter, classifier, resize(chunk, h, c).to(dev), generator=channel_gen))
     standing = inverter.with_standing_stats(logits, torch.Generator().manual_seed(seed))
     extra = {k: v for k, v in doc.items() if k not in ("invkit_kind", "name", "config", "invkit_version")}
     extra["standing_stats"] = {"classifier": classifier.name, "data": data, "split": split, "seed": seed}

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from ..core.channels import create_channel
 from ..core.inverter import Inverter
 from ..errors import InvkitError
 from ..io.outputs import claim_output, input_paths
@@ -124,6 +125,21 @@ def _same(given: Any, stored: Any) -> bool:
     "of 50-100% of each image at its own size, resized; sample grids take the centred square). [none]",
 )
 @click.option(
+    "--channel",
+    default=None,
+    metavar="SPEC",
+    help="What the inverter observes of the classifier's output: an observation channel of its logits (logits, "
+    "probs, topk:K, round:D, label, noise:SIGMA; `invkit list channels`), recorded in every checkpoint. "
+    "[logits; --resume keeps the run's]",
+)
+@click.option(
+    "--layer",
+    default=None,
+    metavar="NAME",
+    help="Condition on this classifier layer's globally pooled activations instead of a channel of its logits "
+    "(a module name or 'penultimate'; `invkit list --layers CLASSIFIER`). Exclusive with --channel.",
+)
+@click.option(
     "--sync-bn/--no-sync-bn",
     "sync_batchnorm",
     default=None,
@@ -176,6 +192,13 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     """
     main = launch_env()[0] == 0  # WORLD_SIZE/RANK checked first: one line when they are wrong
     given = {k: v for k, v in given.items() if v is not None}
+    if "channel" in given and "layer" in given:
+        raise InvkitError(
+            f"--channel {given['channel']} and --layer {given['layer']} are exclusive: an inverter sees a channel of "
+            "the logits or one layer's activations, not both; give one."
+        )
+    if "channel" in given:  # as its channel writes it (noise:1 -> noise:1.0): recorded and compared on --resume
+        given["channel"] = create_channel(given["channel"]).spec
     if given.get("tensorboard"):
         check_tensorboard()  # one line naming the pip command, before anything is loaded
     if option:
@@ -218,7 +241,8 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     def create(name: str, clf: Any, **kw: Any) -> Inverter:
         return inverter_from_spec(name, clf, untrained=True, **kw)
 
-    inverter, trainer_options = build_inverter(config, classifier, create=create)
+    recorded = read_run_doc(out).get("inverter", {}).get("config") if stored is not None else None
+    inverter, trainer_options = build_inverter(config, classifier, create=create, recorded=recorded)
     if type(inverter).make_trainer is Inverter.make_trainer:
         inverter.make_trainer(classifier)  # raises its one-line "has no training step" before data is loaded
     train_set = dataset_from_spec(config.data, "train", root=data_root)

@@ -14,6 +14,8 @@ images -> ``Classifier`` -> logits -> ``Inverter`` -> reconstructions; a ``Probe
 * ``naming``: the names people read for a model: what its weights are (``smallcnn.base @ FOLDER``).
 * ``adversarial``: FGSM and PGD against any classifier (adversarial training, the FGSM probe).
 * ``channels``: observation channels, what an inverter sees of a classifier's output (``logits``, ``topk:5``, ...).
+* ``observation``: what an inverter observes (a channel, or a layer's pooled activations), checked against what a
+  checkpoint records (``choose_observation``), and computed for images (``observe``).
 
 Modules here import from ``invkit.io``, ``invkit.data``, ``invkit.utils`` and the base modules only.
 """

@@ -40,10 +40,16 @@ class Inverter(nn.Module, abc.ABC):
         checkpoint_dir: the checkpoint folder ``load_inverter`` read it from (None otherwise); tables and pages
             name the inverter by it (``invkit.core.naming.inverter_label``: ``biggan_proj.paper @ RUN/step_N (32x32,
             ch 16)``).
+        channel: the observation channel spec of the classifier's logits this inverter inverts (``logits``, the
+            paper's setting; ``topk:5``, ...; ``invkit.core.observation``). Recorded in config.json by ``save``.
+        layer: the classifier layer whose globally pooled activations it inverts instead of a channel (its
+            ``num_classes`` is then that layer's width), or None. Recorded in config.json by ``save``.
     """
 
     registry_name: str = ""
     checkpoint_dir: Path | None = None
+    channel: str = "logits"  # invkit.core.channels.DEFAULT_CHANNEL
+    layer: str | None = None
     trainable: ClassVar[bool] = False
 
     def forward(
@@ -283,7 +289,7 @@ class Inverter(nn.Module, abc.ABC):
             config=self.config_dict(),
             state_dict=self.state_dict(),
             train_state=train_state,
-            extra=extra,
+            extra={"channel": self.channel, "layer": self.layer} | dict(extra or {}),  # what it observes
         )
 
 
@@ -381,7 +387,9 @@ def load_inverter(
     """Rebuild an inverter from an invkit checkpoint folder.
 
     The registry name stored in ``config.json`` picks the factory, which is called with the stored config;
-    the inverter's ``registry_name`` is that name (the full ``name.tag``).
+    the inverter's ``registry_name`` is that name (the full ``name.tag``). A field the stored config lacks takes
+    the value its options dataclass lists in a ``checkpoint_legacy`` dict (a ClassVar) when there is one: the
+    value checkpoints written before the field existed were trained with, whatever the preset's default is now.
 
     Args:
         directory: the checkpoint folder, or ``demo:NAME`` or ``hf-hub:OWNER/NAME[@REVISION]``
@@ -409,8 +417,12 @@ def load_inverter(
     doc = read_checkpoint_config(directory, kind="inverter")
     entry = get_registry("inverter").resolve(doc["name"])
     # Entry.build checks the stored values against the options the registration declares, as for --option
-    inv = build_from_config(entry.build, doc, directory, classifier=classifier, **doc.get("config", {}))
+    # A field its config.json lacks was added later: the value it was trained with (the options' checkpoint_legacy)
+    config = getattr(entry.declared_options(), "checkpoint_legacy", {}) | doc.get("config", {})
+    inv = build_from_config(entry.build, doc, directory, classifier=classifier, **config)
     inv.registry_name = inv.registry_name or entry.name
+    # what it observes of the classifier (invkit.core.observation); a checkpoint from before they were recorded: logits
+    inv.channel, inv.layer = doc.get("channel") or "logits", doc.get("layer") or None
     state, _ = strip_prefix(load_checkpoint_weights(directory), inv.state_dict().keys())
     check_weights(state, inv, f"weights in '{directory}'")  # integer or NaN/inf weights would load silently
     load_strict(inv, state, f"'{Path(directory) / 'model.safetensors'}'", doc["name"])  # brief on what misfits

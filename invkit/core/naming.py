@@ -55,14 +55,19 @@ def classifier_label(classifier: Any) -> str:
 
 def inverter_label(inverter: Any) -> str:
     """``NAME @ FOLDER (HxW, ch C)`` for an inverter loaded from a checkpoint folder (``ch`` when its config has
-    one), else its registry name (a fresh inverter is what its registry entry and options build)."""
+    one), else its registry name (a fresh inverter is what its registry entry and options build). What it observes
+    is added when it is not the logits (``invkit.core.observation``): ``NAME @ FOLDER (32x32, ch 16, topk:5)``,
+    ``optim.mv15 (layer fc)``."""
     name = getattr(inverter, "registry_name", "") or type(inverter).__name__
     folder = getattr(inverter, "checkpoint_dir", None)
+    channel, layer = getattr(inverter, "channel", None) or "logits", getattr(inverter, "layer", None)
+    seen = [f"layer {layer}"] if layer else ([] if channel == "logits" else [channel])
     if folder is None:
-        return name
+        return name + (f" ({seen[0]})" if seen else "")
     shape = tuple(getattr(inverter, "image_shape", ()))
     details = [f"{shape[-2]}x{shape[-1]}"] if len(shape) >= 2 else []
     config = inverter.config_dict() if hasattr(inverter, "config_dict") else {}
     if isinstance(config.get("ch"), int):
         details.append(f"ch {config['ch']}")
+    details += seen
     return f"{name} @ {checkpoint_label(folder)}" + (f" ({', '.join(details)})" if details else "")

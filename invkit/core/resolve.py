@@ -101,6 +101,8 @@ def resolve_inverter(
     checkpoint: str | None = None,
     *,
     untrained: bool = False,
+    channel: str | None = None,
+    layer: str | None = None,
     **kwargs: Any,
 ) -> Inverter:
     """An inverter for ``classifier`` from a checkpoint folder, or a registry name built fresh.
@@ -117,10 +119,14 @@ def resolve_inverter(
             without trained weights gets a ``RandomWeightsWarning`` (unless ``resolve_classifier`` gave one).
         checkpoint: an inverter checkpoint folder, ``demo:NAME`` or ``hf-hub:OWNER/NAME[@REVISION]``.
         untrained: allow a learned inverter with random weights (for training it).
+        channel: the observation channel (``--channel``, e.g. ``topk:5``); None: a checkpoint's own, ``logits`` for a
+            fresh inverter (``invkit.core.observation.choose_observation``).
+        layer: the classifier layer observed instead (``--layer``); None: a checkpoint's own, none for a fresh one.
         **kwargs: factory options (config fields such as ``steps`` or ``ch``) for a fresh inverter.
 
     Returns:
-        The inverter, on the CPU (in eval mode when loaded from a folder), with ``registry_name`` set.
+        The inverter, on the CPU (in eval mode when loaded from a folder), with ``registry_name``, ``channel`` and
+        ``layer`` set.
 
     Raises:
         UnknownNameError: an unregistered name, or a checkpoint that stores one.
@@ -128,8 +134,11 @@ def resolve_inverter(
             another number of logits than ``classifier`` gives; a ``demo:``/``hf-hub:`` spec that cannot be had.
         InvkitError: neither a name nor a checkpoint was given; options given with a checkpoint; a learned
             inverter without a checkpoint (and not ``untrained``).
+        InputError: ``channel`` and ``layer`` together, or either one other than a checkpoint's own; a channel spec
+            or layer name the classifier cannot give (``choose_observation``); UnknownNameError for a channel name.
     """
     from .factory import create_inverter
+    from .observation import choose_observation
 
     warn_random_weights(classifier, stacklevel=3)
     if checkpoint is not None:
@@ -142,22 +151,26 @@ def resolve_inverter(
         inv = create_inverter(classifier=classifier, checkpoint=checkpoint)
         if spec is not None and spec.split(".")[0] != inv.registry_name.split(".")[0]:
             raise CheckpointError(f"checkpoint '{checkpoint}' holds a {inv.registry_name} inverter, not {spec}.")
-        if inv.num_classes != classifier.num_classes:
+        if inv.layer is None and inv.num_classes != classifier.num_classes:  # a layer's width: choose_observation
             raise CheckpointError(
                 f"checkpoint '{checkpoint}' inverts {inv.num_classes} logits but {classifier.name} "
                 f"gives {classifier.num_classes}; use the checkpoint trained for this classifier."
             )
+        choose_observation(inv, classifier, channel, layer)
         return inv
     if spec is None:
         raise InvkitError("give an inverter name (--inverter NAME) or a checkpoint folder (--checkpoint DIR).")
     if has_prefix(spec) or Path(spec).expanduser().is_dir():
-        return resolve_inverter(None, classifier, checkpoint=str(Path(local_checkpoint(spec)).expanduser()), **kwargs)
+        folder = str(Path(local_checkpoint(spec)).expanduser())
+        return resolve_inverter(None, classifier, checkpoint=folder, channel=channel, layer=layer, **kwargs)
     if not untrained and is_learned(spec, classifier, kwargs):
         raise InvkitError(
             f"{spec} is a learned inverter and has only random weights without --checkpoint; train one "
             f"(`invkit train --classifier ... --inverter {spec} --out DIR`) and pass --checkpoint DIR."
         )
-    return create_inverter(spec, classifier=classifier, **kwargs)
+    inv = create_inverter(spec, classifier=classifier, **kwargs)
+    choose_observation(inv, classifier, channel, layer)
+    return inv
 
 
 def is_learned(spec: str, classifier: Classifier | None = None, options: dict[str, Any] | None = None) -> bool:

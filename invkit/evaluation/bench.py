@@ -33,6 +33,7 @@ from .._version import __version__
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
 from ..core.naming import classifier_label, inverter_label
+from ..core.observation import observation_of, observe
 from ..core.resolve import is_checkpoint_spec, resolve_classifier
 from ..data.classes import for_classifier
 from ..data.datasets import ImageDataset
@@ -45,6 +46,7 @@ from ..io.files import atomic_write_json
 from ..io.locate import has_prefix, local_checkpoint, spec_label
 from ..io.outputs import machine_info
 from ..io.read import Required, read_json
+from ..training.config import derive_seed
 from ..utils.config import check_fields
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
@@ -56,6 +58,7 @@ from .matching import CheckpointMatching
 from .pair_inverters import PairInverters
 from .per_image import PerImageValues
 from .report import COLUMNS
+from .resolutions import resolution_warnings
 from .sampling import _stack, pick_indices
 from .settings import BenchSettings, Pair, PairResult, _location
 
@@ -139,6 +142,7 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
         for c in settings.checkpoints:  # a missing, pickled or corrupt weights file fails now, not mid-run
             load_checkpoint_weights(c)
         self.pairs = self._plan()
+        self._check_observations()  # --channel/--layer against each checkpoint's own (matching)
         self._pick_images()
         # last, so that a --download happens only once every other input is known to be good
         self.lpips_ok, self.lpips_message = metrics.lpips_status(settings.lpips_net, download=settings.download)
@@ -282,6 +286,8 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
                 self.write()
             yield result
         self.progress(Progress("bench", total, total, {}))
+        for line in resolution_warnings(r.record for r in self.results):  # issue 22 point 8; also in the reports
+            warnings.warn(line, stacklevel=2)
 
     def _images_path(self, pair: Pair) -> Path:
         return (self.out or Path(".")) / "images" / f"{pair.slug}.safetensors"
@@ -334,9 +340,12 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
         # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2).
         images = inv.target_images(self.originals).to(self.device)
         logits = classifier_logits(clf, images, s.batch_size)
-        # What the inverter inverts: the logits, or another representation of the same images for an inverter that
-        # says so (optim.robust: the penultimate layer, as Engstrom et al. 2019).
-        targets = inv.targets(images) if hasattr(inv, "targets") else logits
+        # What the inverter inverts: its observation channel of the logits (--channel; the logits themselves by
+        # default), a layer's pooled activations (--layer), or another representation of the same images for an
+        # inverter that says so (optim.robust: the penultimate layer, as Engstrom et al. 2019). The metrics below
+        # still compare the classifier's logits of the reconstructions with those of the originals.
+        gen = torch.Generator(device=logits.device).manual_seed(derive_seed(s.seed, "channel"))  # noise:SIGMA
+        targets = observe(inv, clf, images, logits=logits, generator=gen, batch_size=s.batch_size)
         recon, timing = invert_logits(
             inv,
             targets,
@@ -357,6 +366,7 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
         per_image.update(evaluated_per_image)  # the evaluators' per-image values get intervals too (issue 21)
         record.update(timing | {"recon_shape": list(recon.shape[1:]), "target_shape": list(images.shape[1:])})
         record["inverter_config"] = inv.config_dict()
+        record["channel"], record["layer"] = observation_of(inv)  # what it observed (invkit.core.observation)
         record.update(train_info)
         if self.out is not None:
             from ..io.files import atomic_save_safetensors

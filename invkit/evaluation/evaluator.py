@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ..core.classifier import Classifier
 from ..data.datasets import ImageDataset
 from ..errors import DataError, InputError, InvkitError
-from .distribution import fid, fid_refusal, kid
+from .distribution import KID_SUBSET_SIZE, fid, fid_refusal, kid
 from .sampling import _stack
 
 HELDOUT_PER_CLASS = 20  # held-out images per class in the KNN bank (fewer when the split has fewer left)
@@ -339,7 +339,12 @@ def distribution_scores(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -
     reason = fid_refusal(n, dim)
     out: dict[str, Any] = {"n": n, "fid": None if reason else fid(real, fake)}
     out["fid_status"] = reason or f"n = {n} per set, {dim}-d features"
-    out["kid"], out["kid_std"], out["kid_subset_size"] = kid(real, fake, seed=seed) if n >= 2 else (None, None, None)
+    # subsets of half the images (at most torchmetrics' 1000), so that they differ and kid_std says how much KID moves
+    # with the draw; subsets of all n images would all be the same set (kid_std 0)
+    size = min(KID_SUBSET_SIZE, max(2, n // 2))
+    out["kid"], out["kid_std"], out["kid_subset_size"] = (
+        kid(real, fake, subset_size=size, seed=seed) if n >= 2 else (None, None, None)
+    )
     return out
 
 

@@ -77,7 +77,7 @@ class CheckpointMatching:
         for path, doc in self.checkpoint_docs.items():
             if doc["name"].split(".")[0] != base or "." in inv_name and doc["name"] != inv_name:
                 continue
-            if int(doc.get("config", {}).get("num_classes", -1)) != clf.num_classes:
+            if int(doc.get("config", {}).get("num_classes", -1)) != _input_width(clf, doc.get("layer")):
                 continue
             fits.append((path, recorded_classifier(doc)))
         if not fits:
@@ -97,7 +97,55 @@ class CheckpointMatching:
             "config.json does not record the classifier; bench one classifier at a time."
         )
 
+    def _check_observations(self) -> None:
+        """Refuse, before anything runs, a ``--channel``/``--layer`` other than what a pair's checkpoint was trained
+        on (one line naming both), and a channel spec or layer a classifier cannot give (the same check that
+        ``resolve_inverter`` makes when the pair runs: ``invkit.core.observation.choose_observation``)."""
+        from ..core.channels import create_channel
+        from ..core.observation import describe, layer_width
+        from ..io.checkpoint import read_checkpoint_config
+
+        s = self.settings
+        if s.channel is not None and s.layer is not None:
+            raise InvkitError(
+                f"--channel {s.channel} and --layer {s.layer} are exclusive: an inverter sees a channel of the logits "
+                "or one layer's activations, not both; give one."
+            )
+        for clf in self.classifiers.values():
+            if s.channel is not None:
+                create_channel(s.channel, num_classes=clf.num_classes)  # unknown name, K above the classes, ...
+            if s.layer is not None:
+                layer_width(clf, s.layer)  # a layer it does not have: the nearest names
+        if s.channel is None and s.layer is None:
+            return
+        asked = (create_channel(s.channel).spec if s.channel is not None else "logits", s.layer)
+        for pair in self.pairs:
+            if pair.checkpoint is None:
+                continue
+            doc = self.checkpoint_docs.get(pair.checkpoint) or read_checkpoint_config(pair.checkpoint, kind="inverter")
+            own = (doc.get("channel") or "logits", doc.get("layer") or None)
+            if (create_channel(own[0]).spec, own[1]) != asked:
+                raise InvkitError(
+                    f"checkpoint '{pair.checkpoint}' was trained on {describe(*own)}, not {describe(*asked)}; drop "
+                    f"--channel/--layer (each checkpoint's own is the default) or pass checkpoints trained on "
+                    f"{describe(*asked)}."
+                )
+
     def _is_learned(self, inv_name: str, clf: Classifier) -> bool:
         from ..core.resolve import is_learned
 
         return is_learned(inv_name, clf, self._options(inv_name))  # Inverter.trainable, read as resolve reads it
+
+
+def _input_width(clf: Classifier, layer: str | None) -> int:
+    """The input width of an inverter for ``clf``: its logits, or ``layer``'s pooled width (-2: no such layer, so
+    that no checkpoint conditioned on it matches this classifier)."""
+    if not layer:
+        return clf.num_classes
+    from ..core.observation import layer_width
+    from ..errors import InputError
+
+    try:
+        return layer_width(clf, layer)
+    except InputError:
+        return -2

@@ -37,13 +37,15 @@ class PairInverters:
 
     def _inverter(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
         """The pair's inverter: loaded from its checkpoint, trained here, or built fresh; plus training facts."""
+        seen = {"channel": self.settings.channel, "layer": self.settings.layer}  # None: a checkpoint's own
         if pair.checkpoint is not None:
             # --option for an inverter read from a checkpoint would be ignored: resolve_inverter refuses it
-            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint, **self._options(pair.inverter))
+            opts = self._options(pair.inverter)
+            inv = resolve_inverter(pair.inverter, clf, checkpoint=pair.checkpoint, **seen, **opts)
             return inv.to(self.device).eval(), {}
         if pair.train:
             return self._train(pair, clf)
-        inv = resolve_inverter(pair.inverter, clf, **self._options(pair.inverter))
+        inv = resolve_inverter(pair.inverter, clf, **seen, **self._options(pair.inverter))
         return inv.to(self.device).eval(), {}
 
     def _train(self, pair: Pair, clf: Classifier) -> tuple[Inverter, dict[str, Any]]:
@@ -72,6 +74,8 @@ class PairInverters:
             save_every=s.train_steps,
             sample_every=0,
             log_every=max(1, s.train_steps // 50),
+            channel=s.channel or "logits",  # what the inverter observes, recorded in its checkpoints
+            layer=s.layer,
         )
         inv, trainer_options = build_inverter(cfg, clf)
         t0 = time.perf_counter()

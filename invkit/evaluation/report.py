@@ -20,6 +20,7 @@ import torch
 from ..io.figures import html_table, img_tag, save_labelled_rows, write_html_page
 from ..io.files import atomic_write_text
 from . import report_uncertainty as uncertainty
+from .resolutions import resolution_warnings
 
 _ID_SPACES = {"pixel": "pixel L2 distance", "lpips": "LPIPS distance", "evaluator": "evaluator feature distance"}
 
@@ -202,7 +203,7 @@ def evaluator_tables(doc: dict[str, Any]) -> list[tuple[str, list[str], list[lis
     labels = dict.fromkeys(label for r in doc.get("results", []) for label in (r.get("evaluators") or {}))
     for label in labels:
         headers = ["classifier", "inverter"] + [h for h, _, _ in EVALUATOR_COLUMNS]
-        rows, notes = [], []
+        rows, why_not = [], {}  # reason FID is blank -> the pairs it applies to (one note per reason)
         for r in doc.get("results", []):
             e = (r.get("evaluators") or {}).get(label)
             if e is None:
@@ -211,8 +212,12 @@ def evaluator_tables(doc: dict[str, Any]) -> list[tuple[str, list[str], list[lis
                 [str(r.get("classifier")), shown_inverter(r)] + [fmt(e.get(k), f) for _, k, f in EVALUATOR_COLUMNS]
             )
             if e.get("fid") is None and e.get("fid_status"):
-                notes.append(f"FID of {r.get('classifier')} x {r.get('inverter')}: not computed: {e['fid_status']}")
-        out.append((f"Evaluator {label}", headers, rows, list(dict.fromkeys(notes))))
+                why_not.setdefault(e["fid_status"], []).append(f"{r.get('classifier')} x {r.get('inverter')}")
+        notes = [
+            f"FID of {'every pair' if len(pairs) == len(rows) else ', '.join(pairs)}: not computed: {reason}"
+            for reason, pairs in why_not.items()
+        ]
+        out.append((f"Evaluator {label}", headers, rows, notes))
     inception = [(r, r["inception"]) for r in doc.get("results", []) if isinstance(r.get("inception"), dict)]
     if inception:
         headers = ["classifier", "inverter", "FID", "KID", "KID std", "n"]
@@ -251,6 +256,7 @@ def settings_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"checkpoints: {', '.join(s['checkpoints'])}")
     if s.get("train_steps"):
         lines.append(f"learned inverters without a checkpoint trained for {s['train_steps']} steps")
+    lines += [f"WARNING: {line}" for line in resolution_warnings(doc.get("results", []))]  # one size per classifier?
     return lines
 
 

@@ -47,6 +47,10 @@ class BenchSettings:
     evaluators: list[str] = field(default_factory=list)  # independent evaluator classifier specs (issue 21)
     id_space: str = "pixel"  # headline id_accuracy: identification by pixel L2, lpips, or evaluator[:NAME] features
     download: bool = False  # fetch missing published weights (LPIPS backbone) first; also INVKIT_DOWNLOAD=1
+    # what every inverter observes (invkit.core.observation): an observation channel spec of the logits, or a layer
+    # name; None: each checkpoint's own (logits for an inverter built fresh); another than a checkpoint's is refused
+    channel: str | None = None
+    layer: str | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the numbers of every pair: a rerun with other values needs another --out."""
@@ -61,6 +65,8 @@ class BenchSettings:
             # by weights (spec_identity), absent without evaluators: older results still match
             **({"evaluators": [spec_identity(e) for e in self.evaluators]} if self.evaluators else {}),
             **({"id_space": self.id_space} if self.id_space != "pixel" else {}),  # pixel: absent, older results match
+            **({"channel": self.channel} if self.channel is not None else {}),  # absent by default, as id_space
+            **({"layer": self.layer} if self.layer is not None else {}),
         }
 
 

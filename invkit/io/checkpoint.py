@@ -46,6 +46,8 @@ CONFIG_SCHEMA = {
     "invkit_kind": str,
     "name": str,
     "config": {"num_classes": int, "init_kwargs": dict, "classifier_config": dict},
+    "channel": str,  # an inverter's observation channel spec (invkit.core.observation); absent before: logits
+    "layer": (str, None),  # or the classifier layer it conditions on instead
 }
 
 

@@ -62,6 +62,10 @@ class TrainConfig:
     stuck_steps: int = 1000  # stop when a loss (a key containing "loss") has not changed for N steps; 0: never
     collapse_std: float = 1e-4  # stop when sample images vary less than this across the grid; 0: never
     tensorboard: bool = False  # also write the log lines and sample grids as TensorBoard events (OUT/tensorboard/)
+    # what the inverter observes of the classifier (invkit.core.observation): an observation channel of its logits
+    # (logits, probs, topk:K, round:D, label, noise:SIGMA), recorded in every checkpoint
+    channel: str = "logits"
+    layer: str | None = None  # or this classifier layer's globally pooled activations instead (exclusive with channel)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,6 +86,8 @@ RUN_DEFINING = (
     "options",
     "augment",
     "sync_batchnorm",
+    "channel",
+    "layer",
 )
 
 
@@ -116,16 +122,24 @@ def config_field_names(inverter: Inverter) -> set[str]:
 
 
 def build_inverter(
-    config: TrainConfig, classifier: Classifier, create: Callable[..., Inverter] | None = None
+    config: TrainConfig,
+    classifier: Classifier,
+    create: Callable[..., Inverter] | None = None,
+    recorded: dict[str, Any] | None = None,
 ) -> tuple[Inverter, dict[str, Any]]:
     """Build the inverter of a run, seeded, and split ``config.options`` into config fields and trainer options.
 
     Options naming a field of the inverter's config go to its factory; the rest are trainer options.
 
     Args:
-        config: the run; ``inverter``, ``resolution``, ``ch``, ``seed``, ``options`` are used.
+        config: the run; ``inverter``, ``resolution``, ``ch``, ``seed``, ``options``, ``channel`` and ``layer`` are
+            used (with ``layer``, the factory gets ``num_classes`` = the layer's pooled width: its input width).
         classifier: the frozen classifier (gives num_classes and channels).
         create: ``create(name, classifier, **config_fields) -> Inverter``; default ``invkit.create_inverter``.
+        recorded: the resolved inverter config a run being resumed recorded (its train_config.json's
+            ``inverter.config``). A field the inverter's options list in ``checkpoint_legacy`` that this record lacks
+            was added to invkit after the run started: it is built with that legacy value, not the preset's current
+            default (``biggan_proj.paper`` follows compare_gan since issue 22; a run started before keeps its net).
 
     Returns:
         The inverter (identical on every rank for the same seed) and the trainer options.
@@ -133,7 +147,8 @@ def build_inverter(
     Raises:
         TrainingError: ``config.ch`` is set but the inverter's config has no ``ch`` field.
         UnknownNameError: ``config.inverter`` is not a registered name (default ``create`` only).
-        InputError: the inverter's factory refuses ``resolution``, ``ch`` or a config option's value.
+        InputError: the inverter's factory refuses ``resolution``, ``ch`` or a config option's value; a layer the
+            classifier does not have (with the nearest names).
     """
     if create is None:
         from ..core.factory import create_inverter
@@ -142,6 +157,15 @@ def build_inverter(
             return create_inverter(name, classifier=classifier, **kw)
 
     base = {k: v for k, v in (("resolution", config.resolution), ("ch", config.ch)) if v is not None}
+    if config.layer is not None:  # conditioned on a layer: the input width is its channel count, not num_classes
+        from ..core.observation import layer_width
+
+        base["num_classes"] = layer_width(classifier, config.layer)
+    if recorded is not None:  # a resumed run keeps the architecture it started with
+        from ..core.plugins import get_registry
+
+        legacy = getattr(get_registry("inverter").resolve(config.inverter).declared_options(), "checkpoint_legacy", {})
+        base.update({k: v for k, v in legacy.items() if k not in recorded and k not in config.options})
     torch.manual_seed(derive_seed(config.seed, "inverter"))
     inverter = create(config.inverter, classifier, **base)
     fields = config_field_names(inverter)
@@ -155,6 +179,7 @@ def build_inverter(
     if cfg_opts:  # rebuild with the config options, from the same seed
         torch.manual_seed(derive_seed(config.seed, "inverter"))
         inverter = create(config.inverter, classifier, **base, **cfg_opts)
+    inverter.channel, inverter.layer = config.channel, config.layer  # recorded in its checkpoints (Inverter.save)
     if config.lr_g is not None:
         trainer_opts["g_lr"] = config.lr_g
     if config.lr_d is not None:
@@ -172,6 +197,7 @@ def _check_config(config: TrainConfig, world: int) -> None:
         raise TrainingError(
             f"--batch-size {config.batch_size} must be a positive multiple of the number of processes ({world})."
         )
+    _check_observation(config)
     if config.augment not in AUGMENTS:
         raise TrainingError(f"augment must be one of {', '.join(AUGMENTS)}, got '{config.augment}'.")
     if config.precision not in (None, "fp32", "bf16"):
@@ -188,3 +214,16 @@ def _check_config(config: TrainConfig, world: int) -> None:
         from .tensorboard_log import check_tensorboard
 
         check_tensorboard()  # one line naming the pip command, before anything is written
+
+
+def _check_observation(config: TrainConfig) -> None:
+    """Refuse ``channel`` with ``layer``, and a channel spec that is malformed, unknown or refused by its channel
+    (K < 1, D < 0, SIGMA not finite), before anything is written (K above the classes: ``_check_channel``)."""
+    from ..core.channels import DEFAULT_CHANNEL, create_channel
+
+    if config.layer is not None and config.channel != DEFAULT_CHANNEL:
+        raise TrainingError(
+            f"--channel {config.channel} and --layer {config.layer} are exclusive: an inverter sees a channel of the "
+            "logits or one layer's activations, not both; give one."
+        )
+    create_channel(config.channel)

@@ -46,8 +46,8 @@ def _check_memory(
     try:
         x = torch.zeros(2, *classifier.config.input_size, device=_device_of(classifier))
         per_cls = activation_bytes([classifier], lambda: classifier.logits(x)) / 2
-        with torch.no_grad():
-            logits = classifier.logits(x)
+        with torch.no_grad():  # conditioned on a layer: that layer's pooled activations (TrainConfig.layer)
+            logits = classifier.features(x, config.layer) if config.layer else classifier.logits(x)
         inv_device = _device_of(inverter)
         g = torch.Generator(device=inv_device).manual_seed(0)
         per_inv = activation_bytes([inverter], lambda: inverter.invert(logits.to(inv_device), generator=g)) / 2

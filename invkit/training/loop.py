@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
+from ..core.channels import create_channel
 from ..core.classifier import Classifier
 from ..core.inverter import Batch, Inverter, InverterTrainer
 from ..core.provenance import classifier_identity
@@ -52,7 +53,7 @@ from .distributed import _broadcast_flag, _Dist, _init_distributed, _mean_over_r
 from .health import SAMPLES, _all_finite, _bad_losses, _check_memory, _health, _samples
 from .interrupt import interrupted_error, stop_requests
 from .report import LOG, append_log, log_interruption, log_start, trim_log, write_train_report
-from .resume import _check_resumed_classifier, _gather_rng, _restore
+from .resume import _check_resumed_classifier, _check_resumed_observation, _gather_rng, _restore
 from .source import BatchStream, _Held, _heldout, _Source, _training_source
 from .tensorboard_log import add_image, tensorboard_events
 
@@ -128,6 +129,8 @@ def _train(
 ) -> TrainResult:
     """One run, stage by stage: output folder -> trainer -> images and their logits -> resume -> the loop."""
     _check_config(config, d.world)
+    if config.layer is None:  # topk:K with K above the classifier's classes: refused before anything is written
+        create_channel(config.channel, classifier.num_classes)
     out = Path(config.out)
     device = torch.device(config.device)
     if device.type == "cuda" and d.active:
@@ -138,6 +141,7 @@ def _train(
     identity = classifier_identity(config.classifier or classifier.name, classifier, config.weights)
     if resume and existing is not None:  # before the logits of the data are computed against it
         _check_resumed_classifier(out, existing, identity, config.classifier or classifier.name)
+        _check_resumed_observation(out, existing, config)  # the same channel or layer as the run's
     trainer = _setup_trainer(config, classifier, inverter, trainer_options, device, d)  # models now on device
     cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
     source = _training_source(config, train_set, inverter.image_shape, classifier, device, cache, d)
@@ -163,6 +167,9 @@ def _train(
         "train_config": config.to_dict(),
         # absolute folder + digests of the classifier: the checkpoint is matched to it from any working folder
         "classifier_identity": identity,
+        # what the inverter observes (invkit.core.observation): checked by every command that loads the checkpoint
+        "channel": config.channel,
+        "layer": config.layer,
     }
     with tensorboard_events(out, step, enabled=config.tensorboard and d.main):  # rank 0's log lines, as events too
         return _loop(
@@ -217,6 +224,8 @@ def _setup_trainer(
     random.seed(derive_seed(config.seed, "python", d.rank))
     np.random.seed(derive_seed(config.seed, "numpy", d.rank) % 2**32)
     trainer = inverter.make_trainer(classifier, **trainer_options)  # optim & co. raise "no training step"
+    inverter.channel, inverter.layer = config.channel, config.layer  # what it observes, on the trained copy too
+    trainer.inference_inverter().channel, trainer.inference_inverter().layer = config.channel, config.layer
     if d.active:
         # an Inverter keeps invert() under DDP (DistributedInverter); batch norms over the global batch (compare_gan)
         trainer.distribute(ddp_wrap(device, sync_bn=config.sync_batchnorm))

@@ -115,6 +115,24 @@ def _check_resumed_classifier(out: Path, checkpoint: Path, identity: dict[str, s
         )
 
 
+def _check_resumed_observation(out: Path, checkpoint: Path, config: TrainConfig) -> None:
+    """Refuse to resume with another channel or layer than the run's (its newest checkpoint records them; one from
+    before they were recorded observed ``logits``)."""
+    from ..core.channels import create_channel
+    from ..core.observation import describe
+
+    try:
+        doc = read_checkpoint_config(checkpoint, kind="inverter")
+    except CheckpointError:
+        return  # an unreadable newest checkpoint is skipped by _newest_loadable, which says so
+    recorded = (doc.get("channel") or "logits", doc.get("layer") or None)
+    if (create_channel(recorded[0]).spec, recorded[1]) != (create_channel(config.channel).spec, config.layer):
+        raise TrainingError(
+            f"--resume: the run in '{out}' was trained on {describe(*recorded)}, not "
+            f"{describe(config.channel, config.layer)}; resume with the run's, or train into another --out."
+        )
+
+
 def _check_resumed_data(out: Path, fingerprint: str, data: str) -> None:
     """Refuse to resume on other images than the run's (a relative --data seen from another folder, say)."""
     path = out / CONFIG_FILE

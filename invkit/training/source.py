@@ -15,6 +15,12 @@
   ``(seed, "distorted", k)``: resumable without saved state, and the same crops on any number of ranks.
 * **Held-out samples** (``_Held``, ``_heldout``): the fixed images, logits and noise every sample grid is drawn from
   (with distorted crops: the centred square crop of each image, compare_gan's evaluation transform).
+* **What the inverter observes** (``TrainConfig.channel``/``layer``, ``invkit.core.observation``): the "logits" of
+  a batch are the observation channel of the classifier's logits, or a layer's globally pooled activations. With
+  cached logits a deterministic channel is applied to the cache once, never per step; a random one (``noise``) is
+  applied per batch with a generator seeded from ``(seed, "channel", position, rank)``, so a resumed run draws the
+  same noise without saved state (on the same number of processes). The held-out samples go through the same
+  channel (a random one seeded from ``(seed, "heldout-channel")``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..core.channels import DEFAULT_CHANNEL, Channel, create_channel
 from ..core.classifier import Classifier
 from ..core.inverter import Batch, Inverter
 from ..data.crops import CenterCropDataset, distorted_crop
@@ -77,7 +84,8 @@ class BatchStream:
 
 
 class _Source:
-    """Images (resized to the inverter's shape) and their logits, by index."""
+    """Images (resized to the inverter's shape) and what the inverter observes of them (``channel`` of their logits,
+    or ``layer``'s pooled activations; plain logits when both are None), by index."""
 
     def __init__(
         self,
@@ -90,7 +98,10 @@ class _Source:
         augment: str,
         seed: int,
         channels_last: bool,
+        channel: Channel | None = None,
+        layer: str | None = None,
     ):
+        self.channel, self.layer = channel, layer
         self.shape, self.classifier, self.device = shape, classifier, device
         self.autocast, self.augment, self.seed, self.channels_last = autocast, augment, seed, channels_last
         self.dataset = dataset
@@ -109,6 +120,8 @@ class _Source:
             for i in range(0, len(dataset), 256):
                 chunks.append(self._logits(self._images(torch.arange(i, min(i + 256, len(dataset))))))
             self.logits = torch.cat(chunks)
+            if self.channel is not None and not self.channel.random:  # once for the whole cache, never per step
+                self.logits = self.channel(self.logits)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -123,8 +136,21 @@ class _Source:
 
     @torch.no_grad()
     def _logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's logits of ``images``, or the layer's pooled activations (before any channel)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            if self.layer is not None:
+                return self.classifier.features(images, self.layer, pooled=True).float()
             return self.classifier.logits(images).float()
+
+    def _observe(self, vectors: torch.Tensor, cached: bool, seed: tuple) -> torch.Tensor:
+        """``vectors`` through the channel: a random channel always, with a generator seeded from ``seed``; a
+        deterministic one unless ``cached`` (the cache went through it once)."""
+        if self.channel is None or (cached and not self.channel.random):
+            return vectors
+        g = None
+        if self.channel.random:
+            g = torch.Generator(device=vectors.device).manual_seed(derive_seed(self.seed, *seed))
+        return self.channel(vectors, g)
 
     def _distorted(self, idx: torch.Tensor, position: int) -> torch.Tensor:
         """Each image's distorted square crop at the inverter's shape; sample ``k`` of the global stream (this
@@ -147,7 +173,9 @@ class _Source:
             g = torch.Generator().manual_seed(derive_seed(self.seed, "hflip", position))
             flip = (torch.rand(len(idx), generator=g) < 0.5).to(self.device)
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        logits = self.logits[idx.to(self.logits.device)] if self.logits is not None else self._logits(images)
+        cached = self.logits is not None
+        logits = self.logits[idx.to(self.logits.device)] if cached else self._logits(images)
+        logits = self._observe(logits, cached, ("channel", position, self.rank))
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, logits
@@ -168,7 +196,11 @@ def _training_source(
 
         dist.barrier()
     bf16, channels_last = config.precision == "bf16", bool(config.channels_last)
-    source = _Source(train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
+    channel = None  # plain logits (the default) or a layer: nothing to apply
+    if config.layer is None and config.channel != DEFAULT_CHANNEL:
+        channel = create_channel(config.channel, classifier.num_classes)
+    args = (train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
+    source = _Source(*args, channel=channel, layer=config.layer)
     source.rank = d.rank
     if d.active and d.main:
         import torch.distributed as dist
@@ -200,7 +232,7 @@ def _heldout(
         size=shape[-1],  # each image on its own (as resize below): a folder of mixed sizes works
     )
     images = resize(images, shape[-1], shape[0]).to(device)
-    logits = source._logits(images)
+    logits = source._observe(source._logits(images), False, ("heldout-channel",))  # the run's channel too
     noise = None
     if inverter.noise_dim:
         g = torch.Generator().manual_seed(derive_seed(config.seed, "sample-noise"))

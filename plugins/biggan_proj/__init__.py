@@ -23,7 +23,16 @@ __all__ = [
 ]
 
 PRESETS: dict[str, tuple[dict[str, Any], str]] = {
-    "paper": ({}, "BigGAN-projection inverter of Teterwak et al. 2021, 64x64, ch=96 (the paper's setting)"),
+    "paper": (
+        {  # the paper's own code, compare_gan, where it differs from BigGAN-PyTorch (issue 22)
+            "upsample": "unpool",
+            "cbn": "compare_gan",
+            "d_shortcut": "none",
+            "d_input_range": "0..1",
+            "init": "compare_gan",
+        },
+        "BigGAN-projection inverter of Teterwak et al. 2021, 64x64, ch=96, compare_gan's G and D (the paper's setting)",
+    ),
     "res128": ({"resolution": 128}, "the paper's inverter at 128x128 (BigGAN 128 layout, ch=96)"),
     "mnist32": (
         {

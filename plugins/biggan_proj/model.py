@@ -21,6 +21,14 @@ the 32x32 and 128x128 layouts are the analogues from BigGAN-PyTorch's ``G_arch``
 Architecture facts were read from github.com/ajbrock/BigGAN-PyTorch (BigGAN.py, layers.py); the code is
 written from scratch.
 
+Where BigGAN-PyTorch and compare_gan (the code the paper's supplement configures) differ, the config offers both
+(``upsample``, ``cbn``, ``d_shortcut``, ``d_input_range``, ``init``; issue 22): the ``paper`` preset takes
+compare_gan's, the other presets and every checkpoint written before these options BigGAN-PyTorch's
+(``BigGANConfig.checkpoint_legacy``).
+
+This module is over 500 lines: it is the one file of the method (docs/architecture.md, "one method per file"),
+read top to bottom, and splitting G, D and the trainer apart would scatter the equations it implements.
+
 Module layout, top to bottom: config -> building blocks -> Generator -> Discriminator -> losses ->
 the Inverter -> the trainer.
 """
@@ -31,7 +39,7 @@ import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +86,35 @@ class BigGANConfig:
     bn_stats: str = "running"  # what the BN buffers in the weights are: "running" or "standing" (set, not chosen)
     paper_batch_size: int = 2048  # batch size of the paper's runs (documentation; the loop picks its own)
     paper_steps: int = 250000  # G steps of the paper's runs (documentation; the loop picks its own)
+    # ---- compare_gan variants (issue 22). Defaults: BigGAN-PyTorch's choices, which every preset but `paper` and
+    # every checkpoint written before these fields existed use; `biggan_proj.paper` takes compare_gan's (the paper's
+    # own code: its supplement prints a compare_gan config).
+    upsample: str = "nearest"  # G blocks' 2x upsampling: "nearest" (BigGAN-PyTorch) or "unpool" (compare_gan)
+    cbn: str = "mlp"  # Eq. 3 gain/bias: "mlp" (own 2-layer MLP per CBN, 1 + gamma) or "compare_gan" (see CondBatchNorm)
+    d_shortcut: str = "identity"  # D block of equal in/out width: "identity" skip or "none" (compare_gan)
+    d_input_range: str = "-1..1"  # range D sees images in: "-1..1" (BigGAN-PyTorch) or "0..1" (compare_gan)
+    init: str = "pytorch"  # "pytorch": torch's default biases, orthogonal projection embedding; "compare_gan": zero
+    # biases and a Glorot-normal projection embedding (weights are orthogonal in both)
+
+    # What a checkpoint whose config.json lacks a field was trained with: load_inverter fills these in (not the
+    # preset's values), so every checkpoint keeps the network it was trained as.
+    checkpoint_legacy: ClassVar[dict[str, Any]] = {
+        "upsample": "nearest",
+        "cbn": "mlp",
+        "d_shortcut": "identity",
+        "d_input_range": "-1..1",
+        "init": "pytorch",
+    }
+
+
+# The values each variant field takes (BigGANInverter refuses others).
+VARIANTS = {
+    "upsample": ("nearest", "unpool"),
+    "cbn": ("mlp", "compare_gan"),
+    "d_shortcut": ("identity", "none"),
+    "d_input_range": ("-1..1", "0..1"),
+    "init": ("pytorch", "compare_gan"),
+}
 
 
 # Channel multipliers per resolution. G: width of the initial 4x4 map, then the output width of each
@@ -107,6 +144,12 @@ def _check_resolution(resolution: int) -> None:
         raise InputError(f"biggan_proj: resolution {resolution} is not supported; use 32, 64 or 128.")
 
 
+def _check_variants(cfg: BigGANConfig) -> None:
+    for name, allowed in VARIANTS.items():
+        if getattr(cfg, name) not in allowed:
+            raise InputError(f"biggan_proj: {name} '{getattr(cfg, name)}' is unknown; use one of {', '.join(allowed)}.")
+
+
 # ------------------------------------------------------------------------------------------ building blocks
 def sn_conv(cin: int, cout: int, kernel: int = 3, bias: bool = True, eps: float = 1e-6) -> nn.Module:
     """Conv with orthogonal init and spectral norm (one power iteration per training forward)."""
@@ -122,23 +165,85 @@ def sn_linear(cin: int, cout: int, bias: bool = True, eps: float = 1e-6) -> nn.M
     return spectral_norm(lin, eps=eps)
 
 
-class CondBatchNorm(nn.Module):
-    """Eq. 3: batch-norm whose per-channel gain and bias are two-layer MLPs of [logits, noise chunk]."""
+def glorot_normal_(weight: torch.Tensor) -> torch.Tensor:
+    """TensorFlow's ``glorot_normal`` in place: a normal truncated at 2 standard deviations, scaled so that the
+    variance is ``2 / (fan_in + fan_out)`` (``VarianceScaling(1, "fan_avg", "truncated_normal")``, whose stddev is
+    divided by 0.8796, the std of a unit normal truncated to [-2, 2]). compare_gan initialises the projection
+    embedding of its discriminator with it (resnet_biggan.py, ``embedding_fc``)."""
+    fan_out, fan_in = weight.shape
+    std = (2.0 / (fan_in + fan_out)) ** 0.5 / 0.87962566103423978
+    return nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
-    def __init__(self, num_features: int, cond_dim: int, hidden: int, bn_eps: float, sn_eps: float):
+
+def zero_biases_(module: nn.Module) -> None:
+    """Set every Conv2d/Linear bias in ``module`` to zero (compare_gan's ``conv2d``/``linear`` start them at 0)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.bias is not None:
+                m.bias.zero_()
+
+
+def unpool(x: torch.Tensor) -> torch.Tensor:
+    """2x upsampling by zero insertion: ``(N, C, H, W)`` -> ``(N, C, 2H, 2W)`` with ``out[..., 2i, 2j] = x[..., i, j]``
+    and zeros at the three other positions of each 2x2 cell.
+
+    The "unpooling" of A. Dosovitskiy, J. T. Springenberg and T. Brox, "Learning to Generate Chairs with
+    Convolutional Neural Networks", CVPR 2015, as compare_gan's ``resnet_ops.unpool`` computes it (its reshape
+    and concatenations put each value at the top-left of its 2x2 cell); compare_gan's BigGAN G blocks upsample with
+    it before the 3x3 convolution and the 1x1 shortcut.
+    """
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, h, 2, w, 2)
+    out[:, :, :, 0, :, 0] = x
+    return out.view(n, c, 2 * h, 2 * w)
+
+
+def upsample2x(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """G blocks' 2x upsampling: nearest neighbour (BigGAN-PyTorch) or ``unpool`` (compare_gan)."""
+    if mode == "unpool":
+        return unpool(x)
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class CondBatchNorm(nn.Module):
+    """Eq. 3: batch-norm whose per-channel gain and bias are functions of the condition ``cond``.
+
+    ``variant="mlp"`` (invkit's reading of Eq. 3): gain and bias are two-layer MLPs (Linear-ReLU-Linear, hidden
+    ``hidden``) of ``cond = [logits, noise chunk]``, applied as ``BN(h) * (1 + gamma) + beta`` (BigGAN-PyTorch's
+    ``1 +``). ``variant="compare_gan"`` (the paper's code, ``arch_ops.conditional_batch_norm`` with its default
+    ``use_bias=False``): ``cond = [noise chunk, shared embedding of the logits]`` (``Generator``) and gain and bias
+    are one bias-free spectrally normalised linear layer each, applied as ``BN(h) * gamma + beta`` (no ``1 +``). With
+    orthogonal weights and spectral norm, gamma then starts zero-mean with a spread of about ``||cond|| /
+    sqrt(C)``, not around 1; that is compare_gan's own start (it offers no bias of 1 here).
+    """
+
+    def __init__(
+        self, num_features: int, cond_dim: int, hidden: int, bn_eps: float, sn_eps: float, variant: str = "mlp"
+    ):
         super().__init__()
-        self.gain = nn.Sequential(
-            sn_linear(cond_dim, hidden, eps=sn_eps), nn.ReLU(), sn_linear(hidden, num_features, bias=False, eps=sn_eps)
-        )
-        self.bias = nn.Sequential(
-            sn_linear(cond_dim, hidden, eps=sn_eps), nn.ReLU(), sn_linear(hidden, num_features, bias=False, eps=sn_eps)
-        )
+        self.plus_one = variant == "mlp"
+        if variant == "mlp":
+            self.gain = nn.Sequential(
+                sn_linear(cond_dim, hidden, eps=sn_eps),
+                nn.ReLU(),
+                sn_linear(hidden, num_features, bias=False, eps=sn_eps),
+            )
+            self.bias = nn.Sequential(
+                sn_linear(cond_dim, hidden, eps=sn_eps),
+                nn.ReLU(),
+                sn_linear(hidden, num_features, bias=False, eps=sn_eps),
+            )
+        else:
+            self.gain = sn_linear(cond_dim, num_features, bias=False, eps=sn_eps)
+            self.bias = sn_linear(cond_dim, num_features, bias=False, eps=sn_eps)
         self.bn = nn.BatchNorm2d(num_features, eps=bn_eps, affine=False)  # statistics only
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         gamma = self.gain(cond)[:, :, None, None]
         beta = self.bias(cond)[:, :, None, None]
-        return self.bn(h) * (1 + gamma) + beta
+        if self.plus_one:
+            return self.bn(h) * (1 + gamma) + beta
+        return self.bn(h) * gamma + beta  # compare_gan: outputs *= gamma; outputs += beta
 
 
 class SelfAttention(nn.Module):
@@ -164,37 +269,50 @@ class SelfAttention(nn.Module):
 
 
 class GBlock(nn.Module):
-    """Residual up-block: CBN-ReLU-up-conv3x3-CBN-ReLU-conv3x3, plus an upsampled 1x1 shortcut."""
+    """Residual up-block: CBN-ReLU-up-conv3x3-CBN-ReLU-conv3x3, plus an upsampled 1x1 shortcut; ``cfg.upsample``
+    picks nearest neighbour or zero-insertion ``unpool`` for both upsamplings."""
 
     def __init__(self, cin: int, cout: int, cond_dim: int, cfg: BigGANConfig):
         super().__init__()
-        self.bn1 = CondBatchNorm(cin, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps)
+        self.upsample = cfg.upsample
+        self.bn1 = CondBatchNorm(cin, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps, cfg.cbn)
         self.conv1 = sn_conv(cin, cout, eps=cfg.sn_eps)
-        self.bn2 = CondBatchNorm(cout, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps)
+        self.bn2 = CondBatchNorm(cout, cond_dim, cfg.cbn_hidden, cfg.bn_eps, cfg.sn_eps, cfg.cbn)
         self.conv2 = sn_conv(cout, cout, eps=cfg.sn_eps)
         self.conv_sc = sn_conv(cin, cout, 1, eps=cfg.sn_eps)  # always learnable: every block upsamples
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, cond)), scale_factor=2.0, mode="nearest")
+        h = upsample2x(F.relu(self.bn1(x, cond)), self.upsample)
         h = self.conv2(F.relu(self.bn2(self.conv1(h), cond)))
-        return h + self.conv_sc(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return h + self.conv_sc(upsample2x(x, self.upsample))
 
 
 class DBlock(nn.Module):
-    """Residual down-block ("wide" D of BigGAN): [ReLU]-conv3x3-ReLU-conv3x3-[avgpool], 1x1 shortcut."""
+    """Residual down-block ("wide" D of BigGAN): [ReLU]-conv3x3-ReLU-conv3x3-[avgpool], 1x1 shortcut.
 
-    def __init__(self, cin: int, cout: int, downsample: bool, preactivation: bool, sn_eps: float):
+    ``shortcut="identity"`` (BigGAN-PyTorch): a 1x1-conv shortcut where the width or size changes, else the
+    identity. ``shortcut="none"`` (compare_gan's ``add_shortcut=in_channels != out_channels``): the 1x1-conv
+    shortcut only where the widths differ and no skip at all elsewhere (the paper's last D block, 1536 -> 1536).
+    """
+
+    def __init__(
+        self, cin: int, cout: int, downsample: bool, preactivation: bool, sn_eps: float, shortcut: str = "identity"
+    ):
         super().__init__()
         self.downsample, self.preactivation = downsample, preactivation
+        self.skip = shortcut == "identity" or cin != cout
         self.conv1 = sn_conv(cin, cout, eps=sn_eps)
         self.conv2 = sn_conv(cout, cout, eps=sn_eps)
-        self.conv_sc = sn_conv(cin, cout, 1, eps=sn_eps) if (cin != cout or downsample) else None
+        needs_conv = cin != cout or (downsample and shortcut == "identity")
+        self.conv_sc = sn_conv(cin, cout, 1, eps=sn_eps) if needs_conv else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.relu(x) if self.preactivation else x
         h = self.conv2(F.relu(self.conv1(h)))
         if self.downsample:
             h = F.avg_pool2d(h, 2)
+        if not self.skip:
+            return h
         sc = x
         if self.preactivation:  # BigGAN: conv then pool after the first block, pool then conv in it
             sc = self.conv_sc(sc) if self.conv_sc is not None else sc
@@ -237,6 +355,13 @@ class Generator(nn.Module):
         cond_dim = cfg.num_classes + self.chunk  # [logits, block noise chunk] feeds every CBN MLP (Eq. 3)
         self.bottom = 4
         self.linear = sn_linear(self.chunk, widths[0] * self.bottom**2, eps=cfg.sn_eps)
+        self.embed: nn.Module | None = None
+        if cfg.cbn == "compare_gan":
+            # compare_gan (resnet_biggan.Generator, embed_y): one linear map of the logits to cbn_hidden (128),
+            # without bias or spectral norm, shared by every CBN; each gets [noise chunk, embedding].
+            self.embed = nn.Linear(cfg.num_classes, cfg.cbn_hidden, bias=False)
+            nn.init.orthogonal_(self.embed.weight)
+            cond_dim = self.chunk + cfg.cbn_hidden
         self.blocks = nn.ModuleList()
         self.attention = nn.ModuleDict()
         size = self.bottom
@@ -247,12 +372,16 @@ class Generator(nn.Module):
                 self.attention[str(i)] = SelfAttention(widths[i + 1], cfg.sn_eps)
         self.out_bn = nn.BatchNorm2d(widths[-1], eps=cfg.bn_eps)  # final, unconditional BN
         self.out_conv = sn_conv(widths[-1], cfg.channels, eps=cfg.sn_eps)
+        if cfg.init == "compare_gan":
+            zero_biases_(self)
 
     def forward(self, noise: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         chunks = torch.split(noise, self.chunk, dim=1)
         h = self.linear(chunks[0]).view(noise.shape[0], -1, self.bottom, self.bottom)
+        y = self.embed(logits) if self.embed is not None else None
         for i, block in enumerate(self.blocks):
-            h = block(h, torch.cat([logits, chunks[i + 1]], dim=1))
+            cond = torch.cat([logits, chunks[i + 1]], dim=1) if y is None else torch.cat([chunks[i + 1], y], dim=1)
+            h = block(h, cond)
             if str(i) in self.attention:
                 h = self.attention[str(i)](h)
         return torch.tanh(self.out_conv(F.relu(self.out_bn(h))))
@@ -279,17 +408,28 @@ class Discriminator(nn.Module):
         cin, size = cfg.channels, cfg.resolution
         for i, (mult, down) in enumerate(D_LAYOUT[cfg.resolution]):
             cout = mult * cfg.ch
-            self.blocks.append(DBlock(cin, cout, down, preactivation=i > 0, sn_eps=cfg.sn_eps))
+            self.blocks.append(DBlock(cin, cout, down, preactivation=i > 0, sn_eps=cfg.sn_eps, shortcut=cfg.d_shortcut))
             size = size // 2 if down else size
             if size == cfg.d_attention and down:
                 self.attention[str(i)] = SelfAttention(cout, cfg.sn_eps)
             cin = cout
         self.linear = sn_linear(cin, 1, bias=True, eps=cfg.sn_eps)  # w1 and b of Eq. 2
-        self.embed = sn_linear(cfg.num_classes, cin, bias=False, eps=cfg.sn_eps)  # W2 of Eq. 2
+        if cfg.init == "compare_gan":  # W2 of Eq. 2, Glorot normal (compare_gan's embedding_fc)
+            embed = nn.Linear(cfg.num_classes, cin, bias=False)
+            glorot_normal_(embed.weight)
+            self.embed = spectral_norm(embed, eps=cfg.sn_eps)
+        else:
+            self.embed = sn_linear(cfg.num_classes, cin, bias=False, eps=cfg.sn_eps)  # W2 of Eq. 2
+        self.unit_range = cfg.d_input_range == "0..1"
+        if cfg.init == "compare_gan":
+            zero_biases_(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Psi(x): the residual trunk, ReLU and global sum pooling; ``(N, discriminator_widths(cfg)[-1])``."""
-        h = x
+        """Psi(x): the residual trunk, ReLU and global sum pooling; ``(N, discriminator_widths(cfg)[-1])``.
+
+        ``x`` is in [-1, 1]; with ``d_input_range="0..1"`` (compare_gan, whose G ends with ``(tanh + 1) / 2`` and
+        whose D sees real images in [0, 1]) the trunk first maps it to [0, 1]."""
+        h = (x + 1) / 2 if self.unit_range else x
         for i, block in enumerate(self.blocks):
             h = block(h)
             if str(i) in self.attention:
@@ -348,8 +488,9 @@ class BigGANInverter(Inverter):
             the field values first.
 
     Raises:
-        InputError: ``bn_stats`` is not "running" or "standing"; ``resolution`` is not 32, 64 or 128; ``noise_dim``
-            is not a positive multiple of the number of noise chunks (``Generator``).
+        InputError: ``bn_stats`` is not "running" or "standing"; ``upsample``, ``cbn``, ``d_shortcut``,
+            ``d_input_range`` or ``init`` is not one of its ``VARIANTS``; ``resolution`` is not 32, 64 or 128;
+            ``noise_dim`` is not a positive multiple of the number of noise chunks (``Generator``).
     """
 
     trainable = True
@@ -361,6 +502,7 @@ class BigGANInverter(Inverter):
                 f"biggan_proj: bn_stats '{config.bn_stats}' is unknown; it is 'running' or 'standing' and is set by "
                 "training or `invkit standing-stats`, not chosen."
             )
+        _check_variants(config)
         self.generator = Generator(config)
 
     def invert(

@@ -2,7 +2,8 @@
 
 Paper: A. Dosovitskiy and T. Brox, "Generating Images with Perceptual Similarity Metrics based on Deep
 Networks", NIPS 2016 (arXiv:1602.02644). Here the feature vector is a classifier's logit vector, as in the
-paper's inversion of AlexNet's fc8.
+paper's inversion of AlexNet's fc8, or an observation channel of it, or (``invkit train --layer NAME``) one layer's
+globally pooled activations, as the paper inverts every AlexNet layer (``invkit.core.observation``).
 
 Generator G: the published fc-feature generator (Dosovitskiy & Brox's released Caffe definition for fc6-fc8;
 layer names defc7, defc6, defc5, deconv5, conv5_1, deconv4, conv4_1, deconv3, conv3_1, deconv2, deconv1, deconv0,
@@ -396,7 +397,8 @@ class DosovitskiyBroxTrainer(InverterTrainer):
         self.opts = {k: v if (v := getattr(given, k)) is not None else getattr(cfg, k) for k in self.OPTIONS}
         comparator, g_lr, d_lr = given.comparator, given.g_lr, given.d_lr
         bf16, channels_last = given.bf16, given.channels_last
-        if classifier is not None and classifier.num_classes != inverter.num_classes:
+        # conditioned on a layer (invkit.core.observation), num_classes is that layer's width, checked by invkit
+        if classifier is not None and inverter.layer is None and classifier.num_classes != inverter.num_classes:
             raise TrainingError(
                 f"dosovitskiy_brox: inverter takes {inverter.num_classes} logits but "
                 f"{classifier.name} gives {classifier.num_classes}."

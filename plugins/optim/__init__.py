@@ -1,4 +1,4 @@
-"""The optimisation-based inversion baseline, registered as ``optim.mv15`` and ``optim.robust``.
+"""The optimisation-based inversion baseline, registered as ``optim.mv15``, ``optim.mv15_paper`` and ``optim.robust``.
 
 The method lives in ``optimization.py`` (one module, read top to bottom); this file only registers its presets.
 """
@@ -29,6 +29,13 @@ def register_inverters(register):
         partial(build, "mv15"),
         description="Mahendran & Vedaldi 2015 image optimisation: logit match + TV + alpha-norm, jitter",
         options=OptimConfig,  # invkit checks --option names and types against it
+    )
+    register(
+        "optim.mv15_paper",
+        partial(build, "mv15_paper"),
+        description="Mahendran & Vedaldi 2015 as optim.mv15, with their optimiser: momentum 0.9 gradient descent, "
+        "decaying step",
+        options=OptimConfig,
     )
     register(
         "optim.robust",

@@ -26,7 +26,10 @@ import torch
 import torch.nn.functional as F
 
 from invkit import ProbeContext, ProbeResult
+from invkit.core.channels import DEFAULT_CHANNEL, create_channel
+from invkit.core.observation import describe, observation_of
 from invkit.data import take
+from invkit.errors import InputError
 from invkit.evaluation.metrics import LPIPS, lpips_status
 from invkit.utils.progress import Progress
 
@@ -80,11 +83,50 @@ def sample_noise(ctx: ProbeContext, n: int) -> torch.Tensor | None:
     return torch.randn(n, ctx.inverter.noise_dim, generator=ctx.generator).to(ctx.device)
 
 
+def observed(ctx: ProbeContext, logits: torch.Tensor) -> torch.Tensor:
+    """What the inverter is given for ``logits``: its observation channel of them (``invkit.core.observation``;
+    ``--channel``), the logits themselves for a ``logits`` inverter. A random channel (``noise``) draws from
+    ``ctx.generator``.
+
+    Raises:
+        InputError: the inverter conditions on a classifier layer, not on logits: probes invert logits.
+    """
+    channel, layer = observation_of(ctx.inverter)
+    if layer is not None:
+        raise InputError(
+            f"{getattr(ctx.inverter, 'registry_name', 'the inverter')} conditions on layer '{layer}', and the probes "
+            "invert logits (or a channel of them); probe an inverter trained on a channel."
+        )
+    if channel == DEFAULT_CHANNEL:
+        return logits
+    return create_channel(channel, num_classes=logits.shape[1])(logits.cpu(), ctx.generator).to(logits.device)
+
+
+def require_logit_space(ctx: ProbeContext, probe: str) -> None:
+    """Refuse, in one line saying why, a probe that manipulates logits (shifts, scales, perturbs or interpolates
+    them) for an inverter whose channel does not keep the logits' scale and offset (``Channel.logit_space``: adding
+    a constant to every logit changes no probability); ``invkit probe all`` lists it as not run with this reason.
+
+    Raises:
+        InputError: the inverter observes such a channel, or a layer.
+    """
+    channel, layer = observation_of(ctx.inverter)
+    if layer is None and create_channel(channel).logit_space:
+        return
+    raise InputError(
+        f"{probe} manipulates logits, but the inverter observes {describe(channel, layer)}, which does not keep the "
+        "logits' scale and offset (a shift of every logit changes no probability): it does not apply; probe an "
+        "inverter trained on logits or noise:SIGMA."
+    )
+
+
 @torch.no_grad()
 def invert(
     ctx: ProbeContext, logits: torch.Tensor, noise: torch.Tensor | None = None, batch_size: int = 128
 ) -> torch.Tensor:
-    """Reconstructions of ``logits`` (batched). Pass the same ``noise`` to compare manipulations fairly."""
+    """Reconstructions of ``logits`` (batched), through the inverter's observation channel (``observed``). Pass the
+    same ``noise`` to compare manipulations fairly."""
+    logits = observed(ctx, logits)
     if noise is None:
         noise = sample_noise(ctx, len(logits))
     out = []

@@ -84,6 +84,7 @@ class _Fit(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = self.options_for(ctx)
+        C.require_logit_space(ctx, self.probe_name)  # it searches shifts and scales of the logits
         factors = [float(f) for f in (o.factors or self.default_factors)]
         measure = C.MEASURES[self.kind]
         x, _ = C.load_images(ctx, o.images)

@@ -107,6 +107,7 @@ class LogitInterpolate(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         o = self.options_for(ctx)
+        C.require_logit_space(ctx, "logit-interpolate")  # the path is taken in logit space
         images, labels = C.load_images(ctx, max(2 * o.pairs, 16))
         logits = C.logits_of(ctx, images)
         # pair image i with the next image of another class, so that the path crosses a class boundary

@@ -55,6 +55,7 @@ class PerturbOptions:
 def _measure_levels(
     ctx: ProbeContext, name: str, levels: list[float], apply, images: int, rows: int, draws: int = 1
 ) -> tuple[dict, list[torch.Tensor], torch.Tensor]:
+    C.require_logit_space(ctx, name)  # shifts, scales and noise on logits mean nothing through probs or labels
     x, _ = C.load_images(ctx, images)
     logits = C.logits_of(ctx, x)
     pred = logits.argmax(1)

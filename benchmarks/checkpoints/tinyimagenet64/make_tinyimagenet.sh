@@ -5,7 +5,8 @@
 #   biggan_standard, biggan_robust          `invkit train --inverter biggan_proj.paper` against each classifier
 #   dbrox_standard, dbrox_robust            `invkit train --inverter dosovitskiy_brox.paper` against each classifier
 #   evaluator                               `invkit train-classifier` (vgg11s): the bench's independent evaluator
-#   bench                                   `invkit bench` on val, n = 1000, 3 inverters x 2 classifiers
+#   bench                                   `invkit bench` on val, n = 1000, 3 inverters x 2 classifiers, with the evaluator
+#   study                                   `invkit study make`: the human-study page of the paper's Table 1, row 1
 #   probes                                  `invkit probe all` with each classifier and its biggan_proj
 #   trend                                   biggan_proj's bench numbers at every 1000th G step (agreement_by_step.py)
 #
@@ -14,7 +15,7 @@
 # RESUME=1 to continue after an interruption.
 #
 # usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|evaluator|inverters|gans|copy|
-#                                                                      resume-state|bench|probes|trend|all]
+#                                                                      resume-state|bench-optim|bench|study|probes|trend|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
@@ -85,6 +86,10 @@ train_inverter() {
     --save-every 500 --sample-every 1000 --log-every 100 --keep-checkpoints 3 $RESUME_FLAG "$@"
 }
 
+# Since issue 22, biggan_proj.paper follows compare_gan (unpool upsampling, its CBN path, no skip in D's last block, D
+# on [0, 1], its init). The committed biggan folders and resume/ were trained before, with the fields those runs
+# recorded (upsample=nearest, cbn=mlp, d_shortcut=identity, d_input_range=-1..1, init=pytorch): RESUME=1 keeps that
+# network (invkit train rebuilds a resumed run from its record); a new run of this stage trains the compare_gan one.
 BIGGAN_CPU=(--resolution 32 --ch 16 --lr-g 4e-4 -o g_attention=32 -o d_attention=16 -o ema_decay=0.999
   -o ema_start=1000 --keep-checkpoints 0)
 train_gan() {
@@ -163,17 +168,52 @@ resume_state() {
 }
 
 # ------------------------------------------------------------------------------------------------ bench, probes
+# Issue 21: with the independent evaluator (evaluator/, vgg11s), the intervals and paired comparisons, and 64 kept
+# reconstructions per pair for the human study. One thread (OMP_NUM_THREADS=1): optim's reconstructions are kept in
+# $RUNS/bench/recon-cache as they are made (an interrupted run resumes there), and they are reused only for
+# bit-identical logits, which a different thread count need not give. Each optim pair can also be made on its own
+# core first (`bench-optim`), then `bench` picks their reconstructions up.
+BENCH_ARGS=(--inverter biggan_proj,dosovitskiy_brox,optim
+  --checkpoint "$OUT/biggan_standard" --checkpoint "$OUT/biggan_robust"
+  --checkpoint "$OUT/dbrox_standard" --checkpoint "$OUT/dbrox_robust"
+  --data "$TIN" -n 1000 --seed 0 --device "$DEVICE")
 bench() {
-  nice -n 10 "$INVKIT" bench --classifier "$OUT/classifier_standard,$OUT/classifier_robust" \
-    --inverter biggan_proj,dosovitskiy_brox,optim \
-    --checkpoint "$OUT/biggan_standard" --checkpoint "$OUT/biggan_robust" \
-    --checkpoint "$OUT/dbrox_standard" --checkpoint "$OUT/dbrox_robust" \
-    --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/bench"
+  mkdir -p "$RUNS/bench/recon-cache"
+  local f
+  for f in "$RUNS"/bench-optim-*/recon-cache/*.safetensors; do  # from `bench-optim`, if it ran
+    [ -e "$f" ] && [ ! -e "$RUNS/bench/recon-cache/$(basename "$f")" ] && cp "$f" "$RUNS/bench/recon-cache/"
+  done
+  nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" bench --classifier "$OUT/classifier_standard,$OUT/classifier_robust" \
+    "${BENCH_ARGS[@]}" --evaluator "$OUT/evaluator" --keep-images 64 --out "$RUNS/bench"
   # the report screenshot committed beside the results page (Debian's chromium package)
   if command -v chromium >/dev/null; then
     chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
       --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" --window-size=1400,1800 \
       --screenshot=benchmarks/results/tinyimagenet64-report-screenshot.png "file://$(realpath "$RUNS/bench/report.html")"
+  fi
+}
+
+# optim's reconstructions for each classifier in its own process, side by side (one thread each): 2000 images at
+# about 2.4 s each is the longest part of the bench; resumable (RESUME is not needed: the cache is always resumed)
+bench_optim() {
+  local label
+  for label in standard robust; do
+    nice -n 15 env OMP_NUM_THREADS=1 "$INVKIT" bench --classifier "$OUT/classifier_$label" --inverter optim \
+      --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/bench-optim-$label" &
+  done
+  wait
+}
+
+# the human-study page of the paper's Table 1, row 1 (robust classifier: biggan_proj vs dosovitskiy_brox), from the
+# bench's kept reconstructions, and a screenshot of its first trial
+study() {
+  "$INVKIT" study make "$RUNS/bench" --a classifier_robust/biggan_proj --b classifier_robust/dosovitskiy_brox \
+    -n 64 --seed 0 --out "$RUNS/study-robust-bp-vs-db"
+  if command -v chromium >/dev/null; then
+    chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
+      --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" --window-size=1200,900 \
+      --screenshot=benchmarks/results/tinyimagenet64-study-screenshot.png \
+      "file://$(realpath "$RUNS/study-robust-bp-vs-db/study.html")"
   fi
 }
 
@@ -203,8 +243,11 @@ case "${1:-all}" in
   copy) copy ;;
   resume-state) resume_state ;;
   bench) bench ;;
+  bench-optim) bench_optim ;;
+  study) study ;;
   probes) probes ;;
   trend) trend ;;
-  all) classifiers; evaluator; inverters; copy; bench; probes; trend ;;
-  *) echo "usage: $0 [classifiers|evaluator|inverters|gans|copy|resume-state|bench|probes|trend|all]" >&2; exit 2 ;;
+  all) classifiers; evaluator; inverters; copy; bench_optim; bench; study; probes; trend ;;
+  *) echo "usage: $0 [classifiers|evaluator|inverters|gans|copy|resume-state|bench-optim|bench|study|probes|trend|all]" >&2
+     exit 2 ;;
 esac
