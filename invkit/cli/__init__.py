@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "invkit.cli.report_cmd",
     "invkit.cli.invert",
     "invkit.cli.bench",
+    "invkit.cli.leakage",
     "invkit.cli.study",
     "invkit.cli.probe",
     "invkit.cli.export",

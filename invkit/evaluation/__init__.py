@@ -19,6 +19,8 @@ Modules, in the order a bench run uses them:
   intervals and comparisons in them).
 * ``export``: a checkpoint as a folder for the Hugging Face Hub, its model card naming the classifier it inverts
   and, from a bench's results.json, its numbers (``export_checkpoint``, ``invkit export``).
+* ``leakage``, ``leakage_page``: leakage curves, one bench per channel of a family (``topk:1,5,20,all``) and the
+  table and plot of quality against the channel's parameter with intervals (``Leakage``, ``invkit leakage``).
 * ``kept``: the reconstructions a bench keeps per pair (``OUT/recon/``, uint8) for a human study.
 * ``study``, ``study_page``, ``study_score``: a human two-alternative forced-choice study of two pairs, as the
   paper's Table 1 (``make_study``: a blind self-contained page and its key; ``score_study``: preferences with
