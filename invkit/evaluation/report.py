@@ -226,7 +226,8 @@ def evaluator_tables(doc: dict[str, Any]) -> list[tuple[str, list[str], list[lis
             for r, i in inception
             if i.get("kid") is not None
         ]
-        out.append(("Inception FID and KID", headers, rows, [f"inception FID: {inception[-1][1].get('status')}"]))
+        note = [f"inception FID: {inception[-1][1].get('status')}"]
+        out.append(("Inception FID and KID", headers if rows else [], rows, note))  # no weights: the note alone
     return out
 
 
@@ -380,8 +381,11 @@ def write_markdown(path: Path, doc: dict[str, Any], pngs: dict[str, Path], out: 
     lines += [cells(headers), "|" + "|".join("---" for _ in headers) + "|"]
     lines += [cells(r) for r in rows]
     for title, e_headers, e_rows, notes in evaluator_tables(doc):  # invkit.evaluation.evaluator; docs/bench.md
-        lines += ["", f"## {title}", "", cells(e_headers), "|" + "|".join("---" for _ in e_headers) + "|"]
-        lines += [cells(r) for r in e_rows] + ([""] + [f"- {note}" for note in notes] if notes else [])
+        lines += ["", f"## {title}", ""]
+        if e_headers:
+            lines += [cells(e_headers), "|" + "|".join("---" for _ in e_headers) + "|"] + [cells(r) for r in e_rows]
+            lines += [""] if notes else []
+        lines += [f"- {note}" for note in notes]
     lines += [
         "",
         "## Reconstructions",
@@ -411,7 +415,8 @@ def write_html(path: Path, doc: dict[str, Any], grids: dict[str, list[GridRow]],
     sections = [("Settings", settings), ("Comparison", style + table_html)]
     for title, e_headers, e_rows, notes in evaluator_tables(doc):  # invkit.evaluation.evaluator; docs/bench.md
         notes_html = "".join(f"<p class='caption'>{html.escape(note)}</p>" for note in notes)
-        sections.append((title, html_table([dict(zip(e_headers, r)) for r in e_rows], e_headers) + notes_html))
+        table_part = html_table([dict(zip(e_headers, r)) for r in e_rows], e_headers) if e_headers else ""
+        sections.append((title, table_part + notes_html))
     for clf, rows_ in grids.items():
         cell = _cell(rows_)  # one cell size for every row: the columns line up
         cells = []
