@@ -44,6 +44,7 @@ CLASSIFIERS = [
     "invkit/assets/demo/evaluator",
     "benchmarks/checkpoints/tinyimagenet64/classifier_robust",
     "benchmarks/checkpoints/tinyimagenet64/classifier_standard",
+    "benchmarks/checkpoints/tinyimagenet64/evaluator",
 ]
 RESUMABLE = [  # run folders with a training state: their discriminator is checked too
     "benchmarks/checkpoints/tinyimagenet64/resume/biggan_robust",

@@ -15,7 +15,8 @@
 # RESUME=1 to continue after an interruption.
 #
 # usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|evaluator|inverters|gans|copy|
-#                                                                      resume-state|bench-optim|bench|study|probes|trend|all]
+#                                                                      resume-state|bench-optim|bench|study|probes|trend|
+#                                                                      channels|leakage|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
@@ -113,6 +114,38 @@ inverters() {
     local gan=$!
     train_inverter "dbrox_$label" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 &
     wait_all "$gan" $!
+  done
+}
+
+# Issue 25: dosovitskiy_brox.paper trained for each observation channel (and for the penultimate layer) of both
+# classifiers, with the settings of dbrox_standard/dbrox_robust (their `logits` runs), two runs side by side.
+# NOT RUN YET (about 12 x 700 s of one core); `leakage` then benches them.
+CHANNELS=(probs topk:5 topk:1 label)
+channel_dir() { echo "dbrox_$1_$(echo "$2" | tr ':' '_')"; }
+channels() {
+  local label ch
+  for label in standard robust; do
+    for ch in "${CHANNELS[@]}"; do
+      train_inverter "$(channel_dir "$label" "$ch")" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 \
+        --channel "$ch" &
+      [ "$(jobs -rp | wc -l)" -ge 2 ] && wait -n
+    done
+    train_inverter "dbrox_${label}_penultimate" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 \
+      --layer penultimate &
+    [ "$(jobs -rp | wc -l)" -ge 2 ] && wait -n
+  done
+  wait
+}
+
+# the leakage curves of issue 25 over those checkpoints (logits: the committed dbrox_* folders), with the evaluator
+leakage() {
+  local label ch ckpts
+  for label in standard robust; do
+    ckpts=(--checkpoint "$OUT/dbrox_$label")
+    for ch in "${CHANNELS[@]}"; do ckpts+=(--checkpoint "$(last_checkpoint "$(channel_dir "$label" "$ch")")"); done
+    nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" leakage --classifier "$OUT/classifier_$label" \
+      --channels logits,probs,topk:5,topk:1,label --inverter dosovitskiy_brox "${ckpts[@]}" --evaluator "$OUT/evaluator" \
+      --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/leakage-$label"
   done
 }
 
@@ -245,9 +278,11 @@ case "${1:-all}" in
   bench) bench ;;
   bench-optim) bench_optim ;;
   study) study ;;
+  channels) channels ;;
+  leakage) leakage ;;
   probes) probes ;;
   trend) trend ;;
   all) classifiers; evaluator; inverters; copy; bench_optim; bench; study; probes; trend ;;
-  *) echo "usage: $0 [classifiers|evaluator|inverters|gans|copy|resume-state|bench-optim|bench|study|probes|trend|all]" >&2
+  *) echo "usage: $0 [classifiers|evaluator|inverters|gans|copy|resume-state|bench-optim|bench|study|probes|trend|channels|leakage|all]" >&2
      exit 2 ;;
 esac
