@@ -85,6 +85,9 @@ SKIP: list[tuple[str, str, str]] = [
         "the example plugin installed from a checkout (pip install -e docs/example_plugin); its own tests and "
         "tests/test_plugins.py run these",
     ),
+    ("docs/study.md", "~/.cache/invkit-data/tinyimagenet64", "Tiny ImageNet unpacked from a checkout's shared/ data"),
+    ("docs/study.md", "make bench-tin", "the Tiny ImageNet bench of the line before"),
+    ("docs/study.md", "answers-*.json", "answers that people saved from the study page"),
     ("docs/train-classifier.md", "~/.cache/invkit-data/mnist", "full MNIST in ImageFolder layout, a download"),
     ("docs/train-classifier.md", "tinyimagenet64.tar.gz", "the Tiny ImageNet tarball of a checkout's shared/ data"),
     ("docs/training.md", "biggan_proj.paper", "the Tiny ImageNet files, and a GPU (bf16, the paper's 64x64 model)"),
