@@ -90,12 +90,24 @@ def test_crops_cut_the_box_and_resize_bilinear_without_antialiasing():
 
 
 # ------------------------------------------------------------------------------------------------ in the loop
-def _source(augment: str = "distorted", rank: int = 0) -> _Source:
+def _source(augment: str = "distorted", rank: int = 0, world: int = 1) -> _Source:
     data = load_dataset("default", "train")
     clf = invkit.create_classifier("toyclf.base")
     source = _Source(data, (1, 16, 16), clf, torch.device("cpu"), False, False, augment, 0, False)
-    source.rank = rank
+    source.rank, source.world = rank, world
     return source
+
+
+def test_flips_are_drawn_for_the_global_batch_so_ranks_flip_their_own_samples():
+    """--augment hflip under torchrun: each rank flips its shard as one process flips the whole batch (they once drew
+    the same flips on every rank: correlated augmentation across the global batch)."""
+    idx = torch.arange(16)
+    whole = _source("hflip").batch(idx, 32)[0]
+    halves = [_source("hflip", rank=r, world=2).batch(idx[8 * r : 8 * r + 8], 32)[0] for r in range(2)]
+    assert torch.equal(torch.cat(halves), whole)
+    plain = _source("none").batch(idx, 32)[0]
+    flipped = [not torch.equal(w, p) for w, p in zip(whole, plain, strict=True)]
+    assert flipped[:8] != flipped[8:]  # the two shards' flips differ (the same seed would have made them equal)
 
 
 def test_crops_are_per_sample_of_the_global_stream_so_ranks_draw_the_same():

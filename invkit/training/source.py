@@ -106,6 +106,7 @@ class _Source:
         self.autocast, self.augment, self.seed, self.channels_last = autocast, augment, seed, channels_last
         self.dataset = dataset
         self.rank = 0  # this process' shard of each global batch (set by _training_source): the crops' sample index
+        self.world = 1  # processes the global batch is sharded over (set by _training_source): the flips' shard
         self.images_u8: torch.Tensor | None = None
         if isinstance(dataset, TensorImageDataset):
             self.images_u8 = dataset.images
@@ -170,8 +171,11 @@ class _Source:
     def batch(self, idx: torch.Tensor, position: int) -> Batch:
         images = self._distorted(idx, position) if self.augment == "distorted" else self._images(idx)
         if self.augment == "hflip":  # flips drawn from (seed, position): resumable without saved state
+            # drawn for the whole global batch, this rank taking its shard's: every rank flips its own samples as one
+            # process would flip them (one process: the same draw as before ranks were taken into account)
             g = torch.Generator().manual_seed(derive_seed(self.seed, "hflip", position))
-            flip = (torch.rand(len(idx), generator=g) < 0.5).to(self.device)
+            shard = slice(self.rank * len(idx), (self.rank + 1) * len(idx))
+            flip = (torch.rand(len(idx) * self.world, generator=g)[shard] < 0.5).to(self.device)
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
         cached = self.logits is not None
         logits = self.logits[idx.to(self.logits.device)] if cached else self._logits(images)
@@ -201,7 +205,7 @@ def _training_source(
         channel = create_channel(config.channel, classifier.num_classes)
     args = (train_set, shape, classifier, device, bf16, cache, config.augment, config.seed, channels_last)
     source = _Source(*args, channel=channel, layer=config.layer)
-    source.rank = d.rank
+    source.rank, source.world = d.rank, d.world
     if d.active and d.main:
         import torch.distributed as dist
 
