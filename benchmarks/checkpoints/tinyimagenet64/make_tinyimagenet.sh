@@ -203,21 +203,17 @@ resume_state() {
 # ------------------------------------------------------------------------------------------------ bench, probes
 # Issue 21: with the independent evaluator (evaluator/, vgg11s), the intervals and paired comparisons, and 64 kept
 # reconstructions per pair for the human study. One thread (OMP_NUM_THREADS=1): optim's reconstructions are kept in
-# $RUNS/bench/recon-cache as they are made (an interrupted run resumes there), and they are reused only for
-# bit-identical logits, which a different thread count need not give. Each optim pair can also be made on its own
-# core first (`bench-optim`), then `bench` picks their reconstructions up.
+# $RUNS/recon-cache as they are made (an interrupted run resumes there), and they are reused only for bit-identical
+# logits, which a different thread count need not give. Each optim pair can also be made on its own core first
+# (`bench-optim`, the same cache folder), then `bench` picks their reconstructions up.
 BENCH_ARGS=(--inverter biggan_proj,dosovitskiy_brox,optim
   --checkpoint "$OUT/biggan_standard" --checkpoint "$OUT/biggan_robust"
   --checkpoint "$OUT/dbrox_standard" --checkpoint "$OUT/dbrox_robust"
   --data "$TIN" -n 1000 --seed 0 --device "$DEVICE")
 bench() {
-  mkdir -p "$RUNS/bench/recon-cache"
-  local f
-  for f in "$RUNS"/bench-optim-*/recon-cache/*.safetensors; do  # from `bench-optim`, if it ran
-    [ -e "$f" ] && [ ! -e "$RUNS/bench/recon-cache/$(basename "$f")" ] && cp "$f" "$RUNS/bench/recon-cache/"
-  done
   nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" bench --classifier "$OUT/classifier_standard,$OUT/classifier_robust" \
-    "${BENCH_ARGS[@]}" --evaluator "$OUT/evaluator" --keep-images 64 --out "$RUNS/bench"
+    "${BENCH_ARGS[@]}" --evaluator "$OUT/evaluator" --keep-images 64 --recon-cache "$RUNS/recon-cache" \
+    --out "$RUNS/bench"
   # the report screenshot committed beside the results page (Debian's chromium package)
   if command -v chromium >/dev/null; then
     chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
@@ -229,10 +225,14 @@ bench() {
 # optim's reconstructions for each classifier in its own process, side by side (one thread each): 2000 images at
 # about 2.4 s each is the longest part of the bench; resumable (RESUME is not needed: the cache is always resumed)
 bench_optim() {
-  local label
+  local label part
+  mkdir -p "$RUNS/recon-cache"
   for label in standard robust; do
+    part="$OUT/resume/bench-recon-cache/classifier_${label}__optim.safetensors"  # a session's unfinished inversion
+    if [ -f "$part" ] && [ ! -e "$RUNS/recon-cache/$(basename "$part")" ]; then cp "$part" "$RUNS/recon-cache/"; fi
     nice -n 15 env OMP_NUM_THREADS=1 "$INVKIT" bench --classifier "$OUT/classifier_$label" --inverter optim \
-      --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/bench-optim-$label" &
+      --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --recon-cache "$RUNS/recon-cache" \
+      --out "$RUNS/bench-optim-$label" &
   done
   wait
 }
