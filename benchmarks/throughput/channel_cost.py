@@ -25,33 +25,12 @@ Example (what benchmarks/results/throughput-channels-cpu-torch2.14.1.md holds)::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import statistics
-import subprocess
 import time
 
 import torch
-
-T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26, 11: 2.23, 16: 2.13, 21: 2.09}
-
-
-def _interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval."""
-    n = len(values)
-    if n < 2:
-        return values[0], float("nan")
-    t = T95.get(n, T95[max(k for k in T95 if k <= n)])
-    return statistics.fmean(values), t * statistics.stdev(values) / math.sqrt(n)
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
+from _stats import cpu_model, mean_interval
 
 
 def main() -> None:
@@ -117,7 +96,7 @@ def main() -> None:
     ratios = [b / a for a, b in zip(modes["logits"]["times"], modes[args.channel]["times"])]
     cap = torch.backends.cpu.get_cpu_capability()
     print(
-        f"- machine: {_cpu()}, {os.cpu_count()} cores, torch.backends.cpu.get_cpu_capability() = {cap}; torch "
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch.backends.cpu.get_cpu_capability() = {cap}; torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}; load average "
         f"{', '.join(f'{v:.1f}' for v in load_start)} at start, "
         f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} at the end"
@@ -131,10 +110,10 @@ def main() -> None:
     print("| mode | s per step (95% CI) | of which producing batches (s, 95% CI) | building the cache, once (s) |")
     print("|---|---|---|---|")
     for spec, m in modes.items():
-        mean, half = _interval(m["times"])
-        bmean, bhalf = _interval(m["batch"])
+        mean, half = mean_interval(m["times"])
+        bmean, bhalf = mean_interval(m["batch"])
         print(f"| {spec} | {mean:.4f} ± {half:.4f} | {bmean:.5f} ± {bhalf:.5f} | {m['cache_s']:.3f} |")
-    mean, half = _interval(ratios)
+    mean, half = mean_interval(ratios)
     print()
     print(f"ratio {args.channel} / logits, per round: {mean:.3f} ± {half:.3f} (95% CI, n = {len(ratios)})")
 

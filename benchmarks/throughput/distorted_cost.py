@@ -22,33 +22,12 @@ Example (what benchmarks/results/throughput-distorted-cpu-torch2.14.1.md holds):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
-import statistics
-import subprocess
 import time
 
 import torch
-
-T95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36, 9: 2.31, 10: 2.26, 11: 2.23, 16: 2.13, 21: 2.09}
-
-
-def _interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval."""
-    n = len(values)
-    if n < 2:
-        return values[0], float("nan")
-    t = T95.get(n, T95[max(k for k in T95 if k <= n)])
-    return statistics.fmean(values), t * statistics.stdev(values) / math.sqrt(n)
-
-
-def _cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown"
+from _stats import cpu_model, mean_interval
 
 
 def main() -> None:
@@ -127,7 +106,7 @@ def main() -> None:
 
     print(f"# `--augment distorted` against cached logits: {args.inverter}, {args.classifier}\n")
     print(
-        f"- machine: {_cpu()}, {os.cpu_count()} cores, torch.backends.cpu.get_cpu_capability() = "
+        f"- machine: {cpu_model()}, {os.cpu_count()} cores, torch.backends.cpu.get_cpu_capability() = "
         f"{torch.backends.cpu.get_cpu_capability()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"python {platform.python_version()}; load average {load_start} at start, {load()} at the end"
     )
@@ -139,10 +118,10 @@ def main() -> None:
     print("| mode | s per step (95% CI) | of which producing batches (s) | img/s (3 batches per step) |")
     print("|---|---|---|---|")
     for mode in sources:
-        m, h = _interval(per_step[mode])
-        dm, dh = _interval(data_step[mode])
+        m, h = mean_interval(per_step[mode])
+        dm, dh = mean_interval(data_step[mode])
         print(f"| {mode} | {m:.4f} ± {h:.4f} | {dm:.4f} ± {dh:.4f} | {3 * args.batch_size / m:.1f} |")
-    m, h = _interval(ratios)
+    m, h = mean_interval(ratios)
     print(f"\nratio distorted / cached, per round: {m:.3f} ± {h:.3f} (95% CI, n = {len(ratios)})")
 
 
