@@ -3,6 +3,9 @@ reconstructions, a rerun of bench into another --out reuses them, and another in
 
 from __future__ import annotations
 
+import json
+from typing import ClassVar
+
 import pytest
 import torch
 from test_bench import _one_thread, settings, tiny, tiny_classifier, tiny_optim  # noqa: F401, F811 - fixtures
@@ -108,3 +111,105 @@ def test_bench_into_another_out_reuses_the_reconstructions(tiny, tmp_path):  # n
     assert second[0].record["resumed_images"] == 6
     assert second[0].record["psnr"] == first[0].record["psnr"]  # the same reconstructions, scored again
     assert not (tmp_path / "b" / "recon-cache").exists()
+
+
+def _kept_by_an_older_invkit(tmp_path, logits, recorded_config, pair="/old/clone/clf@0123456789abcdef|optim|fresh"):
+    """A cache file as an earlier invkit wrote it: its own pair key and config record."""
+    inv, _ = _case()
+    old = ReconCache(tmp_path / "c.safetensors", ReconCache.identity_of(pair, recorded_config, logits, 3, 3))
+    whole, _ = invert_logits(inv, logits, seed=3, batch_size=3, cache=old)
+    return inv, whole
+
+
+@pytest.mark.parametrize(
+    ("recorded", "wanted", "legacy", "reused"),
+    [
+        # a field added later, asked for with its legacy value: the same inversion
+        ({"steps": 3}, {"steps": 3, "fake_relu": False}, {"fake_relu": False}, True),
+        ({"steps": 3}, {"steps": 3, "fake_relu": False, "momentum": 0.9}, {"fake_relu": False, "momentum": 0.9}, True),
+        # asked for with another value than the legacy one: another inversion
+        ({"steps": 3}, {"steps": 3, "fake_relu": True}, {"fake_relu": False}, False),
+        # added later but without a legacy value: not known to be the same
+        ({"steps": 3}, {"steps": 3, "fake_relu": False}, {}, False),
+        # a field the file records with another value stays a difference, whatever the legacy table says
+        ({"steps": 3, "fake_relu": True}, {"steps": 3, "fake_relu": False}, {"fake_relu": False}, False),
+        ({"steps": 2}, {"steps": 3, "fake_relu": False}, {"fake_relu": False}, False),
+    ],
+)
+def test_a_config_field_added_later_is_read_with_its_legacy_value(tmp_path, recorded, wanted, legacy, reused):
+    _, logits = _case()
+    inv, whole = _kept_by_an_older_invkit(tmp_path, logits, recorded)
+    pair = "/old/clone/clf@0123456789abcdef|optim|fresh"
+    cache = ReconCache(tmp_path / "c.safetensors", ReconCache.identity_of(pair, wanted, logits, 3, 3), legacy)
+    if reused:
+        assert cache.load() is not None
+    else:
+        with pytest.warns(UserWarning, match=r"another inversion \(inverter_config differ\)"):
+            assert cache.load() is None
+
+
+@pytest.mark.parametrize(
+    ("pair", "reused"),
+    [
+        ("/new/clone/clf@0123456789abcdef|optim|fresh", True),  # the repository cloned elsewhere: same weights
+        ("clf@0123456789abcdef|optim|fresh", True),  # a relative path
+        ("/new/clone/clf@0123456789abcdef|optim|/new/ck@fedcba9876543210", False),  # another checkpoint
+        ("/old/clone/clf@1123456789abcdef|optim|fresh", False),  # the same folder, retrained weights
+        ("/old/clone/clf@0123456789abcdef|optim.robust|fresh", False),  # another inverter preset
+    ],
+)
+def test_a_pair_is_known_by_its_weights_not_its_paths(tmp_path, pair, reused):
+    _, logits = _case()
+    inv, whole = _kept_by_an_older_invkit(tmp_path, logits, {"steps": 3})
+    cache = ReconCache(tmp_path / "c.safetensors", ReconCache.identity_of(pair, {"steps": 3}, logits, 3, 3))
+    if reused:
+        got, timing = invert_logits(inv, logits, seed=3, batch_size=3, cache=cache)
+        assert timing["resumed_images"] == len(logits) and torch.equal(got, whole)
+    else:
+        with pytest.warns(UserWarning, match=r"another inversion \(pair differ\)"):
+            assert cache.load() is None
+
+
+def test_bench_reads_a_cache_written_before_a_config_field_existed(tiny, tmp_path, monkeypatch):  # noqa: F811
+    """Bench hands the inverter options' checkpoint_legacy to the cache: a file whose recorded config lacks a field
+    listed there (here tinyopt's `steps`, with the value it is asked for now) is reused, under another path too."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from test_bench import TinyOptimConfig
+
+    s = settings(tiny, inverters=["tinyopt"], classifiers=[tiny["std"][0]], checkpoints=[], n=6)
+    first = list(Bench(s, tmp_path / "a").run())
+    path = tmp_path / "a" / "recon-cache" / f"{first[0].pair.slug}.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    config = json.loads(meta["inverter_config"])
+    del config["steps"]  # as if written before `steps` existed
+    meta["inverter_config"] = json.dumps(config, sort_keys=True)
+    meta["pair"] = "/elsewhere/" + meta["pair"].rsplit("/", 1)[-1]  # and from a clone in another folder
+    save_file(tensors, str(path), metadata=meta)
+    s.recon_cache = str(path.parent)
+    with pytest.warns(UserWarning, match="another inversion"):  # without a legacy value: not the same inversion
+        assert list(Bench(s, tmp_path / "b").run())[0].record["resumed_images"] == 0
+    save_file(tensors, str(path), metadata=meta)  # the run above wrote its own file over it
+    from invkit.core.registry import Entry
+
+    class Declared(TinyOptimConfig):  # tinyopt declaring options, with `steps` as a field added later
+        checkpoint_legacy: ClassVar[dict] = {"steps": 3}
+
+    declared = Entry.declared_options
+    monkeypatch.setattr(Entry, "declared_options", lambda e: Declared if e.name == "tinyopt.base" else declared(e))
+    again = list(Bench(s, tmp_path / "c").run())
+    assert again[0].record["resumed_images"] == 6 and again[0].record["psnr"] == first[0].record["psnr"]
+
+
+def test_optim_legacy_values_are_its_defaults():
+    """optim's checkpoint_legacy names fields it gained after reconstructions were kept, with the values its
+    inversion had before they existed: the dataclass defaults (Adam, no fake_relu), which the mv15 preset keeps."""
+    from dataclasses import fields
+
+    from invkit_plugins.optim.optimization import PRESETS, OptimConfig
+
+    defaults = {f.name: f.default for f in fields(OptimConfig)}
+    assert OptimConfig.checkpoint_legacy and set(OptimConfig.checkpoint_legacy) <= set(defaults)
+    assert all(defaults[k] == v for k, v in OptimConfig.checkpoint_legacy.items())
+    assert not set(OptimConfig.checkpoint_legacy) & set(PRESETS.get("mv15", {}))

@@ -16,6 +16,7 @@ import torch
 
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
+from ..core.plugins import get_registry
 from ..core.resolve import resolve_inverter
 from ..data.datasets import ImageDataset
 from ..data.sources import load_dataset
@@ -107,4 +108,6 @@ class PairInverters:
         identity = ReconCache.identity_of(
             pair.key, inv.config_dict(), targets, self.settings.seed, self.settings.batch_size
         )
-        return ReconCache(Path(folder) / f"{pair.slug}.safetensors", identity)
+        # config fields added after a cache file was written are read with their legacy value (recon_cache)
+        legacy = getattr(get_registry("inverter").resolve(pair.inverter).declared_options(), "checkpoint_legacy", {})
+        return ReconCache(Path(folder) / f"{pair.slug}.safetensors", identity, legacy)

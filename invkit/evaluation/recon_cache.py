@@ -13,12 +13,22 @@ The file is reused only for exactly the same inversion: its metadata records a d
 (the classifier's logits of the same images, bit for bit: a changed classifier, image draw or resolution changes
 it), the inverter's registry name, ``config_dict()`` and weights' digest (``Pair.key``), the seed and the batch
 size. Anything else is recomputed from the start (with a warning naming the field that differs), never mixed.
+
+Two differences are not differences of the inversion, and a file is reused across them:
+
+- where the folders are: ``Pair.key`` names the classifier and checkpoint folders by path and weights' digest, and
+  the comparison keeps only the digests (a clone of the repository elsewhere reuses the committed files);
+- a config field added to the inverter after the file was written: the file's recorded config lacks it, and it is
+  read with the value the inverter's options list in ``checkpoint_legacy`` (as ``invkit.load_inverter`` reads old
+  checkpoints). A lacking field without a legacy value, or whose legacy value is not the one asked for now, is a
+  difference.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,9 +70,10 @@ class ReconCache:
         identity: what the inversion is (strings); a file whose recorded identity differs is not reused.
     """
 
-    def __init__(self, path: str | Path, identity: dict[str, str]):
+    def __init__(self, path: str | Path, identity: dict[str, str], legacy: dict[str, Any] | None = None):
         self.path = Path(path)
         self.identity = dict(identity)
+        self.legacy = dict(legacy or {})  # config fields added later, with the value older files were made with
 
     @staticmethod
     def identity_of(pair_key: str, inverter_config: dict[str, Any], targets: torch.Tensor, seed: int, batch_size: int):
@@ -90,7 +101,7 @@ class ReconCache:
         except Exception as exc:  # a truncated or foreign file: start again rather than fail the bench
             warnings.warn(f"reconstruction cache '{self.path}' is unreadable ({exc}); inverting again.", stacklevel=2)
             return None
-        differs = [k for k, v in self.identity.items() if meta.get(k) != v]
+        differs = [k for k, v in self.identity.items() if not self._same(k, meta.get(k), v)]
         if differs:
             warnings.warn(
                 f"reconstruction cache '{self.path}' is of another inversion ({', '.join(differs)} differ); "
@@ -112,6 +123,22 @@ class ReconCache:
             float(meta.get("seconds", "0")),
             tensors.get("cuda_state"),
         )
+
+    def _same(self, field: str, recorded: str | None, wanted: str) -> bool:
+        """Whether a file's recorded identity field is this inversion's (module docstring: paths and legacy)."""
+        if recorded is None or recorded == wanted:
+            return recorded == wanted
+        if field == "pair":
+            return _digests_only(recorded) == _digests_only(wanted)
+        if field == "inverter_config":
+            try:
+                old, new = json.loads(recorded), json.loads(wanted)
+            except ValueError:
+                return False
+            # the legacy table holds Python values: compare through the same JSON encoding as identity_of
+            legacy = json.loads(json.dumps(self.legacy, default=str))
+            return isinstance(old, dict) and isinstance(new, dict) and {**legacy, **old} == new
+        return False
 
     def save(self, recon: torch.Tensor, generator: torch.Generator, seconds: float) -> None:
         """Write the reconstructions so far with the generators' states (atomically: a kill leaves the previous
@@ -146,3 +173,8 @@ class ReconCache:
                 torch.cuda.set_rng_state(partial.cuda_state, generator.device)
         except (RuntimeError, TypeError) as exc:
             raise CheckpointError(f"the cached generator state does not fit this torch ({exc}).") from exc
+
+
+def _digests_only(pair_key: str) -> str:
+    """``Pair.key`` without the folders' paths: ``/a/clf@0123456789abcdef|optim|fresh`` -> ``@0123...|optim|fresh``."""
+    return re.sub(r"[^|]*(@[0-9a-f]{16})(?=\||$)", r"\1", pair_key)

@@ -46,7 +46,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +91,10 @@ class OptimConfig:
     momentum: float = 0.9  # momentum of "sgd_momentum" (M&V: 0.9)
     use_best: bool = False  # return each image's lowest-loss iterate (the robustness library's use_best)
     fake_relu: bool = False  # the last ReLU passes gradients through (Engstrom et al.'s fake_relu=True; robust preset)
+
+    # Fields added after reconstructions were first kept (invkit.evaluation.recon_cache), with the value that gives
+    # the inversion made before they existed: a kept inversion whose recorded config lacks them is still this one.
+    checkpoint_legacy: ClassVar[dict[str, Any]] = {"momentum": 0.9, "fake_relu": False}
 
 
 # --------------------------------------------------------------------------------------------- loss terms

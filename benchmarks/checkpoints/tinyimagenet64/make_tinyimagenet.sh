@@ -119,11 +119,21 @@ inverters() {
 
 # Issue 25: dosovitskiy_brox.paper trained for each observation channel (and for the penultimate layer) of both
 # classifiers, with the settings of dbrox_standard/dbrox_robust (their `logits` runs), two runs side by side.
-# NOT RUN YET (about 12 x 700 s of one core); `leakage` then benches them.
+# About 10 x 700 s of one core; `leakage` then benches them. On a machine whose $RUNS lacks the classifier folders,
+# the committed ones are copied there first (the same weights: the inverters record their digest).
 CHANNELS=(probs topk:5 topk:1 label)
 channel_dir() { echo "dbrox_$1_$(echo "$2" | tr ':' '_')"; }
+classifiers_in_runs() {
+  local label
+  for label in standard robust; do
+    if [ ! -f "$RUNS/classifier_$label/model.safetensors" ]; then
+      mkdir -p "$RUNS/classifier_$label" && cp "$OUT/classifier_$label"/* "$RUNS/classifier_$label/"
+    fi
+  done
+}
 channels() {
   local label ch
+  classifiers_in_runs
   for label in standard robust; do
     for ch in "${CHANNELS[@]}"; do
       train_inverter "$(channel_dir "$label" "$ch")" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 \
@@ -153,9 +163,9 @@ leakage() {
 # state and classifier folders first
 gans() {
   local label
+  classifiers_in_runs
   for label in standard robust; do
     if [ "${RESUME:-0}" = 1 ] && [ ! -d "$RUNS/biggan_$label" ]; then
-      mkdir -p "$RUNS/classifier_$label" && cp "$OUT/classifier_$label"/* "$RUNS/classifier_$label/"
       cp -r "$OUT/resume/biggan_$label" "$RUNS/"
     fi
   done
