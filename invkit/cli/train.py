@@ -47,6 +47,27 @@ def _absolute_paths(values: dict[str, Any]) -> None:
             values[key] = str(Path(value).expanduser().resolve())
 
 
+def _init_from(given: dict[str, Any], out: str) -> dict[str, Any] | None:
+    """The ``train`` section of the run ``--init-from`` names (its path made absolute in ``given``), or None.
+
+    Raises:
+        InvkitError: not a run folder of ``invkit train``, or ``--out`` itself.
+    """
+    if "init_from" not in given:
+        return None
+    source = Path(given["init_from"]).expanduser()
+    stored = read_run_config(source) if source.is_dir() else None
+    if stored is None:
+        raise InvkitError(
+            f"--init-from '{source}': not a run folder of `invkit train` (no {CONFIG_FILE} there); name the --out "
+            "folder of an earlier run."
+        )
+    if source.resolve() == Path(out).expanduser().resolve():
+        raise InvkitError(f"--init-from names --out '{out}' itself; continue a run with --resume instead.")
+    given["init_from"] = str(source.resolve())
+    return stored
+
+
 def _same(given: Any, stored: Any) -> bool:
     """Whether a setting given now is the one stored; paths compare as the files they name (a run recorded
     before invkit stored them absolutely has relative ones)."""
@@ -178,6 +199,15 @@ def _same(given: Any, stored: Any) -> bool:
     "(needs `pip install 'invkit[tensorboard]'`). [off; --resume keeps the run's choice]",
 )
 @click.option(
+    "--init-from",
+    default=None,
+    metavar="RUN",
+    help="Start from the newest checkpoint of another `invkit train` run folder: its weights, optimiser and EMA "
+    "states, step, data position and RNG states, as --resume would, into the new --out; options not given are "
+    "taken from that run's train_config.json. The new run may observe another --channel or --layer of the same "
+    "size (e.g. train a logits run on for topk:5); its classifier and data must be the run's.",
+)
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --out from its newest checkpoint, exactly; options not given are taken "
@@ -207,7 +237,15 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
         given["data"] = str(Path(given["data"]).expanduser().resolve())  # the same data from any working folder
     _absolute_paths(given)  # a classifier folder and a --weights file, too
     stored = read_run_config(out) if resume else None
+    base = _init_from(given, out)
+    base = base if stored is None else None  # --resume: the run's own record (a resumed run keeps its init_from)
     values = TrainConfig().to_dict()
+    if base is not None:  # the run it starts from: its options, except where to write and what is given now
+        values.update({k: v for k, v in base.items() if k in values and k not in ("device", "out", "init_from")})
+        if "channel" in given:
+            values["layer"] = None
+        if "layer" in given:
+            values["channel"] = "logits"
     if stored is not None:
         doc = read_run_doc(out)
         by_content = {"data"} if "data_fingerprint" in doc else set()  # the data's content decides, not its path
@@ -241,7 +279,9 @@ def command(out: str, resume: bool, device: str, data_root: str | None, option: 
     def create(name: str, clf: Any, **kw: Any) -> Inverter:
         return inverter_from_spec(name, clf, untrained=True, **kw)
 
-    recorded = read_run_doc(out).get("inverter", {}).get("config") if stored is not None else None
+    # a resumed run, or one started from another run, is rebuilt as the network that run recorded
+    run_of_record = out if stored is not None else given.get("init_from") if base is not None else None
+    recorded = read_run_doc(run_of_record).get("inverter", {}).get("config") if run_of_record else None
     inverter, trainer_options = build_inverter(config, classifier, create=create, recorded=recorded)
     if type(inverter).make_trainer is Inverter.make_trainer:
         inverter.make_trainer(classifier)  # raises its one-line "has no training step" before data is loaded

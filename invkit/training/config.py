@@ -66,6 +66,9 @@ class TrainConfig:
     # (logits, probs, topk:K, round:D, label, noise:SIGMA), recorded in every checkpoint
     channel: str = "logits"
     layer: str | None = None  # or this classifier layer's globally pooled activations instead (exclusive with channel)
+    # start from the newest checkpoint of this other run (weights, optimiser and EMA states, step, data position and
+    # RNG states), e.g. to train a logits run on for another channel; None: from scratch (invkit.training.resume)
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -88,6 +91,7 @@ RUN_DEFINING = (
     "sync_batchnorm",
     "channel",
     "layer",
+    "init_from",
 )
 
 

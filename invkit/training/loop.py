@@ -142,6 +142,13 @@ def _train(
     if resume and existing is not None:  # before the logits of the data are computed against it
         _check_resumed_classifier(out, existing, identity, config.classifier or classifier.name)
         _check_resumed_observation(out, existing, config)  # the same channel or layer as the run's
+    # --init-from: a new run (or one resumed before its first checkpoint) starts from another run's newest checkpoint;
+    # its channel or layer may differ from that run's (same observation size), its classifier and data may not
+    fork = Path(config.init_from) if config.init_from and not (resume and existing is not None) else None
+    if fork is not None:
+        fork_ckpt = latest_checkpoint(fork)
+        if fork_ckpt is not None:
+            _check_resumed_classifier(fork, fork_ckpt, identity, config.classifier or classifier.name, "--init-from")
     trainer = _setup_trainer(config, classifier, inverter, trainer_options, device, d)  # models now on device
     cache = config.cache_logits if config.cache_logits is not None else config.augment == "none"
     source = _training_source(config, train_set, inverter.image_shape, classifier, device, cache, d)
@@ -150,6 +157,8 @@ def _train(
     fingerprint = dataset_fingerprint(train_set)
     if resume and existing is not None:
         step, position, existing = _restore(trainer, out, config, fingerprint, device, d)
+    elif fork is not None:  # as a resume of that run, into this one's folder (bit-exact for the same observation)
+        step, position, fork_ckpt = _restore(trainer, fork, config, fingerprint, device, d, "--init-from")
     stream = BatchStream(len(source), config.batch_size, config.seed, d.rank, d.world, position)
     if d.main:
         run = {"trainer_options": trainer_options, "world_size": d.world, "device": str(device)}
@@ -160,7 +169,8 @@ def _train(
     last_ckpt = existing if resume else None
     machine = machine_info(device)
     if d.main:  # which machine trained which steps: one line per start or resume, kept by trim_log
-        log_start(out, step, machine, world_size=d.world)
+        started_from = {"init_from": str(fork_ckpt)} if fork is not None and step > 0 and not last_ckpt else {}
+        log_start(out, step, machine, world_size=d.world, **started_from)
     checkpoint_extra = {
         "machine": machine,  # of the run segment that wrote the checkpoint (log.jsonl has every segment's)
         "classifier": classifier.name,

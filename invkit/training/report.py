@@ -81,8 +81,10 @@ def append_log(run: str | os.PathLike, record: Mapping[str, Any]) -> None:
 
 
 def log_start(run: str | os.PathLike, step: int, machine: Mapping[str, Any], **extra: Any) -> None:
-    """The line a training run writes when it starts (``step`` 0) or resumes: which machine trains from ``step``."""
-    append_log(run, {"step": step, "event": "resumed" if step else "started", **extra, "machine": dict(machine)})
+    """The line a training run writes when it starts (``step`` 0), resumes, or starts from another run's checkpoint
+    (``init_from`` in ``extra``: event ``initialised``): which machine trains from ``step``."""
+    event = "initialised" if "init_from" in extra else "resumed" if step else "started"
+    append_log(run, {"step": step, "event": event, **extra, "machine": dict(machine)})
 
 
 def log_interruption(run: str | os.PathLike, step: int, signal_name: str | None) -> None:

@@ -71,25 +71,39 @@ def _gather_rng(d: _Dist, device: torch.device) -> list[dict[str, Any]]:
 
 
 def _restore(
-    trainer: InverterTrainer, out: Path, config: TrainConfig, fingerprint: str, device: torch.device, d: _Dist
+    trainer: InverterTrainer,
+    out: Path,
+    config: TrainConfig,
+    fingerprint: str,
+    device: torch.device,
+    d: _Dist,
+    flag: str = "--resume",
 ) -> tuple[int, int, Path]:
     """Load the newest readable checkpoint's weights and training state into ``trainer``.
 
-    Refuses data other than the run's (by fingerprint) and fewer ``--steps`` than the run has reached.
+    Refuses data other than the run's (by fingerprint) and fewer ``--steps`` than the run has reached. ``out`` is
+    the run being resumed, or (``flag`` ``--init-from``) the other run a new one starts from.
 
     Returns:
         (step, data position, the checkpoint folder used).
     """
-    _check_resumed_data(out, fingerprint, config.data)
-    checkpoint, state, weights = _newest_loadable(out)
+    _check_resumed_data(out, fingerprint, config.data, flag)
+    checkpoint, state, weights = _newest_loadable(out, flag)
     if int(state["step"]) > config.steps:
         raise TrainingError(
-            f"--resume: the run in '{out}' is at step {int(state['step'])}, past --steps {config.steps}; "
+            f"{flag}: the run in '{out}' is at step {int(state['step'])}, past --steps {config.steps}; "
             "ask for more steps, not fewer (nothing was changed)."
         )
-    trainer.inference_inverter().load_state_dict(weights)
-    if "inverter" in state:
-        trainer.inverter.load_state_dict(state["inverter"])
+    try:
+        trainer.inference_inverter().load_state_dict(weights)
+        if "inverter" in state:
+            trainer.inverter.load_state_dict(state["inverter"])
+    except RuntimeError as exc:  # another input size (a layer of another width) or another network
+        first = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln), str(exc).splitlines()[0])
+        raise TrainingError(
+            f"{flag}: the weights of {checkpoint} do not fit this run's inverter ({first.rstrip('.')}); start from a "
+            "run with the same inverter options and an observation of the same size."
+        ) from exc
     trainer.load_state_dict(state["trainer"])
     step, position = int(state["step"]), int(state["position"])
     rngs = state["rng"]
@@ -100,7 +114,9 @@ def _restore(
     return step, position, checkpoint
 
 
-def _check_resumed_classifier(out: Path, checkpoint: Path, identity: dict[str, str], spec: str) -> None:
+def _check_resumed_classifier(
+    out: Path, checkpoint: Path, identity: dict[str, str], spec: str, flag: str = "--resume"
+) -> None:
     """Refuse to resume against other classifier weights than the run's (a classifier folder retrained in place, a
     ``--weights`` file replaced, another path in ``train_config.json``), by content (``identity_mismatch``)."""
     try:
@@ -110,7 +126,7 @@ def _check_resumed_classifier(out: Path, checkpoint: Path, identity: dict[str, s
     reason = identity_mismatch(recorded, identity) if isinstance(recorded, dict) else None
     if reason is not None:
         raise TrainingError(
-            f"--resume: the classifier '{spec}' is not the one the run in '{out}' was trained against ({reason}); "
+            f"{flag}: the classifier '{spec}' is not the one the run in '{out}' was trained against ({reason}); "
             "pass the classifier (and --weights) the run used, or start a new run in another --out."
         )
 
@@ -133,13 +149,13 @@ def _check_resumed_observation(out: Path, checkpoint: Path, config: TrainConfig)
         )
 
 
-def _check_resumed_data(out: Path, fingerprint: str, data: str) -> None:
+def _check_resumed_data(out: Path, fingerprint: str, data: str, flag: str = "--resume") -> None:
     """Refuse to resume on other images than the run's (a relative --data seen from another folder, say)."""
     path = out / CONFIG_FILE
     old = read_run_doc(out).get("data_fingerprint") if path.exists() else None
     if old is not None and old != fingerprint:
         raise TrainingError(
-            f"--resume: the training data '{data}' is not the data the run in '{out}' was trained on (another "
+            f"{flag}: the training data '{data}' is not the data the run in '{out}' was trained on (another "
             "folder or other images; relative paths depend on the working folder); pass the same --data."
         )
 
@@ -154,7 +170,7 @@ TRAIN_STATE_SCHEMA = {
 }
 
 
-def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
+def _newest_loadable(out: Path, flag: str = "--resume") -> tuple[Path, dict[str, Any], dict[str, torch.Tensor]]:
     """The newest checkpoint whose files all load, with its training state and weights.
 
     A checkpoint cut short (disk full, a copy interrupted) is skipped with a warning naming it, and the one
@@ -173,8 +189,10 @@ def _newest_loadable(out: Path) -> tuple[Path, dict[str, Any], dict[str, torch.T
         for p in problems:
             warnings.warn(f"skipped the unreadable checkpoint {p}; resuming from {path.name}", stacklevel=2)
         return path, state, weights
+    if not problems:
+        raise TrainingError(f"{flag}: '{out}' holds no checkpoint ({CHECKPOINTS}/step_*) to start from.")
     raise TrainingError(
-        f"--resume: no checkpoint in '{out / CHECKPOINTS}' can be read ({'; '.join(problems)}); delete the broken "
+        f"{flag}: no checkpoint in '{out / CHECKPOINTS}' can be read ({'; '.join(problems)}); delete the broken "
         "folder(s) named here, or start a new run in another --out."
     )
 

@@ -16,7 +16,7 @@
 #
 # usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|evaluator|inverters|gans|copy|
 #                                                                      resume-state|bench-optim|bench|study|probes|trend|
-#                                                                      channels|leakage|all]
+#                                                                      channels|channels-gan|leakage|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
@@ -143,6 +143,28 @@ channels() {
     train_inverter "dbrox_${label}_penultimate" dosovitskiy_brox.paper "$label" 1000 64 -o width_mult=0.25 \
       --layer penultimate &
     [ "$(jobs -rp | wc -l)" -ge 2 ] && wait -n
+  done
+  wait
+}
+
+# Issue 25: biggan_proj for topk:5 and label on the robust classifier, started from the committed logits run's
+# resumable state (resume/biggan_robust, step 12000) with `invkit train --init-from`, and the logits run started the
+# same way as the control trained equally long: GAN_FORK_STEPS (default 1000) more G steps each, with the recorded
+# settings of that run (precision: the trainer's default, bf16 + channels_last where bf16 is native). One run at a
+# time (FORK_JOBS, default 1) beside the channels stage.
+GAN_FORK_STEPS=${GAN_FORK_STEPS:-1000}
+GAN_FORK_CHANNELS=(logits topk:5 label)
+channels_gan() {
+  local src="$RUNS/biggan_robust_at_resume" start ch
+  classifiers_in_runs
+  [ -d "$src" ] || cp -r "$OUT/resume/biggan_robust" "$src"
+  start=$(basename "$(last_checkpoint biggan_robust_at_resume)" | sed 's/^step_0*//')
+  for ch in "${GAN_FORK_CHANNELS[@]}"; do
+    nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" train --init-from "$src" --channel "$ch" \
+      --classifier "$RUNS/classifier_robust" --data "$TIN" --device "$DEVICE" --steps $((start + GAN_FORK_STEPS)) \
+      --save-every 500 --sample-every 500 --log-every 100 --keep-checkpoints 0 \
+      --out "$RUNS/$(channel_dir robust "$ch" | sed 's/^dbrox/biggan/')" $RESUME_FLAG &
+    [ "$(jobs -rp | wc -l)" -ge "${FORK_JOBS:-1}" ] && wait -n
   done
   wait
 }
@@ -289,6 +311,7 @@ case "${1:-all}" in
   bench-optim) bench_optim ;;
   study) study ;;
   channels) channels ;;
+  channels-gan) channels_gan ;;
   leakage) leakage ;;
   probes) probes ;;
   trend) trend ;;
