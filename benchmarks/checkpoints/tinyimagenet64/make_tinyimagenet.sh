@@ -250,7 +250,8 @@ bench() {
   if command -v chromium >/dev/null; then
     chromium --headless --no-sandbox --disable-gpu --disable-background-networking --disable-component-update \
       --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" --window-size=1400,1800 \
-      --screenshot=benchmarks/results/tinyimagenet64-report-screenshot.png "file://$(realpath "$RUNS/bench/report.html")"
+      --screenshot=benchmarks/results/tinyimagenet64-evaluator-report-screenshot.png \
+      "file://$(realpath "$RUNS/bench/report.html")"
   fi
 }
 
