@@ -37,3 +37,20 @@ def test_a_committed_run_rebuilds_the_network_of_its_checkpoint(label, tmp_path)
     assert {k: resumed.config_dict()[k] for k in recorded} == recorded  # as the run recorded it at its start
     fresh, _ = build_inverter(config, classifier)  # what a new run of the same command builds today
     assert fresh.config_dict() != saved.config_dict()  # the preset did change: the record is what kept the net
+
+
+@pytest.mark.parametrize("label", ["standard", "robust"])
+def test_a_record_that_names_the_legacy_values_keeps_them(label, tmp_path):
+    """A run started from a committed run (`invkit train --init-from`) records the variant fields explicitly
+    (upsample=nearest, ...): resumed, it is built as recorded, not as the preset's current default."""
+    run = TIN / "resume" / f"biggan_{label}"
+    if not run.is_dir():
+        pytest.skip("the committed resume state is not in this checkout")
+    values = {k: v for k, v in read_run_config(run).items() if k in TrainConfig().to_dict()}
+    config = TrainConfig(**(values | {"out": str(tmp_path), "device": "cpu"}))
+    classifier = invkit.load_classifier(TIN / f"classifier_{label}")
+    first, _ = build_inverter(config, classifier, recorded=read_run_doc(run)["inverter"]["config"])
+    written = first.config_dict()  # what the new run's train_config.json records: every field, legacy ones named
+    assert written["upsample"] == "nearest" and written["cbn"] == "mlp"
+    again, _ = build_inverter(config, classifier, recorded=written)
+    assert again.config_dict() == written and _shapes(again) == _shapes(first)

@@ -140,10 +140,11 @@ def build_inverter(
             used (with ``layer``, the factory gets ``num_classes`` = the layer's pooled width: its input width).
         classifier: the frozen classifier (gives num_classes and channels).
         create: ``create(name, classifier, **config_fields) -> Inverter``; default ``invkit.create_inverter``.
-        recorded: the resolved inverter config a run being resumed recorded (its train_config.json's
-            ``inverter.config``). A field the inverter's options list in ``checkpoint_legacy`` that this record lacks
-            was added to invkit after the run started: it is built with that legacy value, not the preset's current
-            default (``biggan_proj.paper`` follows compare_gan since issue 22; a run started before keeps its net).
+        recorded: the resolved inverter config a run being resumed (or started from, ``--init-from``) recorded
+            (its train_config.json's ``inverter.config``). The fields the inverter's options list in
+            ``checkpoint_legacy`` are built as recorded, and one the record lacks was added to invkit after the run
+            started: it is built with that legacy value, not the preset's current default (``biggan_proj.paper``
+            follows compare_gan since issue 22; a run started before keeps its net, and so do runs started from it).
 
     Returns:
         The inverter (identical on every rank for the same seed) and the trainer options.
@@ -169,7 +170,9 @@ def build_inverter(
         from ..core.plugins import get_registry
 
         legacy = getattr(get_registry("inverter").resolve(config.inverter).declared_options(), "checkpoint_legacy", {})
-        base.update({k: v for k, v in legacy.items() if k not in recorded and k not in config.options})
+        # a field the record names keeps its recorded value (a run started from such a run writes them all out);
+        # one it lacks was added later: the legacy value
+        base.update({k: recorded.get(k, v) for k, v in legacy.items() if k not in config.options})
     torch.manual_seed(derive_seed(config.seed, "inverter"))
     inverter = create(config.inverter, classifier, **base)
     fields = config_field_names(inverter)
