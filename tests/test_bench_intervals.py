@@ -106,14 +106,14 @@ def test_results_of_an_older_invkit_without_intervals_still_load(tiny, tmp_path)
 
 
 def test_a_metric_another_part_of_the_bench_adds_gets_its_interval_and_comparisons(tiny, tmp_path, monkeypatch):  # noqa: F811
-    original = Bench._score
+    original = Bench._summarize  # a pair's scores from its per-image values of all blocks
 
-    def with_extra(self, inv, orig, recon, recon_logits, logits):
-        scores = original(self, inv, orig, recon, recon_logits, logits)
+    def with_extra(self, pixel, recon_logits, logits):
+        scores = original(self, pixel, recon_logits, logits)
         scores["per_image"]["eval:tiny:knn_distance"] = 1 - scores["per_image"]["ssim"]  # lower is better
         return scores
 
-    monkeypatch.setattr(Bench, "_score", with_extra)
+    monkeypatch.setattr(Bench, "_summarize", with_extra)
     out = tmp_path / "out"
     list(Bench(settings(tiny, inverters=["tinydec"]), out).run())
     doc = _doc(out)

@@ -93,8 +93,9 @@ def test_a_damaged_cache_is_inverted_again(tmp_path, damage):
         gen = torch.Generator().manual_seed(0)
         cache.save(part.recon, gen, 1.0)
     else:
-        data = cache.path.read_bytes()
-        cache.path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a safetensors file")
+        part = cache.part_path(0)  # the one part: saved after the last batch
+        data = part.read_bytes()
+        part.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a safetensors file")
     with pytest.warns(UserWarning, match="reconstruction cache"):
         got, timing = invert_logits(inv, logits, seed=3, batch_size=3, cache=cache)
     assert timing["resumed_images"] == 0 and torch.equal(got, whole)
@@ -103,8 +104,12 @@ def test_a_damaged_cache_is_inverted_again(tmp_path, damage):
 def test_bench_into_another_out_reuses_the_reconstructions(tiny, tmp_path):  # noqa: F811 - the fixture
     s = settings(tiny, inverters=["tinyopt"], classifiers=[tiny["std"][0]], checkpoints=[], n=6)
     first = list(Bench(s, tmp_path / "a").run())
-    cache_files = sorted((tmp_path / "a" / "recon-cache").iterdir())
-    assert [p.name for p in cache_files] == [f"{first[0].pair.slug}.safetensors"]
+    cache_files = sorted((tmp_path / "a" / "recon-cache").rglob("*"))
+    slug = first[0].pair.slug
+    assert [str(p.relative_to(cache_files[0].parent)) for p in cache_files] == [
+        slug,
+        f"{slug}/part-00000000.safetensors",
+    ]
     s2 = settings(tiny, inverters=["tinyopt"], classifiers=[tiny["std"][0]], checkpoints=[], n=6, id_k=3)
     s2.recon_cache = str(tmp_path / "a" / "recon-cache")
     second = list(Bench(s2, tmp_path / "b").run())
@@ -179,7 +184,7 @@ def test_bench_reads_a_cache_written_before_a_config_field_existed(tiny, tmp_pat
 
     s = settings(tiny, inverters=["tinyopt"], classifiers=[tiny["std"][0]], checkpoints=[], n=6)
     first = list(Bench(s, tmp_path / "a").run())
-    path = tmp_path / "a" / "recon-cache" / f"{first[0].pair.slug}.safetensors"
+    path = tmp_path / "a" / "recon-cache" / first[0].pair.slug / "part-00000000.safetensors"
     with safe_open(str(path), framework="pt") as f:
         meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     config = json.loads(meta["inverter_config"])
@@ -187,7 +192,7 @@ def test_bench_reads_a_cache_written_before_a_config_field_existed(tiny, tmp_pat
     meta["inverter_config"] = json.dumps(config, sort_keys=True)
     meta["pair"] = "/elsewhere/" + meta["pair"].rsplit("/", 1)[-1]  # and from a clone in another folder
     save_file(tensors, str(path), metadata=meta)
-    s.recon_cache = str(path.parent)
+    s.recon_cache = str(path.parent.parent)
     with pytest.warns(UserWarning, match="another inversion"):  # without a legacy value: not the same inversion
         assert list(Bench(s, tmp_path / "b").run())[0].record["resumed_images"] == 0
     save_file(tensors, str(path), metadata=meta)  # the run above wrote its own file over it

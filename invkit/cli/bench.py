@@ -127,6 +127,13 @@ def _inverter_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seeds the image draw and the inversions.")
 @click.option("--batch-size", type=POSITIVE_INT, default=64, show_default=True, help="Images per inversion call.")
 @click.option(
+    "--block-size",
+    type=POSITIVE_INT,
+    default=None,
+    help="Images read, inverted and scored at a time (rounded down to a multiple of --batch-size): bounds memory "
+    "whatever -n; changes no number. [1024]",
+)
+@click.option(
     "--option",
     "options",
     multiple=True,
@@ -200,6 +207,7 @@ def command(
     layer: str | None,
     seed: int,
     batch_size: int,
+    block_size: int | None,
     options: tuple[str, ...],
     lpips_net: str,
     report_images: int | None,
@@ -228,6 +236,8 @@ def command(
         "lpips_net": lpips_net,
         "train_steps": train_steps,
     }
+    if block_size is not None:
+        common["block_size"] = block_size  # how much is in memory at once, not what is measured: not in the fingerprint
     if channel is not None:
         common["channel"] = channel.strip()  # in the fingerprint: other numbers, another --out
     if layer is not None:

@@ -26,7 +26,7 @@ import torch
 from ..errors import CheckpointError, InputError
 from .channels import DEFAULT_CHANNEL, Channel, create_channel
 
-__all__ = ["choose_observation", "describe", "layer_width", "observation_of", "observe"]
+__all__ = ["choose_observation", "describe", "layer_width", "needs_images", "observation_of", "observe"]
 
 
 def describe(channel: str, layer: str | None) -> str:
@@ -133,10 +133,17 @@ def choose_observation(
 
 
 @torch.no_grad()
+def needs_images(inverter: Any) -> bool:
+    """Whether ``observe`` needs the images themselves for ``inverter`` (a layer's activations, or the inverter's
+    own ``targets``), not only the classifier's logits of them."""
+    channel, layer = observation_of(inverter)
+    return layer is not None or (channel == DEFAULT_CHANNEL and hasattr(inverter, "targets"))
+
+
 def observe(
     inverter: Any,
     classifier: Any,
-    images: torch.Tensor,
+    images: torch.Tensor | None,
     logits: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     batch_size: int = 64,
@@ -148,7 +155,8 @@ def observe(
     Args:
         inverter: the inverter (its ``channel`` and ``layer``, see ``choose_observation``).
         classifier: the classifier it inverts.
-        images: ``(N, C, H, W)`` images in [0, 1] (the inverter's target images).
+        images: ``(N, C, H, W)`` images in [0, 1] (the inverter's target images); may be None when ``logits`` are
+            given and the inverter observes a channel of them (``needs_images`` is False).
         logits: the classifier's ``(N, num_classes)`` logits of ``images`` when already computed.
         generator: seeds a random channel (``noise``), on the device of the logits.
         batch_size: images per classifier call.
@@ -157,10 +165,13 @@ def observe(
         ``(N, D)`` float32 without gradient: D = ``num_classes`` for a channel, the layer's width for a layer.
 
     Raises:
-        InputError, UnknownNameError: as ``choose_observation`` (a spec that cannot be built).
+        InputError, UnknownNameError: as ``choose_observation`` (a spec that cannot be built); no ``images`` where
+            they are needed.
     """
     channel, layer = observation_of(inverter)
-    chunks = range(0, len(images), batch_size)
+    if images is None and (logits is None or needs_images(inverter)):
+        raise InputError("observe: this observation is computed from the images; pass them.")
+    chunks = range(0, len(images if images is not None else logits), batch_size)
     if layer is not None:
         return torch.cat([classifier.features(images[i : i + batch_size], layer, pooled=True) for i in chunks]).float()
     if channel == DEFAULT_CHANNEL and hasattr(inverter, "targets"):

@@ -8,8 +8,9 @@ rerun with the same settings reuses those pairs instead of computing them again.
 
 ``Bench`` is the orchestrator; the parts it runs live beside it: the options and pairs in ``settings``, the
 checkpoint each pair uses in ``matching`` and the inverter it gets in ``pair_inverters`` (bases of ``Bench``), the
-per-image values, intervals and comparisons in ``per_image`` (a base too), the draw of images in ``sampling``, the
-logits and reconstructions of a pair in ``inversion`` (kept as they are made by ``recon_cache``), the metrics in
+per-image values, intervals and comparisons in ``per_image`` (a base too), the draw of images in ``sampling``, their
+reading a block at a time in ``blocks`` (a base too: memory does not grow with ``n``), the logits and
+reconstructions of a pair in ``inversion`` (kept as they are made by ``recon_cache``), the metrics in
 ``invkit.evaluation.metrics``, the evaluators in ``evaluator``, the identification spaces in ``identification`` and
 the report files in ``report``. What stays here: checking the inputs, running the pairs (reusing finished ones),
 scoring a pair with the metrics and the ``results.json`` document. What each reported number means is in
@@ -33,7 +34,7 @@ from .._version import __version__
 from ..core.classifier import Classifier
 from ..core.inverter import Inverter
 from ..core.naming import classifier_label, inverter_label
-from ..core.observation import observation_of, observe
+from ..core.observation import observation_of
 from ..core.resolve import is_checkpoint_spec, resolve_classifier
 from ..data.classes import for_classifier
 from ..data.datasets import ImageDataset
@@ -46,10 +47,10 @@ from ..io.files import atomic_write_json
 from ..io.locate import has_prefix, local_checkpoint, spec_label
 from ..io.outputs import machine_info
 from ..io.read import Required, read_json
-from ..training.config import derive_seed
 from ..utils.config import check_fields
 from ..utils.progress import Progress, ProgressCallback, no_progress
 from . import metrics
+from .blocks import BlockReading
 from .evaluator import BenchEvaluation, load_evaluators
 from .identification import check_id_space, headline_id, identification_per_image
 from .inversion import classifier_logits, invert_logits, pair_task
@@ -59,7 +60,7 @@ from .pair_inverters import PairInverters
 from .per_image import PerImageValues
 from .report import COLUMNS
 from .resolutions import resolution_warnings
-from .sampling import _stack, pick_indices
+from .sampling import pick_indices
 from .settings import BenchSettings, Pair, PairResult, _location
 
 # The public names of invkit 0.1's invkit.bench (the old path imports this module, invkit._compat.MOVED).
@@ -92,7 +93,7 @@ _RECORD = {
 RESULTS_SCHEMA = {"settings": {"fingerprint": dict}, "results": [_RECORD]}
 
 
-class Bench(CheckpointMatching, PairInverters, PerImageValues):
+class Bench(CheckpointMatching, PairInverters, PerImageValues, BlockReading):
     """A bench run. Construction checks every input; ``run()`` computes and yields the pairs.
 
     Args:
@@ -216,18 +217,6 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
         opts = self.settings.inverter_options
         return dict(opts.get(inv_name.split(".")[0], {})) | dict(opts.get(inv_name, {}))
 
-    def _correct_everywhere(self, labels: torch.Tensor) -> torch.Tensor:
-        """Mask of the images that every classifier of the run classifies correctly (data at its own size)."""
-        keep = torch.ones(len(labels), dtype=torch.bool)
-        batch = self.settings.batch_size
-        with torch.no_grad():
-            for start in range(0, len(labels), batch):
-                idx = torch.arange(start, min(start + batch, len(labels)))
-                x = _stack(self.dataset, idx).to(self.device)
-                for clf in self.classifiers.values():
-                    keep[idx] &= clf.logits(x).argmax(1).cpu() == labels[idx]
-        return keep
-
     def _pick_images(self) -> None:
         labels = torch.tensor(self.dataset.labels())
         if self.settings.n > len(labels):  # never report "n = 1500" for the 1000 images there are
@@ -246,14 +235,12 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
         else:
             self.indices = pick_indices(labels, self.settings.n, self.settings.seed)
         self.labels = labels[self.indices]
-        self.originals = _stack(self.dataset, self.indices)
+        # The images themselves are read a block at a time while a pair runs (invkit.evaluation.blocks: originals,
+        # and the id_k - 1 distractors of each as uint8); here only their sizes are checked, so that an unreadable
+        # original, or originals or distractors of mixed sizes, are refused before anything is computed.
+        self._check_one_size(self.indices)
         self.distractor_idx = metrics.draw_distractors(labels, self.indices, self.settings.id_k, self.settings.seed)
-        # The distractors (id_k - 1 per original) are read one at a time into uint8: lossless for images read from
-        # 8-bit files, a quarter of float32's memory. The first original leads the stack, so that a distractor of
-        # another size than the originals is refused like any other mix of sizes.
-        first_and_distractors = torch.cat([self.indices[:1], self.distractor_idx.flatten()])
-        stacked = _stack(self.dataset, first_and_distractors, dtype=torch.uint8)[1:]
-        self.distractors = stacked.view(len(self.indices), self.settings.id_k - 1, *stacked.shape[1:])
+        self._check_one_size(self.distractor_idx.flatten().unique())
 
     # ------------------------------------------------------------------------------------------ running
     def run(self) -> Iterator[PairResult]:
@@ -326,44 +313,49 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
     def _save_originals(self) -> None:
         from ..io.files import atomic_save_safetensors
 
-        m = min(self.settings.grid_images, len(self.originals))
+        m = min(self.settings.grid_images, len(self.indices))
+        originals = self.originals_block(0, m)  # only the report grid's: never all n images
         atomic_save_safetensors(
-            self.out / "images" / "originals.safetensors", {"images": self.originals[:m], "labels": self.labels[:m]}
+            self.out / "images" / "originals.safetensors", {"images": originals, "labels": self.labels[:m]}
         )
 
     def _run_pair(self, pair: Pair) -> dict[str, Any]:
-        """The data path of one pair: images -> classifier -> logits -> inverter -> reconstructions -> metrics."""
+        """The data path of one pair, a block of images at a time (``invkit.evaluation.blocks``): images ->
+        classifier -> logits -> inverter -> reconstructions -> metrics."""
         s = self.settings
         clf = self.classifiers[pair.classifier_spec]
         inv, train_info = self._inverter(pair, clf)
         # The image the inverter reconstructs is the data image at its resolution; the classifier sees that image
-        # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2).
-        images = inv.target_images(self.originals).to(self.device)
-        logits = classifier_logits(clf, images, s.batch_size)
-        # What the inverter inverts: its observation channel of the logits (--channel; the logits themselves by
-        # default), a layer's pooled activations (--layer), or another representation of the same images for an
-        # inverter that says so (optim.robust: the penultimate layer, as Engstrom et al. 2019). The metrics below
-        # still compare the classifier's logits of the reconstructions with those of the originals.
-        gen = torch.Generator(device=logits.device).manual_seed(derive_seed(s.seed, "channel"))  # noise:SIGMA
-        targets = observe(inv, clf, images, logits=logits, generator=gen, batch_size=s.batch_size)
-        recon, timing = invert_logits(
-            inv,
-            targets,
-            seed=s.seed,
-            batch_size=s.batch_size,
-            progress=self.progress,
-            task=pair_task(pair),
-            cache=self._recon_cache(pair, inv, targets),
-        )
-        recon_logits = classifier_logits(clf, recon, s.batch_size)
+        # and the reconstruction is scored against it (Inverter.target_images; issue 12 point 2). What the inverter
+        # inverts: its observation channel of the logits (--channel; the logits themselves by default), a layer's
+        # pooled activations (--layer), or another representation of the same images for an inverter that says so
+        # (optim.robust: the penultimate layer, as Engstrom et al. 2019). The metrics below still compare the
+        # classifier's logits of the reconstructions with those of the originals. A first pass over the blocks.
+        logits, targets = self._observe(inv, clf)
+        inversion = self._inversion(pair, inv, targets)  # one generator over the blocks, kept in the recon cache
+        evaluation = self._evaluation_of_run()  # None without evaluators
+        first = max(min(s.grid_images, len(targets)), min(s.keep_images, len(targets)))  # kept for figures, study
+        recon_logits, pixel, kept = [], [], ([], [])
+        for start, stop in self.blocks():  # the second pass: the same images again, inverted and scored
+            images = inv.target_images(self.originals_block(start, stop)).to(self.device)
+            recon = inversion(targets[start:stop])
+            recon_logits.append(classifier_logits(clf, recon, s.batch_size))
+            pixel.append(self._pixel_scores(inv, images.cpu(), recon, self.distractors_block(start, stop)))
+            if evaluation is not None:
+                evaluation.add(recon.cpu())
+            kept[0].append(recon[: max(0, first - start)].cpu())
+            kept[1].append(images[: max(0, first - start)].cpu())
+        recon, images = torch.cat(kept[0]), torch.cat(kept[1])  # the first `first` only
         record = self._describe(pair, clf, inv)
-        scores = self._score(inv, images.cpu(), recon, recon_logits, logits)
+        pixel_values = {k: torch.cat([p[k] for p in pixel]) for k in pixel[0]}
+        scores = self._summarize(pixel_values, torch.cat(recon_logits), logits)
         per_image = scores.pop("per_image")  # metric -> (n,) value per image: the record's intervals (keep_values)
         record.update(scores)
-        evaluated, evaluated_per_image = self._evaluator_scores(recon.cpu())  # per image: "eval:LABEL:METRIC"
-        record.update(evaluated)
+        evaluated, evaluated_per_image = evaluation.finish() if evaluation is not None else ({}, {})
+        record.update(evaluated)  # per image: "eval:LABEL:METRIC"
         headline_id(self.id_space, record, per_image, evaluated_per_image)  # --id-space: which is id_accuracy
         per_image.update(evaluated_per_image)  # the evaluators' per-image values get intervals too (issue 21)
+        timing = inversion.timing()
         record.update(timing | {"recon_shape": list(recon.shape[1:]), "target_shape": list(images.shape[1:])})
         record["inverter_config"] = inv.config_dict()
         record["channel"], record["layer"] = observation_of(inv)  # what it observed (invkit.core.observation)
@@ -373,20 +365,21 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
 
             g = min(s.grid_images, len(recon))
             # the originals as this pair's metrics saw them (at the inverter's resolution), for the report's figures
-            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g].cpu(), "targets": images[:g].cpu()})
+            atomic_save_safetensors(self._images_path(pair), {"images": recon[:g], "targets": images[:g]})
             # the first keep_images as uint8 with their data set indices, for `invkit study` (invkit.evaluation.kept)
             save_kept(self.out, pair.slug, recon, images, self.indices, s.keep_images)
         record.update(self.keep_values(pair.slug, per_image))  # also writes OUT/per_image/<slug>.safetensors
         return record
 
-    def _evaluator_scores(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """The evaluators' metrics of a pair (``invkit.evaluation.evaluator.BenchEvaluation.score``): ``{}`` without
+    def _evaluation_of_run(self) -> BenchEvaluation | None:
+        """The run's evaluation by its evaluators (``invkit.evaluation.evaluator.BenchEvaluation``), None without
         evaluators; the evaluators' features of the originals, distractors and held-out bank are computed once."""
         if not self.evaluators:
-            return {}, {}
+            return None
         if getattr(self, "_evaluation", None) is None:
             self._evaluation = BenchEvaluation(self)
-        return self._evaluation.score(recon)
+        self._evaluation.reset()  # a pair starts with no blocks
+        return self._evaluation
 
     def _describe(self, pair: Pair, clf: Classifier, inv: Inverter) -> dict[str, Any]:
         """The record's identifying fields: which classifier, inverter and checkpoint."""
@@ -398,7 +391,7 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
             "inverter": pair.inverter,
             "inverter_name": inv.registry_name,
             "checkpoint": pair.checkpoint,
-            "n": len(self.originals),
+            "n": len(self.indices),
             # what the weights are, as tables and pages show them (invkit.core.naming)
             "classifier_weights": classifier_label(clf),
             "inverter_label": inverter_label(inv),
@@ -407,29 +400,45 @@ class Bench(CheckpointMatching, PairInverters, PerImageValues):
     def _score(
         self, inv: Inverter, orig: torch.Tensor, recon: torch.Tensor, recon_logits: torch.Tensor, logits: torch.Tensor
     ) -> dict[str, Any]:
-        """Every metric of docs/bench.md for reconstructions ``recon`` of ``orig``, the originals at the inverter's
-        resolution (``inv.target_images``): what it was asked to reconstruct.
+        """Every metric of docs/bench.md for all ``n`` reconstructions ``recon`` of ``orig`` at once, the originals
+        at the inverter's resolution (``inv.target_images``): ``_summarize`` of ``_pixel_scores`` with every
+        distractor (a run scores a block at a time instead, ``_run_pair``)."""
+        return self._summarize(self._pixel_scores(inv, orig, recon, self.distractors), recon_logits, logits)
 
-        Pixel metrics compare with ``orig`` (and identification with distractors brought to the same size);
-        classifier agreement compares the classifier's logits of the reconstructions with those of ``orig``.
-        Every metric is first a float32 ``(n,)`` value per image in ``scores["per_image"]`` (keyed by its results.json
-        name, NaN where it does not apply); the record's means, and its intervals, come from those.
-        """
+    def _pixel_scores(
+        self, inv: Inverter, orig: torch.Tensor, recon: torch.Tensor, distractors: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The per-image values of the metrics that compare pixels, for a block of ``m`` reconstructions ``recon``
+        of ``orig``, the originals at the inverter's resolution (``inv.target_images``): what it was asked to
+        reconstruct. PSNR, SSIM, LPIPS (when it can run) and identification among ``distractors`` (``(m, id_k - 1,
+        C, H, W)`` uint8, brought to the same size): ``{name: (m,) float32}`` under results.json names."""
         s = self.settings
         recon_px = resize(recon, tuple(orig.shape[-2:]), channels=orig.shape[1]).cpu()  # a no-op for a sound inverter
-        scores: dict[str, Any] = {"lpips": None, "lpips_status": self.lpips_message}
         per_image = {"psnr": metrics.psnr(recon_px, orig), "ssim": metrics.ssim(recon_px, orig)}
         if self.lpips_ok and getattr(self, "_lpips", None) is None:  # built once per run: loading takes seconds
             self._lpips = metrics.LPIPS(s.lpips_net, self.device)
         lpips = self._lpips if self.lpips_ok else None
         if lpips is not None:
             per_image["lpips"] = lpips(recon_px, orig)
+        # distractors at the inverter's resolution; id_pixel, and id_lpips with LPIPS (invkit.evaluation.identification)
+        return per_image | identification_per_image(recon_px, orig, distractors, inv.target_images, s.batch_size, lpips)
+
+    def _summarize(
+        self, pixel: dict[str, torch.Tensor], recon_logits: torch.Tensor, logits: torch.Tensor
+    ) -> dict[str, Any]:
+        """The scores of a pair from its per-image pixel values ``pixel`` (``_pixel_scores`` of all ``n`` images)
+        and the classifier's ``(n, classes)`` logits of the reconstructions and of the originals (agreement).
+
+        Every metric is first a float32 ``(n,)`` value per image in ``scores["per_image"]`` (keyed by its results.json
+        name, NaN where it does not apply); the record's means, and its intervals, come from those.
+        """
+        s = self.settings
+        scores: dict[str, Any] = {"lpips": None, "lpips_status": self.lpips_message}
+        per_image = {k: pixel[k] for k in ("psnr", "ssim", "lpips") if k in pixel}
         per_image.update(metrics.classifier_agreement_per_image(recon_logits.cpu(), logits.cpu(), self.labels))
         n_correct = int(per_image["accuracy"].sum())
-        scores.update({"n_correct": n_correct, "n_incorrect": len(orig) - n_correct})
-        # distractors at the inverter's resolution; id_pixel, and id_lpips with LPIPS (invkit.evaluation.identification)
-        ids = identification_per_image(recon_px, orig, self.distractors, inv.target_images, s.batch_size, lpips)
-        per_image.update(ids)
+        scores.update({"n_correct": n_correct, "n_incorrect": len(logits) - n_correct})
+        per_image.update({k: v for k, v in pixel.items() if k not in per_image})  # id_pixel, id_lpips
         per_image["id_accuracy"] = per_image["id_lpips" if self.id_space == "lpips" else "id_pixel"]  # evaluator: later
         scores["id_space"] = self.id_space
         scores.update({"id_k": s.id_k, "id_chance": 1 / s.id_k})

@@ -18,9 +18,9 @@ reported number. f(.) is E's penultimate feature vector (``Classifier.features``
   NaN for an image whose class has no held-out image.
 
 ``BenchEvaluator`` computes E's logits and features of the originals, the distractors and the held-out bank once
-per bench run and scores each pair's reconstructions against them (one E forward per reconstruction), adding FID
-and KID in E's feature space (``invkit.evaluation.distribution``). ``load_evaluators`` loads and checks the
-evaluators a bench is given.
+per bench run (reading the images a batch at a time, keeping features only) and scores each pair's reconstructions
+against them (one E forward per reconstruction, a block of images at a time), adding FID and KID in E's feature
+space (``invkit.evaluation.distribution``). ``load_evaluators`` loads and checks the evaluators a bench is given.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from ..errors import DataError, InputError, InvkitError
 from .distribution import KID_SUBSET_SIZE, fid, fid_refusal, kid
 from .sampling import _stack
 
+INCEPTION_BATCH = 64  # reconstructions per Inception-V3 pass
 HELDOUT_PER_CLASS = 20  # held-out images per class in the KNN bank (fewer when the split has fewer left)
 METRICS = ("orig_top1", "top1", "top5", "agreement", "feature_cosine", "id_accuracy", "knn_distance")
 
@@ -241,6 +242,10 @@ def load_evaluators(
 class BenchEvaluator:
     """One evaluator's view of a bench run: what it computed once, and the scores of each pair.
 
+    Built from tensors (this constructor) or read from the data a batch at a time (``from_data``, what a bench
+    does: only features are kept). A pair's reconstructions are scored at once (``score``) or a block at a time
+    (``add`` each block, then ``finish``), to the same values.
+
     Args:
         classifier: the evaluator E.
         originals: ``(N, C, H, W)`` the evaluated images in [0, 1], at the data's resolution (E resizes).
@@ -280,11 +285,60 @@ class BenchEvaluator:
         feats = torch.cat(
             [self.embed(flat[i : i + batch_size].float() / 255.0)[1] for i in range(0, len(flat), batch_size)]
         )
-        self.distractor_features = feats[inverse].view(len(originals), k, -1)
-        bank = [self.embed(_stack(dataset, heldout[i : i + batch_size]))[1] for i in range(0, len(heldout), batch_size)]
+        self._set_rest(feats, inverse.view(len(originals), k), dataset, heldout)
+
+    @classmethod
+    def from_data(
+        cls,
+        classifier: Classifier,
+        dataset: ImageDataset,
+        indices: torch.Tensor,
+        labels: torch.Tensor,
+        distractor_idx: torch.Tensor,
+        heldout: torch.Tensor,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> BenchEvaluator:
+        """The evaluator of a bench, reading its images from ``dataset`` ``batch_size`` at a time: only E's logits
+        and features are kept (``(N, K)``, ``(N, D)``, and ``(U, D)`` for the U distinct distractors), never the
+        images. The same batches, and so the same values, as the constructor given the stacked images.
+
+        Args:
+            classifier, heldout, batch_size, seed: as the constructor's.
+            dataset: the bench's data (images in [0, 1]; distractors read as uint8 like ``Bench.distractors``).
+            indices: ``(N,)`` dataset indices of the evaluated images (``Bench.indices``), ``labels`` their classes.
+            distractor_idx: ``(N, k - 1)`` dataset indices of their distractors (``Bench.distractor_idx``).
+
+        Raises:
+            DataError: images of different sizes (``invkit.data.stack_images``).
+        """
+        self = cls.__new__(cls)
+        self.classifier, self.batch_size, self.seed = classifier, batch_size, seed
+        self.labels = labels.cpu()
+        chunks = [self.embed(_stack(dataset, indices[i : i + batch_size])) for i in range(0, len(indices), batch_size)]
+        self.orig_logits, self.orig_features = (torch.cat([c[i] for c in chunks]) for i in (0, 1))
+        unique, inverse = torch.unique(distractor_idx.flatten(), return_inverse=True)
+        feats = [
+            self.embed(_stack(dataset, unique[i : i + batch_size], dtype=torch.uint8).float() / 255.0)[1]
+            for i in range(0, len(unique), batch_size)
+        ]
+        self._set_rest(torch.cat(feats), inverse.view(distractor_idx.shape), dataset, heldout)
+        return self
+
+    def _set_rest(self, features: torch.Tensor, inverse: torch.Tensor, dataset: ImageDataset, heldout: torch.Tensor):
+        """E's features ``(U, D)`` of the distinct distractors, ``(N, k - 1)`` which of them each one is, the bank."""
+        self._distractor_unique, self._distractor_inverse = features, inverse
+        self._recon: list[tuple[torch.Tensor, torch.Tensor]] = []  # E's logits and features of a pair's blocks
+        bs = self.batch_size
+        bank = [self.embed(_stack(dataset, heldout[i : i + bs]))[1] for i in range(0, len(heldout), bs)]
         self.bank = torch.cat(bank) if bank else torch.zeros(0, self.orig_features.shape[1])
         all_labels = torch.tensor(dataset.labels())
         self.bank_labels = all_labels[heldout] if len(heldout) else torch.zeros(0, dtype=torch.long)
+
+    @property
+    def distractor_features(self) -> torch.Tensor:
+        """``(N, k - 1, D)`` E's features of every original's distractors (made on each access)."""
+        return self._distractor_unique[self._distractor_inverse]
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,37 +352,63 @@ class BenchEvaluator:
             feats.append(ft.float().cpu())
         return torch.cat(logits), torch.cat(feats)
 
-    def score(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Every evaluator metric of ``recon``, ``(N, C, H, W)`` reconstructions in [0, 1] of the originals.
+    def add(self, recon: torch.Tensor) -> None:
+        """E's logits and features of the next block of a pair's reconstructions (``(m, C, H, W)`` in [0, 1]; every
+        block but the last a multiple of ``batch_size`` images, so that E sees the batches ``score`` would)."""
+        self._recon.append(self.embed(recon))
+
+    def finish(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Every evaluator metric of the blocks given to ``add`` since the last ``finish`` (the N reconstructions).
 
         Returns:
             ``(summary, per_image)``: per-image ``(N,)`` float32 tensors under the names of ``METRICS``, and their
             means under the same names plus ``n``, ``knn_n`` (images whose class had held-out images), ``id_k``,
             ``feature_dim``, ``heldout_per_class``, ``fid`` (None with ``fid_status`` saying why when there are
             too few images), ``kid``, ``kid_std`` and ``kid_subset_size``.
+
+        Raises:
+            InputError: the blocks do not add up to the N originals.
         """
-        logits, feats = self.embed(recon)
+        blocks, self._recon = self._recon, []
+        if sum(len(lg) for lg, _ in blocks) != len(self.labels):
+            raise InputError(
+                f"BenchEvaluator.finish: {sum(len(lg) for lg, _ in blocks)} reconstructions were added for "
+                f"{len(self.labels)} originals; add one per original."
+            )
+        logits, feats = torch.cat([lg for lg, _ in blocks]), torch.cat([ft for _, ft in blocks])
+        bs, n = self.batch_size, len(feats)
+        rows = [slice(i, i + bs) for i in range(0, n, bs)]  # (N, k - 1, D) and (N, M) never at once: per batch
         per_image = {
             "orig_top1": topk_correct(self.orig_logits, self.labels, 1),
             "top1": topk_correct(logits, self.labels, 1),
             "top5": topk_correct(logits, self.labels, 5),
             "agreement": prediction_agreement(logits, self.orig_logits),
             "feature_cosine": cosine_distance(feats, self.orig_features),
-            "id_accuracy": feature_identification_hits(feats, self.orig_features, self.distractor_features),
-            "knn_distance": knn_distance(feats, self.labels, self.bank, self.bank_labels),
+            "id_accuracy": torch.cat([self._identification(feats[r], r) for r in rows]),
+            "knn_distance": torch.cat(
+                [knn_distance(feats[r], self.labels[r], self.bank, self.bank_labels) for r in rows]
+            ),
         }
-        n, dim = len(feats), feats.shape[1]
         summary: dict[str, Any] = {name: mean_of(v) for name, v in per_image.items()}
         summary |= {
             "n": n,
             "knn_n": int(torch.isfinite(per_image["knn_distance"]).sum()),
-            "id_k": self.distractor_features.shape[1] + 1,
-            "feature_dim": dim,
+            "id_k": self._distractor_inverse.shape[1] + 1,
+            "feature_dim": feats.shape[1],
             "heldout_per_class": HELDOUT_PER_CLASS,
             "layer": "penultimate",
         }
         summary.update(distribution_scores(self.orig_features, feats, self.seed))
         return summary, per_image
+
+    def _identification(self, feats: torch.Tensor, rows: slice) -> torch.Tensor:
+        distractors = self._distractor_unique[self._distractor_inverse[rows]]
+        return feature_identification_hits(feats, self.orig_features[rows], distractors)
+
+    def score(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``finish`` of ``recon``, all N ``(N, C, H, W)`` reconstructions in [0, 1] of the originals at once."""
+        self._recon = [self.embed(recon)]
+        return self.finish()
 
 
 def distribution_scores(real: torch.Tensor, fake: torch.Tensor, seed: int = 0) -> dict[str, Any]:
@@ -352,8 +432,9 @@ class BenchEvaluation:
     """Everything a bench run scores with besides its classifiers: one ``BenchEvaluator`` per evaluator and, when
     its weights are on disk, the standard Inception features (``invkit.evaluation.distribution``).
 
-    Built on a bench's first pair (``Bench._evaluator_scores``) from the bench's originals, distractors and data;
-    the held-out bank is drawn here (``draw_heldout``, seeded by the bench's seed).
+    Built once per bench run (``Bench._evaluation_of_run``) from its data, image and distractor indices, read a batch
+    at a time (``BenchEvaluator.from_data``: features kept, not images); the held-out bank is drawn here (seeded by
+    the bench's seed). A pair's reconstructions are given a block at a time (``add``), then scored (``finish``).
     """
 
     def __init__(self, bench: Any):
@@ -363,35 +444,56 @@ class BenchEvaluation:
         labels = torch.tensor(bench.dataset.labels())
         exclude = torch.cat([bench.indices.flatten(), bench.distractor_idx.flatten()])
         self.heldout = draw_heldout(labels, exclude, HELDOUT_PER_CLASS, s.seed)
-        self.evaluators = {
-            label: BenchEvaluator(
-                clf,
-                bench.originals,
-                bench.labels,
-                bench.distractors,
-                bench.dataset,
-                self.heldout,
-                s.batch_size,
-                s.seed,
-                bench.distractor_idx,
-            )
-            for label, clf in bench.evaluators.items()
-        }
+        data = (bench.dataset, bench.indices, bench.labels, bench.distractor_idx, self.heldout, s.batch_size, s.seed)
+        self.evaluators = {label: BenchEvaluator.from_data(clf, *data) for label, clf in bench.evaluators.items()}
         self.seed = s.seed
         self.inception_ok, self.inception_message = inception_status()
         self.inception = InceptionFeatures(bench.device) if self.inception_ok else None
-        self.inception_real = self.inception(bench.originals, s.batch_size) if self.inception else None
+        self.inception_real = None
+        if self.inception is not None:  # batch_size originals at a time, as the stacked originals were
+            bs, idx = s.batch_size, bench.indices
+            real = [self.inception(_stack(bench.dataset, idx[i : i + bs]), bs) for i in range(0, len(idx), bs)]
+            self.inception_real = torch.cat(real)
+        self.reset()
 
-    def score(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """``({"evaluators": {LABEL: summary}, "inception": {...}}, {"eval:LABEL:METRIC": (N,) tensor})`` for a
-        pair's ``(N, C, H, W)`` reconstructions in [0, 1] (``BenchEvaluator.score``)."""
+    def reset(self) -> None:
+        """Forget the blocks added since the last ``finish`` (those of a pair that stopped midway)."""
+        self._pending: list[torch.Tensor] = []  # reconstructions not yet through Inception (fewer than 64)
+        self._inception_fake: list[torch.Tensor] = []
+        for ev in self.evaluators.values():
+            ev._recon = []
+
+    def add(self, recon: torch.Tensor) -> None:
+        """The next block of a pair's ``(m, C, H, W)`` reconstructions in [0, 1]: through every evaluator, and
+        through Inception 64 at a time counted from the pair's first image (the rest waits for the next block)."""
+        for ev in self.evaluators.values():
+            ev.add(recon)
+        if self.inception is not None:
+            waiting = torch.cat([*self._pending, recon.cpu()])
+            whole = len(waiting) // INCEPTION_BATCH * INCEPTION_BATCH
+            if whole:
+                self._inception_fake.append(self.inception(waiting[:whole], INCEPTION_BATCH))
+            self._pending = [waiting[whole:]]
+
+    def finish(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """``({"evaluators": {LABEL: summary}, "inception": {...}}, {"eval:LABEL:METRIC": (N,) tensor})`` of the
+        blocks given to ``add`` (``BenchEvaluator.finish``)."""
         scores: dict[str, Any] = {"evaluators": {}}
         per_image: dict[str, torch.Tensor] = {}
         for label, ev in self.evaluators.items():
-            scores["evaluators"][label], tensors = ev.score(recon)
+            scores["evaluators"][label], tensors = ev.finish()
             per_image |= {f"eval:{label}:{name}": t for name, t in tensors.items()}
         inception: dict[str, Any] = {"status": self.inception_message}
         if self.inception is not None:
-            inception |= distribution_scores(self.inception_real, self.inception(recon, 64), self.seed)
+            rest = torch.cat(self._pending) if self._pending else torch.zeros(0)
+            fake = self._inception_fake + ([self.inception(rest, INCEPTION_BATCH)] if len(rest) else [])
+            self._pending, self._inception_fake = [], []
+            inception |= distribution_scores(self.inception_real, torch.cat(fake), self.seed)
         scores["inception"] = inception
         return scores, per_image
+
+    def score(self, recon: torch.Tensor) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The scores of a pair's ``(N, C, H, W)`` reconstructions in [0, 1] given at once (``add``, ``finish``)."""
+        self.reset()
+        self.add(recon)
+        return self.finish()

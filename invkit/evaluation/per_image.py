@@ -1,6 +1,6 @@
 """Per-image values of bench pairs: the file that keeps them, their 95% intervals and the paired comparisons.
 
-``Bench`` scores every metric of a pair first as one float32 value per image (``Bench._score``'s ``per_image``
+``Bench`` scores every metric of a pair first as one float32 value per image (``Bench._summarize``'s ``per_image``
 dict, keyed by the results.json metric name; NaN where a metric does not apply to an image), and saves them to
 ``OUT/per_image/<slug>.safetensors`` in the order of results.json's ``settings.image_indices``, beside ``index``
 (those dataset indices, int64). From them:

@@ -36,6 +36,9 @@ class BenchSettings:
     train_steps: int = 0  # train a learned inverter that has no checkpoint for this many steps (0: refuse)
     device: str = "cpu"  # torch device
     batch_size: int = 64  # images per inversion call
+    # images read, inverted and scored at a time (invkit.evaluation.blocks), rounded down to a multiple of batch_size;
+    # bounds memory, changes no number: not in the fingerprint
+    block_size: int = 1024
     inverter_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # inverter base -> factory kwargs
     lpips_net: str = "alex"  # LPIPS backbone: alex or vgg
     grid_images: int = 10  # originals shown in the report grid (one per class first)
