@@ -3,6 +3,7 @@
 Usage:
 
     python benchmarks/checkpoints/tinyimagenet64/agreement_by_step.py RUNS TIN OUT [STEP ...]
+    TREND_PREFIX=biggan_cg python ...   # the run folders RUNS/biggan_cg_{standard,robust} instead (issue 22)
 
 RUNS holds the run folders of make_tinyimagenet.sh (``classifier_{standard,robust}``, ``biggan_{standard,robust}``
 trained with ``--keep-checkpoints 0`` so every checkpoint is kept), TIN the Tiny ImageNet folder, OUT where the bench
@@ -19,6 +20,7 @@ run than the one those rows measured). This reports how the numbers move with tr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ from pathlib import Path
 from invkit.io import atomic_write_text, save_curves, weights_digest
 
 KINDS = ("standard", "robust")
+PREFIX = os.environ.get("TREND_PREFIX", "biggan")  # run folders RUNS/<PREFIX>_<kind>
 COLUMNS = (
     ("PSNR dB", "psnr", ".2f"),
     ("SSIM", "ssim", ".3f"),
@@ -41,7 +44,7 @@ def saved_steps(run: Path) -> list[int]:
 
 def bench(runs: Path, tin: str, out: Path, kind: str, step: int) -> dict:
     folder = out / f"{kind}_step_{step:06d}"
-    ckpt = runs / f"biggan_{kind}" / "checkpoints" / f"step_{step:06d}"
+    ckpt = runs / f"{PREFIX}_{kind}" / "checkpoints" / f"step_{step:06d}"
     cmd = ["invkit", "bench", "--classifier", str(runs / f"classifier_{kind}"), "--inverter", "biggan_proj",
            "--checkpoint", str(ckpt), "--data", tin, "-n", "1000", "--seed", "0", "--device", "cpu",
            "--out", str(folder)]  # fmt: skip
@@ -57,11 +60,11 @@ def earlier_rows(runs: Path, out: Path, kind: str, have: list[int]) -> dict[int,
         return {}
     rows = {int(s): r for s, r in json.loads(summary.read_text()).get(kind, {}).items()}
     for step in sorted(set(rows) & set(have)):
-        digest = weights_digest(runs / f"biggan_{kind}" / "checkpoints" / f"step_{step:06d}")
+        digest = weights_digest(runs / f"{PREFIX}_{kind}" / "checkpoints" / f"step_{step:06d}")
         if not rows[step]["key"].endswith(f"@{digest}"):
             sys.exit(
                 f"{summary}: its {kind} row for step {step} was measured on other weights than "
-                f"{runs}/biggan_{kind} has at that step; move that file away to start the trend afresh."
+                f"{runs}/{PREFIX}_{kind} has at that step; move that file away to start the trend afresh."
             )
     return rows
 
@@ -69,7 +72,7 @@ def earlier_rows(runs: Path, out: Path, kind: str, have: list[int]) -> dict[int,
 def main(runs: Path, tin: str, out: Path, steps: list[int]) -> None:
     table: dict[str, dict[int, dict]] = {}
     for kind in KINDS:
-        have = saved_steps(runs / f"biggan_{kind}")
+        have = saved_steps(runs / f"{PREFIX}_{kind}")
         wanted = [s for s in have if (s in steps if steps else s % 1000 == 0 or s == have[-1])]
         rows = earlier_rows(runs, out, kind, have)
         rows.update({s: bench(runs, tin, out, kind, s) for s in wanted})
