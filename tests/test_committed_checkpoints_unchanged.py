@@ -6,7 +6,8 @@ inverters, with the ``.paper`` presets switched to them. The committed checkpoin
 ``biggan_proj.paper`` and ``dosovitskiy_brox.paper`` before that change) store configs without the new fields; they
 must still rebuild the networks they were trained as. ``tests/data/committed_checkpoint_outputs.json`` holds their
 outputs on fixed seeded inputs, computed before the change (``python tests/test_committed_checkpoints_unchanged.py
---write`` rewrites it; only do that for a deliberate change of a committed checkpoint).
+--write`` rewrites it; only do that for a deliberate change of a committed checkpoint; ``--add`` adds a newly
+committed one and keeps every recorded output).
 
 Each output is compared twice: a SHA-256 of its float32 bytes (bit-identical; checked where torch's version and
 the CPU's instruction set match the recorded ones, since float sums may round differently elsewhere), and 64 of its
@@ -38,6 +39,9 @@ INVERTERS = [
     "benchmarks/checkpoints/tinyimagenet64/resume/biggan_robust",
     "benchmarks/checkpoints/tinyimagenet64/resume/biggan_standard",
 ]
+# issue 25: dosovitskiy_brox per observation channel and layer, biggan_proj per channel (make_tinyimagenet.sh leakage)
+LEAKAGE = ROOT / "benchmarks/checkpoints/tinyimagenet64/leakage"
+INVERTERS += sorted(str(p.parent.relative_to(ROOT)) for p in LEAKAGE.glob("*/config.json"))
 CLASSIFIERS = [
     "invkit/assets/demo/classifier_robust",
     "invkit/assets/demo/classifier_standard",
@@ -74,7 +78,7 @@ def _inverter_output(folder: str) -> torch.Tensor:
 
     inv = invkit.load_inverter(ROOT / folder)
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, inv.num_classes, generator=g) * 3
+    logits = torch.randn(4, inv.num_classes, generator=g) * 3  # or a layer's pooled activations: same width
     noise = torch.randn(4, inv.noise_dim, generator=g) if inv.noise_dim else None
     return inv.invert(logits, noise=noise)
 
@@ -156,7 +160,8 @@ def test_reference_covers_every_committed_checkpoint_folder():
     found = {
         str(p.parent.relative_to(ROOT))
         for base in ("invkit/assets/demo", "benchmarks/checkpoints/tinyimagenet64")
-        for p in (ROOT / base).glob("*/config.json")
+        for pattern in ("*/config.json", "leakage/*/config.json")
+        for p in (ROOT / base).glob(pattern)
     }
     resume = ROOT / "benchmarks/checkpoints/tinyimagenet64/resume"  # run folders (bench-recon-cache/ holds no model)
     found |= {str(p.relative_to(ROOT)) for p in resume.iterdir() if (p / "train_config.json").is_file()}
@@ -165,8 +170,22 @@ def test_reference_covers_every_committed_checkpoint_folder():
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--add"]:  # a newly committed checkpoint: its outputs added, every recorded one kept as it is
+        doc = _reference()
+        torch.set_num_threads(1)
+        for key in KEYS:
+            if key not in doc["outputs"]:
+                kind, folder = key.split(":", 1)
+                fn = {"inverter": _inverter_output, "classifier": _classifier_output}[kind]
+                doc["outputs"][key] = _summary(fn(folder))
+                print(f"added {key}")
+        REFERENCE.write_text(json.dumps(doc, indent=1) + "\n")
+        sys.exit(0)
     if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/test_committed_checkpoints_unchanged.py --write  (rewrites the reference)")
+        sys.exit(
+            "usage: python tests/test_committed_checkpoints_unchanged.py --write  (rewrites the reference) | --add "
+            "(adds the checkpoints it lacks)"
+        )
     doc = {
         "made_by": "python tests/test_committed_checkpoints_unchanged.py --write",
         "torch": torch.__version__,

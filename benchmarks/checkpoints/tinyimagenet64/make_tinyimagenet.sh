@@ -9,6 +9,10 @@
 #   study                                   `invkit study make`: the human-study page of the paper's Table 1, row 1
 #   probes                                  `invkit probe all` with each classifier and its biggan_proj
 #   trend                                   biggan_proj's bench numbers at every 1000th G step (agreement_by_step.py)
+#   channels, channels-gan                  issue 25: dosovitskiy_brox per observation channel and for the penultimate
+#                                           layer (both classifiers); biggan_proj topk:5/label (robust) via --init-from
+#   copy-channels, leakage                  their inference weights into leakage/, then the leakage benches and tables
+#   paper-gans, paper-trend                 issue 22: biggan_proj.paper as compare_gan builds it, trend at equal steps
 #
 # STATUS: the commands below are the ones that made the committed folders (see README.md beside this script for
 # which machine ran each, when, and for how long). Every training writes resumable state: rerun the same stage with
@@ -16,7 +20,8 @@
 #
 # usage: benchmarks/checkpoints/tinyimagenet64/make_tinyimagenet.sh [classifiers|evaluator|inverters|gans|copy|
 #                                                                      resume-state|bench-optim|bench|study|probes|trend|
-#                                                                      channels|channels-gan|leakage|all]
+#                                                                      channels|channels-gan|copy-channels|leakage|
+#                                                                      paper-gans|paper-trend|all]
 # env:   TIN          Tiny ImageNet in ImageFolder layout with train/ and val/ (default ~/.cache/invkit-data/tinyimagenet64;
 #                     unpack ../shared/data/tinyimagenet64.tar.gz there). The first command decodes it once into the
 #                     uint8 cache (<cache>/decoded/, 614 MB for train at 64x64, 38 s on the shared machine).
@@ -102,6 +107,25 @@ train_gan() {
   fi
 }
 
+# Issue 22: the same two runs with biggan_proj.paper as it is now (compare_gan's generator and discriminator details),
+# into biggan_cg_{standard,robust}, fp32 as the committed runs were, so that `paper-trend` compares both networks at
+# equal G steps (the committed trend holds the earlier network's numbers at every 1000th step). NOT RUN YET: the CPU of
+# the 2026-12-06 sessions went to issues 21 and 25; 9000 G steps are about 2.5 h per run with one thread each.
+paper_gans() {
+  local label
+  classifiers_in_runs
+  for label in standard robust; do
+    train_inverter "biggan_cg_$label" biggan_proj.paper "$label" "${PAPER_STEPS:-9000}" 64 "${BIGGAN_CPU[@]}" \
+      --precision fp32 --no-channels-last &
+  done
+  wait
+}
+paper_trend() {
+  mkdir -p "$RUNS/trend-cg"
+  TREND_PREFIX=biggan_cg nice -n 10 env OMP_NUM_THREADS=1 python "$OUT/agreement_by_step.py" "$RUNS" "$TIN" \
+    "$RUNS/trend-cg"
+}
+
 # waits for every background job given by pid; the script stops (set -e) when one failed
 wait_all() {
   local pid
@@ -149,10 +173,12 @@ channels() {
 
 # Issue 25: biggan_proj for topk:5 and label on the robust classifier, started from the committed logits run's
 # resumable state (resume/biggan_robust, step 12000) with `invkit train --init-from`, and the logits run started the
-# same way as the control trained equally long: GAN_FORK_STEPS (default 1000) more G steps each, with the recorded
-# settings of that run (precision: the trainer's default, bf16 + channels_last where bf16 is native). One run at a
-# time (FORK_JOBS, default 1) beside the channels stage.
-GAN_FORK_STEPS=${GAN_FORK_STEPS:-1000}
+# same way as the control trained equally long: GAN_FORK_STEPS (default 500, what made leakage/biggan_robust_*) more
+# G steps each, with the recorded settings of that run (precision: the trainer's default, bf16 + channels_last where
+# bf16 is native). One run at a time (FORK_JOBS, default 1) beside the channels stage. 500 steps were not enough for
+# topk:5 and label (their samples collapse; the results page shows it): GAN_FORK_STEPS=3000 in new --out folders (or
+# RESUME=1 with a larger value) is the next try.
+GAN_FORK_STEPS=${GAN_FORK_STEPS:-500}
 GAN_FORK_CHANNELS=(logits topk:5 label)
 channels_gan() {
   local src="$RUNS/biggan_robust_at_resume" start ch
@@ -163,22 +189,53 @@ channels_gan() {
     nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" train --init-from "$src" --channel "$ch" \
       --classifier "$RUNS/classifier_robust" --data "$TIN" --device "$DEVICE" --steps $((start + GAN_FORK_STEPS)) \
       --save-every 500 --sample-every 500 --log-every 100 --keep-checkpoints 0 \
-      --out "$RUNS/$(channel_dir robust "$ch" | sed 's/^dbrox/biggan/')" $RESUME_FLAG &
+      --out "$RUNS/$(fork_dir "$ch")" $RESUME_FLAG &
     [ "$(jobs -rp | wc -l)" -ge "${FORK_JOBS:-1}" ] && wait -n
   done
   wait
 }
 
-# the leakage curves of issue 25 over those checkpoints (logits: the committed dbrox_* folders), with the evaluator
+# The inference weights the results page's leakage numbers come from (issue 25): the last checkpoint of every channel
+# and layer run, float32 as trained (config.json + model.safetensors), in $OUT/leakage/ (about 110 MB).
+LEAK=$OUT/leakage
+fork_dir() { channel_dir robust "$1" | sed 's/^dbrox/biggan/'; }
+copy_channels() {
+  local label ch
+  for label in standard robust; do
+    for ch in "${CHANNELS[@]}"; do copy_inference "$(channel_dir "$label" "$ch")"; done
+    copy_inference "dbrox_${label}_penultimate"
+  done
+  for ch in "${GAN_FORK_CHANNELS[@]}"; do copy_inference "$(fork_dir "$ch")"; done
+  du -sh "$LEAK"
+}
+copy_inference() {
+  local ckpt
+  ckpt=$(last_checkpoint "$1")
+  mkdir -p "$LEAK/$1" && cp "$ckpt/config.json" "$ckpt/model.safetensors" "$LEAK/$1/"
+}
+
+# The leakage curves of issue 25 from the committed folders, with the evaluator, n = 1000 val images, seed 0 (the
+# bench's images): dosovitskiy_brox over logits (the committed dbrox_* folders), probs, topk:5, topk:1 and label for
+# both classifiers; the penultimate layer benched on the same images; biggan_proj over logits, topk:5 and label for
+# the robust classifier (the three runs started from the logits run's step 12000). Then the page's tables.
 leakage() {
   local label ch ckpts
   for label in standard robust; do
     ckpts=(--checkpoint "$OUT/dbrox_$label")
-    for ch in "${CHANNELS[@]}"; do ckpts+=(--checkpoint "$(last_checkpoint "$(channel_dir "$label" "$ch")")"); done
+    for ch in "${CHANNELS[@]}"; do ckpts+=(--checkpoint "$LEAK/$(channel_dir "$label" "$ch")"); done
     nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" leakage --classifier "$OUT/classifier_$label" \
       --channels logits,probs,topk:5,topk:1,label --inverter dosovitskiy_brox "${ckpts[@]}" --evaluator "$OUT/evaluator" \
       --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/leakage-$label"
+    nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" bench --classifier "$OUT/classifier_$label" --inverter dosovitskiy_brox \
+      --checkpoint "$LEAK/dbrox_${label}_penultimate" --evaluator "$OUT/evaluator" --data "$TIN" -n 1000 --seed 0 \
+      --device "$DEVICE" --out "$RUNS/layer-$label"
   done
+  ckpts=()
+  for ch in "${GAN_FORK_CHANNELS[@]}"; do ckpts+=(--checkpoint "$LEAK/$(fork_dir "$ch")"); done
+  nice -n 10 env OMP_NUM_THREADS=1 "$INVKIT" leakage --classifier "$OUT/classifier_robust" \
+    --channels "$(IFS=,; echo "${GAN_FORK_CHANNELS[*]}")" --inverter biggan_proj "${ckpts[@]}" \
+    --evaluator "$OUT/evaluator" --data "$TIN" -n 1000 --seed 0 --device "$DEVICE" --out "$RUNS/leakage-biggan-robust"
+  python "$OUT/leakage_tables.py" "$RUNS"
 }
 
 # both biggan_proj runs side by side; with RESUME=1 on a machine whose $RUNS lacks them, from the committed resume/
@@ -313,6 +370,9 @@ case "${1:-all}" in
   study) study ;;
   channels) channels ;;
   channels-gan) channels_gan ;;
+  copy-channels) copy_channels ;;
+  paper-gans) paper_gans ;;
+  paper-trend) paper_trend ;;
   leakage) leakage ;;
   probes) probes ;;
   trend) trend ;;
