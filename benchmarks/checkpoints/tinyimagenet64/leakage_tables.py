@@ -18,8 +18,10 @@ import json
 from pathlib import Path
 
 import torch
+from bench_tables import with_interval  # the page's other tables' cell format (this folder)
 
 from invkit.evaluation import stats
+from invkit.evaluation.leakage import metric_value
 from invkit.evaluation.per_image import compare_pair, load_per_image, per_image_path
 
 E = "eval:evaluator"
@@ -47,18 +49,10 @@ class Bench:
         self.folder = folder
 
     def cell(self, key: str, digits: int) -> str:
-        if key == "mse":
+        if key == "mse":  # not a bench metric: its interval from the per-image values, as bench makes them
             iv = stats.mean_interval(self.values["mse"].numpy(), seed=0)
-            value, low, high = iv.estimate, iv.low, iv.high
-        else:
-            iv = self.record.get("intervals", {}).get(key, {})
-            value = self.record.get(key)
-            if key.startswith("eval:"):
-                value = self.record["evaluators"]["evaluator"][key.rsplit(":", 1)[1]]
-            low, high = iv.get("low"), iv.get("high")
-        if value is None:
-            return "–"
-        return f"{value:.{digits}f}" + (f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None else "")
+            return with_interval({"intervals": {"mse": iv.as_dict()}}, "mse", digits, iv.estimate)
+        return with_interval(self.record, key, digits, metric_value(self.record, key))
 
     def fid(self) -> str:
         fid = self.record["evaluators"]["evaluator"].get("fid")
@@ -82,10 +76,11 @@ def observation_table(rows: list[tuple[str, Bench]]) -> list[str]:
     return out
 
 
-def against_table(rows: list[tuple[str, Bench]], reference: Bench, what: str) -> list[str]:
+def against_table(rows: list[tuple[str, Bench, Bench]], what: str) -> list[str]:
+    """One row per (name, bench, reference): the paired differences bench - reference of the COMPARED metrics."""
     heads = {k: h for k, h, _ in COLUMNS}
     out = [f"| {what} | " + " | ".join(heads[k] for k in COMPARED) + " |", "|---" * (len(COMPARED) + 1) + "|"]
-    for name, bench in rows:
+    for name, bench, reference in rows:
         d = difference(bench, reference, COMPARED)
         out.append(f"| {name} | " + " | ".join(fmt_diff(d[k], 4 if k == "mse" else 3) for k in COMPARED) + " |")
     return out
@@ -108,28 +103,19 @@ def main() -> None:
         by_label[label] = rows
         lines += [f"### dosovitskiy_brox, {label} classifier", "", *observation_table(list(rows.items())), ""]
         lines += ["Paired difference against `logits` (same 1000 images):", ""]
-        lines += [*against_table([(k, v) for k, v in rows.items() if k != "logits"], rows["logits"], "observed"), ""]
+        lines += [*against_table([(k, v, rows["logits"]) for k, v in rows.items() if k != "logits"], "observed"), ""]
     lines += ["### Robust minus standard classifier, dosovitskiy_brox, per observation (same 1000 images)", ""]
-    lines += against_table(
-        [(k, by_label["robust"][k]) for k in by_label["robust"]], by_label["standard"]["logits"], "robust observed"
-    )[:2]
-    for k in by_label["robust"]:
-        d = difference(by_label["robust"][k], by_label["standard"][k], COMPARED)
-        lines.append(f"| {k} | " + " | ".join(fmt_diff(d[m], 4 if m == "mse" else 3) for m in COMPARED) + " |")
-    lines.append("")
+    robust, standard = by_label["robust"], by_label["standard"]
+    lines += [*against_table([(k, robust[k], standard[k]) for k in robust], "robust observed"), ""]
     gan = args.runs / "leakage-biggan-robust"
     if gan.is_dir():
         rows = {ch: Bench(gan / slug(ch)) for ch in ("logits", "topk:5", "label")}
         lines += ["### biggan_proj, robust classifier (all three trained on from the logits run's step 12000)", ""]
         lines += [*observation_table(list(rows.items())), ""]
         lines += ["Paired difference against `logits`:", ""]
-        lines += [*against_table([(k, v) for k, v in rows.items() if k != "logits"], rows["logits"], "observed"), ""]
+        lines += [*against_table([(k, v, rows["logits"]) for k, v in rows.items() if k != "logits"], "observed"), ""]
         lines += ["biggan_proj minus dosovitskiy_brox, robust classifier, same observation:", ""]
-        lines += against_table([], rows["logits"], "observed")[:2]
-        for k, bench in rows.items():
-            d = difference(bench, by_label["robust"][k], COMPARED)
-            lines.append(f"| {k} | " + " | ".join(fmt_diff(d[m], 4 if m == "mse" else 3) for m in COMPARED) + " |")
-        lines.append("")
+        lines += [*against_table([(k, v, robust[k]) for k, v in rows.items()], "observed"), ""]
     text = "\n".join(lines)
     if args.out:
         args.out.write_text(text + "\n")
