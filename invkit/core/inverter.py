@@ -418,7 +418,7 @@ def load_inverter(
     entry = get_registry("inverter").resolve(doc["name"])
     # Entry.build checks the stored values against the options the registration declares, as for --option
     # A field its config.json lacks was added later: the value it was trained with (the options' checkpoint_legacy)
-    config = getattr(entry.declared_options(), "checkpoint_legacy", {}) | doc.get("config", {})
+    config = entry.checkpoint_legacy() | doc.get("config", {})
     inv = build_from_config(entry.build, doc, directory, classifier=classifier, **config)
     inv.registry_name = inv.registry_name or entry.name
     # what it observes of the classifier (invkit.core.observation); a checkpoint from before they were recorded: logits

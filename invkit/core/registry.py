@@ -52,6 +52,12 @@ class Entry:
         declared = getattr(self.factory, "options", None) if isinstance(self.factory, type) else None
         return declared if declared is not None and dataclasses.is_dataclass(declared) else None
 
+    def checkpoint_legacy(self) -> dict[str, Any]:
+        """Config fields added after checkpoints (or kept reconstructions) of this name were first written, with the
+        value those were made with: the options dataclass's ``checkpoint_legacy`` ClassVar, ``{}`` when it has none.
+        ``load_inverter``, ``build_inverter`` (resumed runs) and ``ReconCache`` read records through it."""
+        return dict(getattr(self.declared_options(), "checkpoint_legacy", {}))
+
     def build(self, **kwargs: Any) -> Any:
         """Call the factory, its options checked first (``invkit.utils.config.check_options``) when it declares them.
 

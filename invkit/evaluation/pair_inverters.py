@@ -109,5 +109,5 @@ class PairInverters:
             pair.key, inv.config_dict(), targets, self.settings.seed, self.settings.batch_size
         )
         # config fields added after a cache file was written are read with their legacy value (recon_cache)
-        legacy = getattr(get_registry("inverter").resolve(pair.inverter).declared_options(), "checkpoint_legacy", {})
+        legacy = get_registry("inverter").resolve(pair.inverter).checkpoint_legacy()
         return ReconCache(Path(folder) / f"{pair.slug}.safetensors", identity, legacy)

@@ -169,7 +169,7 @@ def build_inverter(
     if recorded is not None:  # a resumed run keeps the architecture it started with
         from ..core.plugins import get_registry
 
-        legacy = getattr(get_registry("inverter").resolve(config.inverter).declared_options(), "checkpoint_legacy", {})
+        legacy = get_registry("inverter").resolve(config.inverter).checkpoint_legacy()
         # a field the record names keeps its recorded value (a run started from such a run writes them all out);
         # one it lacks was added later: the legacy value
         base.update({k: recorded.get(k, v) for k, v in legacy.items() if k not in config.options})
